@@ -1,0 +1,226 @@
+"""SQLAlchemy models: the mirror's public tables and the engine's own state.
+
+Public (design §2.3; other programs read and write them with plain SQL):
+``tickets`` and ``ticket_links``. Everything else belongs to the engine:
+
+- ``sync_connections``: one row per configured connection: cursor, health, cool-down,
+  guard, lease. Triggers read it to know which connections a local write concerns.
+- ``ticket_dirty``: the local change feed, one row per (connection, ticket) that some
+  writer touched since that connection last synced it. Database triggers maintain it for
+  every writer; ``version`` counts writes so a consumer removes only what it has seen.
+- ``sync_origin``: on SQLite, the connection a write of the engine comes from (§7.6); the
+  triggers skip that connection. PostgreSQL uses a transaction-local setting instead.
+- ``journal``: every field change in either direction, every conflict resolution.
+- ``conflicts``: same-field conflicts and how they were settled (``manual`` ones wait).
+- ``runs``: one row per connection run, for ``status``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A UTC timestamp: ``timestamptz`` on PostgreSQL, ISO text on SQLite (§7.2).
+
+    Values go in as aware datetimes (naive ones are taken as UTC) and come back aware in
+    UTC. SQLite stores ``YYYY-MM-DD HH:MM:SS.ffffff``, the same text the triggers write.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(String(32))
+    priority: Mapped[str | None] = mapped_column(String(32))
+    queue: Mapped[str | None] = mapped_column(String(255))
+    assignee: Mapped[str | None] = mapped_column(String(255))
+    requester_email: Mapped[str | None] = mapped_column(String(320))
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TicketLink(Base):
+    """Which external ticket is which internal one, and the base of the three-way merge.
+
+    ``base`` maps a field to ``{"local": canonical, "remote": vendor}``: the last values
+    both sides agreed on. ``state`` is ``active``, ``creating`` (intent recorded, the
+    vendor may or may not have the ticket: ``marker`` finds it) or ``orphaned``.
+    """
+
+    __tablename__ = "ticket_links"
+    __table_args__ = (
+        UniqueConstraint("connection", "external_id"),
+        UniqueConstraint("connection", "ticket_id"),
+        Index(None, "connection", "next_retry_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False
+    )
+    connection: Mapped[str] = mapped_column(String(64), nullable=False)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    base: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    remote_modified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    marker: Mapped[str | None] = mapped_column(String(128))
+    fail_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_kind: Mapped[str | None] = mapped_column(String(32))
+    missing_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow
+    )
+
+
+class SyncConnection(Base):
+    __tablename__ = "sync_connections"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vendor: Mapped[str] = mapped_column(String(32), nullable=False)
+    cursor: Mapped[Any] = mapped_column(JSON)
+    creates: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    registered_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cooldown_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    credentials: Mapped[str] = mapped_column(String(16), nullable=False, default="unknown")
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    guard_held: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    guard_approved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TicketDirty(Base):
+    __tablename__ = "ticket_dirty"
+
+    connection: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SyncOrigin(Base):
+    __tablename__ = "sync_origin"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    origin: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index(None, "connection", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connection: Mapped[str] = mapped_column(String(64), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="running")
+    pulled: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    pushed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    conflicts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class JournalEntry(Base):
+    __tablename__ = "journal"
+    __table_args__ = (Index(None, "ticket_id"), Index(None, "connection", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    connection: Mapped[str] = mapped_column(String(64), nullable=False)
+    ticket_id: Mapped[int | None] = mapped_column(Integer)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    field: Mapped[str | None] = mapped_column(String(32))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Conflict(Base):
+    """Both sides changed one field to different values since the base.
+
+    ``local_value`` is canonical, ``remote_value`` the vendor's value (``remote_canonical``
+    its mapping, when it has one). ``resolution``: ``pending`` (manual), ``local`` or
+    ``remote``.
+    """
+
+    __tablename__ = "conflicts"
+    __table_args__ = (Index(None, "connection", "resolution"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connection: Mapped[str] = mapped_column(String(64), nullable=False)
+    ticket_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    field: Mapped[str] = mapped_column(String(32), nullable=False)
+    base_value: Mapped[str | None] = mapped_column(Text)
+    local_value: Mapped[str | None] = mapped_column(Text)
+    remote_value: Mapped[str | None] = mapped_column(Text)
+    remote_canonical: Mapped[str | None] = mapped_column(Text)
+    policy: Mapped[str] = mapped_column(String(16), nullable=False)
+    resolution: Mapped[str] = mapped_column(String(16), nullable=False)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

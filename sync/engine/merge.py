@@ -1,0 +1,263 @@
+"""The three-way merge, per field: a pure function, no I/O (design §3.2).
+
+Each field is judged against its *base*, the last values both sides agreed on, stored on
+the link as ``{"local": canonical, "remote": vendor}``. Each side's change is judged in
+that side's own values (local in canonical values, remote in vendor values), so a lossy
+map (two canonical values onto one vendor value) never produces phantom changes, and our
+own writes, seen again on the next pull, compare equal: no echo, no ping-pong.
+
+The decision table (one branch per line in ``merge_field``):
+
+=============  ==============  ==========================================================
+local          remote          decision
+=============  ==============  ==========================================================
+(no base)      any             first sight: take the remote value (an import)
+unchanged      unchanged       nothing
+changed        unchanged       push (or wait, if the vendor cannot write the field)
+unchanged      changed         pull (many-to-one: keep a local value that maps there)
+changed        changed         equal after mapping: agree; different: conflict -> policy
+=============  ==============  ==========================================================
+
+A field with a pending manual conflict waits until the operator settles it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sync.engine.mapping import FieldMap, Unmapped, same_vendor_value
+
+
+class Action(StrEnum):
+    NOOP = "noop"
+    PUSH = "push"
+    PULL = "pull"
+    AGREE = "agree"  # both sides hold the same value; only the base moves
+    CONFLICT = "conflict"  # settled by policy; ``winner`` says which side
+    MANUAL = "manual"  # conflict left for the operator
+    WAITING = "waiting"  # a manual conflict on this field is still open
+    UNWRITABLE = "unwritable"  # a local change the vendor cannot take
+    ERROR = "error"  # a value with no entry in the map
+
+
+POLICIES = ("newest", "local", "remote", "manual")
+
+
+@dataclass(frozen=True)
+class FieldDecision:
+    """What to do with one field.
+
+    ``local`` is the canonical value the mirror ends with, ``remote`` the vendor value the
+    vendor ends with; ``base`` the new base entry once the decision is carried out (None:
+    the base stays). For ``PUSH`` (and a conflict won locally) ``remote`` is what to send;
+    for ``PULL`` (and a conflict won remotely) ``local`` is what to write.
+    """
+
+    field: str
+    action: Action
+    local: str | None = None
+    remote: str | None = None
+    base: dict[str, Any] | None = None
+    winner: str | None = None  # "local" | "remote" for CONFLICT
+    was_local: str | None = None
+    was_remote: str | None = None
+    error: str | None = None
+
+    @property
+    def pushes(self) -> bool:
+        return self.action is Action.PUSH or (
+            self.action is Action.CONFLICT and self.winner == "local"
+        )
+
+    @property
+    def pulls(self) -> bool:
+        return self.action is Action.PULL or (
+            self.action is Action.CONFLICT and self.winner == "remote"
+        )
+
+
+@dataclass(frozen=True)
+class FieldContext:
+    """Everything about one field the merge needs besides its values."""
+
+    fmap: FieldMap
+    policy: str = "newest"
+    writable: bool = True
+    local_time: datetime | None = None
+    remote_time: datetime | None = None
+    tie_break: str = "local"
+
+
+def merge_field(
+    base: Mapping[str, Any] | None,
+    local: str | None,
+    remote: str | None,
+    ctx: FieldContext,
+) -> FieldDecision:
+    """Decide one field from its base, the local (canonical) and remote (vendor) values."""
+    name = ctx.fmap.field
+    if base is not None and base.get("conflict") is not None:
+        # an open manual conflict: nothing moves until the operator settles it
+        return FieldDecision(name, Action.WAITING)
+    if base is None:
+        # first sight of this field on this link: the vendor's value is the truth
+        return _take_remote(name, local, remote, ctx, first=True)
+    local_changed = local != base.get("local")
+    remote_changed = not same_vendor_value(remote, base.get("remote"))
+    if not local_changed and not remote_changed:
+        # untouched on both sides
+        return FieldDecision(name, Action.NOOP)
+    if local_changed and not remote_changed:
+        # changed locally only
+        return _push_local(name, local, remote, ctx)
+    if remote_changed and not local_changed:
+        # changed at the vendor only
+        return _take_remote(name, local, remote, ctx)
+    # changed on both sides
+    try:
+        if same_vendor_value(ctx.fmap.to_vendor(local), remote):
+            # ... to the same value: they agree
+            return FieldDecision(
+                name, Action.AGREE, local=local, remote=remote, base=_base(local, remote)
+            )
+    except Unmapped as exc:
+        return FieldDecision(name, Action.ERROR, error=str(exc), was_local=local)
+    return _conflict(name, base, local, remote, ctx)
+
+
+def _push_local(name: str, local: str | None, remote: str | None, ctx: FieldContext) -> FieldDecision:
+    try:
+        value = ctx.fmap.to_vendor(local)
+    except Unmapped as exc:
+        return FieldDecision(name, Action.ERROR, error=str(exc), was_local=local)
+    if same_vendor_value(value, remote):
+        # a lossy map: the new local value maps to what the vendor already holds
+        return FieldDecision(name, Action.AGREE, local=local, remote=remote, base=_base(local, remote))
+    if not ctx.writable:
+        return FieldDecision(name, Action.UNWRITABLE, local=local, remote=remote)
+    return FieldDecision(
+        name, Action.PUSH, local=local, remote=value, base=_base(local, value), was_remote=remote
+    )
+
+
+def _take_remote(
+    name: str, local: str | None, remote: str | None, ctx: FieldContext, *, first: bool = False
+) -> FieldDecision:
+    try:
+        value = ctx.fmap.to_canonical(remote, local)
+    except Unmapped as exc:
+        return FieldDecision(name, Action.ERROR, error=str(exc), was_remote=remote)
+    if value == local:
+        return FieldDecision(name, Action.AGREE, local=local, remote=remote, base=_base(local, remote))
+    return FieldDecision(
+        name, Action.PULL, local=value, remote=remote, base=_base(value, remote), was_local=local
+    )
+
+
+def _conflict(
+    name: str, base: Mapping[str, Any], local: str | None, remote: str | None, ctx: FieldContext
+) -> FieldDecision:
+    winner = _winner(ctx)
+    common = {"was_local": local, "was_remote": remote}
+    if winner == "manual":
+        return FieldDecision(name, Action.MANUAL, local=local, remote=remote, **common)
+    if winner == "local":
+        if not ctx.writable:
+            # the local value stays, but the vendor cannot take it: note its value as seen,
+            # so the local change waits as unwritable instead of conflicting again
+            return FieldDecision(
+                name,
+                Action.UNWRITABLE,
+                local=local,
+                remote=remote,
+                base=_base(base.get("local"), remote),
+                **common,
+            )
+        value = ctx.fmap.to_vendor(local)  # mapped above: cannot raise here
+        return FieldDecision(
+            name,
+            Action.CONFLICT,
+            local=local,
+            remote=value,
+            base=_base(local, value),
+            winner="local",
+            **common,
+        )
+    try:
+        canonical = ctx.fmap.to_canonical(remote, local)
+    except Unmapped as exc:
+        return FieldDecision(name, Action.ERROR, error=str(exc), **common)
+    return FieldDecision(
+        name,
+        Action.CONFLICT,
+        local=canonical,
+        remote=remote,
+        base=_base(canonical, remote),
+        winner="remote",
+        **common,
+    )
+
+
+def _winner(ctx: FieldContext) -> str:
+    """Which side a conflict goes to under the field's policy."""
+    if ctx.policy in ("local", "remote", "manual"):
+        return ctx.policy
+    if ctx.remote_time is None or ctx.local_time is None or ctx.remote_time == ctx.local_time:
+        # no vendor modified time (or a tie): the order cannot be known (§7.2)
+        return ctx.tie_break
+    return "local" if ctx.local_time > ctx.remote_time else "remote"
+
+
+def _base(local: str | None, remote: str | None) -> dict[str, Any]:
+    return {"local": local, "remote": remote}
+
+
+@dataclass
+class TicketMerge:
+    """The decisions for every synced field of one ticket."""
+
+    decisions: list[FieldDecision] = field(default_factory=list)
+
+    def of(self, *actions: Action) -> list[FieldDecision]:
+        return [d for d in self.decisions if d.action in actions]
+
+    @property
+    def pushes(self) -> dict[str, str | None]:
+        """Vendor values to send, by field."""
+        return {d.field: d.remote for d in self.decisions if d.pushes}
+
+    @property
+    def pulls(self) -> dict[str, str | None]:
+        """Canonical values to write into the mirror, by field."""
+        return {d.field: d.local for d in self.decisions if d.pulls}
+
+    @property
+    def changes_base(self) -> bool:
+        return any(d.base is not None for d in self.decisions)
+
+    def new_base(self, base: Mapping[str, Any], *, pushed: bool = True) -> dict[str, Any]:
+        """The link's base once carried out (``pushed``: the vendor took our pushes)."""
+        result = {k: dict(v) for k, v in base.items()}
+        for d in self.decisions:
+            if d.base is not None and (pushed or not d.pushes):
+                result[d.field] = d.base
+        return result
+
+
+def merge_ticket(
+    base: Mapping[str, Any],
+    local: Mapping[str, str | None],
+    remote: Mapping[str, str | None],
+    contexts: Mapping[str, FieldContext],
+) -> TicketMerge:
+    """Merge every field in ``contexts`` that the vendor reports in ``remote``."""
+    merge = TicketMerge()
+    for name, ctx in contexts.items():
+        if name not in remote:
+            continue
+        merge.decisions.append(merge_field(base.get(name), local.get(name), remote[name], ctx))
+    return merge

@@ -1,0 +1,719 @@
+"""One connection's run: recover, plan, guard, pull, push, create, record (design §3.2).
+
+Crash safety (§3.3) rests on three rules, each visible below:
+
+- the pull commits page by page, and the cursor moves in the same transaction as the
+  page it follows, so a killed run repeats at most one page, and repeats are no-ops;
+- a push commits after the vendor acknowledged; a killed run leaves the ticket dirty,
+  and the next merge finds the vendor already agreeing (or pushes again: an update
+  repeated only after a lost reply);
+- a create records its intent (a link in state ``creating`` with a marker) before the
+  call; the next run finds the ticket by its marker instead of creating it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from sync.db import Mirror
+from sync.db.models import Run, SyncConnection, Ticket, TicketLink, utcnow
+from sync.engine import store
+from sync.engine.context import CREATE_FIELDS, SyncRules
+from sync.engine.crash import crashpoint
+from sync.engine.guard import Guard, consume_approval
+from sync.engine.mapping import Unmapped, column_value
+from sync.engine.merge import Action, TicketMerge, merge_ticket
+from sync.errors import (
+    AuthRejected,
+    GuardHeld,
+    ItemError,
+    NotFound,
+    SyncError,
+    VendorError,
+)
+from sync.vendors.base import Adapter, Page, RemoteTicket
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(hours=1)
+
+
+@dataclass
+class Counts:
+    pulled: int = 0
+    pushed: int = 0
+    created: int = 0
+    conflicts: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunResult:
+    connection: str
+    outcome: str  # ok | failed | held | interrupted | dry-run
+    counts: Counts
+    duration_s: float
+    error: SyncError | None = None
+    planned: int = 0
+    actions: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("ok", "dry-run")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    force: bool = False
+    batch_size: int = 100
+    guard: Guard = field(default_factory=Guard)
+
+
+class ConnectionRun:
+    """Sync one connection once. ``run()`` never raises for vendor or data reasons."""
+
+    def __init__(
+        self,
+        mirror: Mirror,
+        name: str,
+        adapter: Adapter,
+        rules: SyncRules,
+        *,
+        direction: str = "both",
+        create_when: dict[str, tuple[str, ...]] | None = None,
+        options: RunOptions | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.mirror = mirror
+        self.name = name
+        self.adapter = adapter
+        self.rules = rules
+        self.direction = direction
+        self.create_when = create_when
+        self.options = options or RunOptions()
+        self.clock = clock
+        self.report = report or (lambda line: None)
+        self.counts = Counts()
+        self.run_id: int | None = None
+        self._actions: list[str] = []
+
+    @property
+    def caps(self) -> Any:
+        return self.adapter.capabilities
+
+    @property
+    def creates(self) -> bool:
+        return (
+            self.create_when is not None
+            and self.direction != "pull"
+            and self.caps.can_create
+        )
+
+    # -- the run -------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        started = time.monotonic()
+        error: SyncError | None = None
+        planned = 0
+        try:
+            cursor = self._start()
+            pages = await self._read_pages(cursor)
+            planned = self._plan(pages)
+            if self.options.guard is not None and not self.options.dry_run:
+                consume_approval(self.mirror, self.name)
+            crashpoint("after_plan")
+            if not self.options.dry_run:
+                await self._recover()
+                await self._pull(pages if pages is not None else self._stream(cursor))
+                await self._push_and_create()
+        except GuardHeld as exc:
+            error = exc
+        except SyncError as exc:
+            error = exc
+            log.warning("%s", exc)
+        outcome = self._outcome(error)
+        result = RunResult(
+            self.name, outcome, self.counts, time.monotonic() - started, error, planned,
+            self._actions,
+        )
+        if not self.options.dry_run:
+            self._finish(result)
+        return result
+
+    def _outcome(self, error: SyncError | None) -> str:
+        if isinstance(error, GuardHeld):
+            return "held"
+        if error is not None:
+            return "failed"
+        return "dry-run" if self.options.dry_run else "ok"
+
+    def _start(self) -> Any:
+        """Register the connection, open the run record; return the stored cursor."""
+        if self.options.dry_run:
+            with self.mirror.read() as session:
+                row = session.get(SyncConnection, self.name)
+                return row.cursor if row is not None else None
+        with self.mirror.write() as session:
+            row = store.register(session, self.name, self.adapter.vendor, self.creates)
+            session.query(Run).filter(
+                Run.connection == self.name, Run.outcome == "running"
+            ).update({"outcome": "interrupted"})
+            run = Run(connection=self.name, started_at=self.clock(), outcome="running")
+            session.add(run)
+            session.flush()
+            self.run_id = run.id
+            return row.cursor
+
+    def _finish(self, result: RunResult) -> None:
+        now = self.clock()
+        with self.mirror.write() as session:
+            run = session.get(Run, self.run_id)
+            if run is not None:
+                run.finished_at = now
+                run.duration_s = result.duration_s
+                run.outcome = result.outcome
+                for key, value in result.counts.as_dict().items():
+                    setattr(run, key, value)
+                run.message = str(result.error) if result.error else None
+            row = session.get(SyncConnection, self.name)
+            assert row is not None
+            if result.outcome == "ok":
+                row.last_success_at = now
+                row.consecutive_failures = 0
+                row.credentials = "ok"
+            else:
+                row.consecutive_failures += 1
+            if isinstance(result.error, AuthRejected):
+                row.credentials = "rejected"
+            if result.error is not None and not isinstance(result.error, GuardHeld):
+                row.last_error = {
+                    "at": now.isoformat(),
+                    "kind": result.error.kind,
+                    "message": str(result.error),
+                    "ticket_id": None,
+                    "external_id": None,
+                }
+
+    # -- plan and guard ------------------------------------------------------------
+
+    async def _read_pages(self, cursor: Any) -> list[Page] | None:
+        """Read every changed page up front (None on a first import, which streams)."""
+        if self.direction == "push" or (cursor is None and not self.options.dry_run):
+            return None
+        return [page async for page in self._stream(cursor)]
+
+    def _stream(self, cursor: Any) -> AsyncIterator[Page]:
+        if self.direction == "push":
+            return _empty()
+        return self.adapter.changed_since(cursor, self._watch())
+
+    def _watch(self) -> Sequence[str]:
+        if self.caps.changed_since:
+            return ()
+        with self.mirror.read() as session:
+            return [
+                link.external_id
+                for link in session.query(TicketLink).filter(
+                    TicketLink.connection == self.name, TicketLink.state == "active"
+                )
+                if link.external_id
+            ]
+
+    def _plan(self, pages: list[Page] | None) -> int:
+        """Count (and, on a dry run, print) the planned writes; hold the guard if need be."""
+        planned = 0
+        with self.mirror.read() as session:
+            for page in pages or ():
+                planned += sum(self._merge_remote(session, r, apply=False) for r in page.tickets)
+            planned += self._plan_dirty(session)
+            links = store.count_links(session, self.name)
+            approved = self._guard_approved(session)
+        if self.options.dry_run:
+            self.report(f"{self.name}: {planned} planned change(s)")
+            return planned
+        if not self.options.force and not approved:
+            self.options.guard.check(self.name, planned, links, self.mirror, self.clock())
+        return planned
+
+    def _guard_approved(self, session: Session) -> bool:
+        row = session.get(SyncConnection, self.name)
+        return row is not None and row.guard_approved_at is not None
+
+    # -- pull ----------------------------------------------------------------------
+
+    async def _pull(self, pages: Iterable[Page] | AsyncIterator[Page]) -> None:
+        if isinstance(pages, AsyncIterator):
+            async for page in pages:
+                self._apply_page(page)
+        else:
+            for page in pages:
+                self._apply_page(page)
+
+    def _apply_page(self, page: Page) -> None:
+        with self.mirror.write(origin=self.name) as session:
+            half = len(page.tickets) // 2
+            for i, remote in enumerate(page.tickets):
+                if i == half:
+                    crashpoint("mid_page")
+                self._merge_remote(session, remote, apply=True)
+            row = session.get(SyncConnection, self.name)
+            assert row is not None
+            row.cursor = page.cursor
+
+    def _merge_remote(self, session: Session, remote: RemoteTicket, *, apply: bool) -> int:
+        """Merge one remote ticket into the mirror; return 1 if it updates a linked ticket."""
+        link = store.links_by_external(session, self.name, [remote.external_id]).get(
+            remote.external_id
+        )
+        if link is None and remote.marker:
+            link = store.links_by_marker(session, self.name, [remote.marker]).get(remote.marker)
+            if link is not None and apply:
+                self._activate(session, link, remote, note="found by its create marker")
+        if link is None:
+            if apply:
+                self._import(session, remote)
+            else:
+                self._act(f"{self.name}: new <- {remote.external_id}: import")
+            return 0
+        ticket = session.get(Ticket, link.ticket_id)
+        if ticket is None:
+            return 0
+        merge = merge_ticket(
+            link.base,
+            store.local_values(ticket),
+            remote.fields,
+            self.rules.contexts(ticket.updated_at, remote.modified_at),
+        )
+        if not apply:
+            self._describe(link, merge, only=(Action.PULL, Action.CONFLICT, Action.MANUAL))
+            return int(bool(merge.pulls or merge.of(Action.CONFLICT, Action.MANUAL)))
+        if link.state == "orphaned":
+            link.state, link.missing_count = "active", 0
+        self._apply_remote_merge(session, link, ticket, remote, merge)
+        return 0
+
+    def _import(self, session: Session, remote: RemoteTicket) -> None:
+        values: dict[str, Any] = {}
+        base: dict[str, Any] = {}
+        problems = []
+        for name, fmap in self.rules.maps.items():
+            if name not in remote.fields:
+                continue
+            try:
+                canonical = fmap.to_canonical(remote.fields[name])
+            except Unmapped as exc:
+                problems.append(str(exc))
+                continue
+            values[name] = column_value(name, canonical)
+            base[name] = {"local": canonical, "remote": remote.fields[name]}
+        for name in CREATE_FIELDS:
+            if name not in values and name in remote.fields and name not in self.rules.maps:
+                values[name] = column_value(name, remote.fields[name])
+        ticket = Ticket(**values)
+        session.add(ticket)
+        session.flush()
+        link = TicketLink(
+            ticket_id=ticket.id,
+            connection=self.name,
+            external_id=remote.external_id,
+            state="active",
+            base=base,
+            remote_modified_at=remote.modified_at,
+        )
+        session.add(link)
+        self._link_error(link, problems)
+        self.counts.pulled += 1
+        store.journal(
+            session, run_id=self.run_id, connection=self.name, action="import",
+            ticket_id=ticket.id, external_id=remote.external_id,
+        )
+
+    def _apply_remote_merge(
+        self,
+        session: Session,
+        link: TicketLink,
+        ticket: Ticket,
+        remote: RemoteTicket,
+        merge: TicketMerge,
+    ) -> None:
+        pulls = merge.pulls
+        store.write_ticket(
+            session, ticket.id, {k: column_value(k, v) for k, v in pulls.items()}
+        )
+        base = merge.new_base(link.base, pushed=False)
+        for d in merge.decisions:
+            if d.pulls:
+                store.journal(
+                    session, run_id=self.run_id, connection=self.name, action="pull",
+                    ticket_id=ticket.id, external_id=link.external_id, field=d.field,
+                    old=d.was_local, new=d.local,
+                )
+            if d.action in (Action.CONFLICT, Action.MANUAL):
+                base = self._conflict(session, link, d, base)
+        if merge.pushes:
+            store.mark_dirty(session, self.name, ticket.id)
+        if pulls:
+            self.counts.pulled += 1
+        errors = [d.error for d in merge.decisions if d.error]
+        if base != link.base:
+            link.base = base
+        if remote.modified_at is not None and remote.modified_at != link.remote_modified_at:
+            link.remote_modified_at = remote.modified_at
+        self._link_error(link, errors)
+
+    def _conflict(self, session: Session, link: TicketLink, d: Any, base: dict[str, Any]) -> dict[str, Any]:
+        resolution = "pending" if d.action is Action.MANUAL else d.winner
+        conflict = store.record_conflict(
+            session,
+            connection=self.name,
+            ticket_id=link.ticket_id,
+            external_id=link.external_id,
+            field=d.field,
+            base_value=(link.base.get(d.field) or {}).get("local"),
+            local_value=d.was_local,
+            remote_value=d.was_remote,
+            remote_canonical=d.local if d.winner == "remote" else None,
+            policy=self.rules.policies.get(d.field, "newest"),
+            resolution=resolution,
+            run_id=self.run_id,
+            resolved_at=None if resolution == "pending" else self.clock(),
+        )
+        store.journal(
+            session, run_id=self.run_id, connection=self.name, action="conflict",
+            ticket_id=link.ticket_id, external_id=link.external_id, field=d.field,
+            old=d.was_local, new=d.was_remote,
+            note=f"conflict #{conflict.id}: {resolution}",
+        )
+        self.counts.conflicts += 1
+        if resolution == "pending":
+            entry = dict(base.get(d.field) or {})
+            entry["conflict"] = conflict.id
+            base = {**base, d.field: entry}
+        return base
+
+    def _link_error(self, link: TicketLink, problems: Sequence[str | None]) -> None:
+        problems = [p for p in problems if p]
+        if problems:
+            message = self._ticket_message(link, "; ".join(problems))
+            if link.last_error != message:
+                link.last_error, link.last_error_kind = message, "unmapped"
+            self.counts.errors += 1
+        elif link.last_error is not None and link.last_error_kind == "unmapped":
+            link.last_error = link.last_error_kind = None
+
+    def _ticket_message(self, link: TicketLink, text: str) -> str:
+        return f"{self.name}: ticket #{link.ticket_id} <-> {link.external_id or '(creating)'}: {text}"
+
+    # -- push and create -----------------------------------------------------------
+
+    def _plan_dirty(self, session: Session) -> int:
+        """Plan the pushes and creates of every dirty ticket (read-only); return the count."""
+        planned = 0
+        after = 0
+        while True:
+            batch = store.dirty_batch(session, self.name, after, self.options.batch_size)
+            if not batch:
+                return planned
+            after = batch[-1][0]
+            ids = [t for t, _ in batch]
+            links = store.links_by_ticket(session, self.name, ids)
+            tickets = store.tickets_by_id(session, ids)
+            for ticket_id, _ in batch:
+                ticket = tickets.get(ticket_id)
+                if ticket is None:
+                    continue
+                link = links.get(ticket_id)
+                if link is None:
+                    if self._wants_create(ticket):
+                        planned += 1
+                        self._act(f"{self.name}: #{ticket_id} -> new: create")
+                elif link.state == "active" and self.direction != "pull":
+                    merge = self._push_merge(link, ticket)
+                    if merge.pushes:
+                        planned += 1
+                        self._describe(link, merge, only=(Action.PUSH,))
+
+    async def _push_and_create(self) -> None:
+        after = 0
+        while True:
+            with self.mirror.read() as session:
+                batch = store.dirty_batch(session, self.name, after, self.options.batch_size)
+                if not batch:
+                    return
+                after = batch[-1][0]
+                ids = [t for t, _ in batch]
+                links = store.links_by_ticket(session, self.name, ids)
+                tickets = store.tickets_by_id(session, ids)
+            for ticket_id, version in batch:
+                await self._one_dirty(tickets.get(ticket_id), links.get(ticket_id), ticket_id, version)
+
+    async def _one_dirty(
+        self, ticket: Ticket | None, link: TicketLink | None, ticket_id: int, version: int
+    ) -> None:
+        now = self.clock()
+        if ticket is None:
+            self._clear(ticket_id, version)
+        elif link is None:
+            if self._wants_create(ticket):
+                await self._create(ticket, version)
+            else:
+                self._clear(ticket_id, version)
+        elif link.state != "active" or self.direction == "pull":
+            self._clear(ticket_id, version)
+        elif link.next_retry_at is not None and link.next_retry_at > now:
+            return  # waiting out its backoff; stays dirty
+        else:
+            await self._push(ticket, link, version)
+
+    def _clear(self, ticket_id: int, version: int) -> None:
+        with self.mirror.write() as session:
+            store.clear_dirty(session, self.name, ticket_id, version)
+
+    def _push_merge(self, link: TicketLink, ticket: Ticket) -> TicketMerge:
+        """Merge the local ticket against the vendor's last known values (the base)."""
+        remote = {k: v.get("remote") for k, v in link.base.items() if isinstance(v, dict)}
+        return merge_ticket(
+            link.base,
+            store.local_values(ticket),
+            remote,
+            self.rules.contexts(ticket.updated_at, link.remote_modified_at),
+        )
+
+    async def _push(self, ticket: Ticket, link: TicketLink, version: int) -> None:
+        merge = self._push_merge(link, ticket)
+        errors = [d.error for d in merge.decisions if d.error]
+        pushes = merge.pushes
+        reply: RemoteTicket | None = None
+        if pushes:
+            assert link.external_id is not None
+            try:
+                reply = await self.adapter.update(link.external_id, pushes)
+            except ItemError as exc:
+                await self._push_failed(link, exc)
+                return
+            except VendorError as exc:
+                self._record_ticket_failure(link, exc, backoff=False)
+                raise
+            crashpoint("after_vendor_ack")
+        with self.mirror.write() as session:
+            current = session.get(TicketLink, link.id)
+            if current is None:
+                return
+            current.base = merge.new_base(current.base)
+            if reply is not None and reply.modified_at is not None:
+                current.remote_modified_at = reply.modified_at
+            if pushes:
+                current.fail_count, current.next_retry_at = 0, None
+                current.last_error = current.last_error_kind = None
+                current.missing_count = 0
+            for d in merge.decisions:
+                if d.pushes:
+                    store.journal(
+                        session, run_id=self.run_id, connection=self.name, action="push",
+                        ticket_id=ticket.id, external_id=link.external_id, field=d.field,
+                        old=d.was_remote, new=d.remote,
+                    )
+            self._link_error(current, errors)
+            store.clear_dirty(session, self.name, ticket.id, version)
+        if pushes:
+            self.counts.pushed += 1
+
+    async def _push_failed(self, link: TicketLink, exc: ItemError) -> None:
+        missing = False
+        if isinstance(exc, NotFound) and link.external_id is not None:
+            missing = await self.adapter.get(link.external_id) is None
+        self._record_ticket_failure(link, exc, backoff=True, missing=missing)
+
+    def _record_ticket_failure(
+        self, link: TicketLink, exc: VendorError, *, backoff: bool, missing: bool = False
+    ) -> None:
+        self.counts.errors += 1
+        now = self.clock()
+        with self.mirror.write() as session:
+            current = session.get(TicketLink, link.id)
+            if current is None:
+                return
+            current.fail_count += 1
+            current.last_error = self._ticket_message(current, str(exc))
+            current.last_error_kind = exc.kind
+            if backoff:
+                current.next_retry_at = now + _backoff(current.fail_count)
+            if missing:
+                current.missing_count += 1
+                if current.missing_count >= 2:
+                    current.state = "orphaned"
+            row = session.get(SyncConnection, self.name)
+            if row is not None:
+                row.last_error = {
+                    "at": now.isoformat(),
+                    "kind": exc.kind,
+                    "message": current.last_error,
+                    "ticket_id": current.ticket_id,
+                    "external_id": current.external_id,
+                }
+
+    def _wants_create(self, ticket: Ticket) -> bool:
+        if not self.creates or self.create_when is None:
+            return False
+        local = store.local_values(ticket)
+        return all(local.get(k) in values for k, values in self.create_when.items())
+
+    def _create_values(self, ticket: Ticket) -> tuple[dict[str, str | None], dict[str, Any]]:
+        """Vendor values to create the ticket with, and the base they make; may raise Unmapped."""
+        local = store.local_values(ticket)
+        values: dict[str, str | None] = {}
+        base: dict[str, Any] = {}
+        for name in dict.fromkeys([*CREATE_FIELDS, *self.rules.maps]):
+            if name not in self.caps.readable and name not in self.caps.writable:
+                continue
+            vendor = self.rules.create_map(name).to_vendor(local.get(name))
+            values[name] = vendor
+            if name in self.rules.maps:
+                base[name] = {"local": local.get(name), "remote": vendor}
+        return values, base
+
+    async def _create(self, ticket: Ticket, version: int) -> None:
+        try:
+            values, base = self._create_values(ticket)
+        except Unmapped as exc:
+            self.counts.errors += 1
+            self._connection_error(exc, ticket.id)
+            self._clear(ticket.id, version)
+            return
+        marker = f"tsync-{ticket.id}-{secrets.token_hex(4)}"
+        with self.mirror.write() as session:
+            link = TicketLink(
+                ticket_id=ticket.id, connection=self.name, state="creating",
+                marker=marker, base=base,
+            )
+            session.add(link)
+            session.flush()
+            store.clear_dirty(session, self.name, ticket.id, version)
+        crashpoint("after_create_intent")
+        await self._send_create(link, values)
+
+    async def _send_create(self, link: TicketLink, values: dict[str, str | None]) -> None:
+        assert link.marker is not None
+        try:
+            remote = await self.adapter.create(values, link.marker)
+        except ItemError as exc:
+            self._record_ticket_failure(link, exc, backoff=True)
+            return
+        except VendorError as exc:
+            self._record_ticket_failure(link, exc, backoff=False)
+            raise
+        crashpoint("after_vendor_ack")
+        with self.mirror.write() as session:
+            current = session.get(TicketLink, link.id)
+            if current is not None:
+                self._activate(session, current, remote, note="created")
+        self.counts.created += 1
+
+    def _activate(self, session: Session, link: TicketLink, remote: RemoteTicket, note: str) -> None:
+        """A create intent found its ticket at the vendor: the link becomes active."""
+        link.external_id = remote.external_id
+        link.state = "active"
+        link.remote_modified_at = remote.modified_at
+        link.fail_count, link.next_retry_at = 0, None
+        link.last_error = link.last_error_kind = None
+        store.journal(
+            session, run_id=self.run_id, connection=self.name, action="create",
+            ticket_id=link.ticket_id, external_id=remote.external_id, note=note,
+        )
+
+    async def _recover(self) -> None:
+        """Finish create intents a killed or failed run left behind (§3.3)."""
+        with self.mirror.read() as session:
+            pending = list(store.creating_links(session, self.name, self.clock()))
+            tickets = store.tickets_by_id(session, [link.ticket_id for link in pending])
+        for link in pending:
+            ticket = tickets.get(link.ticket_id)
+            if ticket is None:
+                continue
+            if not self.caps.finds_markers:
+                if link.last_error_kind not in ("item", "not_found"):
+                    self._surface_unknown_create(link)
+                    continue
+            else:
+                assert link.marker is not None
+                found = await self.adapter.find_marker(link.marker)
+                if found is not None:
+                    with self.mirror.write() as session:
+                        current = session.get(TicketLink, link.id)
+                        if current is not None:
+                            self._activate(session, current, found, note="recovered by marker")
+                    self.counts.created += 1
+                    continue
+            try:
+                values, _ = self._create_values(ticket)
+            except Unmapped as exc:
+                self._record_ticket_failure(link, exc, backoff=True)
+                continue
+            await self._send_create(link, values)
+
+    def _surface_unknown_create(self, link: TicketLink) -> None:
+        message = (
+            f"the outcome of creating ticket #{link.ticket_id} is unknown and "
+            f"{self.adapter.vendor} cannot be searched for marker {link.marker}; check the "
+            "vendor for that ticket before letting ticketsync create it again"
+        )
+        with self.mirror.write() as session:
+            current = session.get(TicketLink, link.id)
+            if current is not None and current.last_error_kind != "unknown_create":
+                current.last_error = self._ticket_message(current, message)
+                current.last_error_kind = "unknown_create"
+        self.counts.errors += 1
+
+    def _connection_error(self, exc: VendorError, ticket_id: int | None) -> None:
+        with self.mirror.write() as session:
+            row = session.get(SyncConnection, self.name)
+            if row is not None:
+                row.last_error = {
+                    "at": self.clock().isoformat(),
+                    "kind": exc.kind,
+                    "message": f"{self.name}: ticket #{ticket_id}: {exc}",
+                    "ticket_id": ticket_id,
+                    "external_id": None,
+                }
+
+    # -- reporting -----------------------------------------------------------------
+
+    def _act(self, line: str) -> None:
+        self._actions.append(line)
+        if self.options.dry_run:
+            self.report(line)
+
+    def _describe(self, link: TicketLink, merge: TicketMerge, only: tuple[Action, ...]) -> None:
+        for d in merge.decisions:
+            if d.action not in only:
+                continue
+            if d.pushes:
+                line = f"#{link.ticket_id} -> {link.external_id}  {d.field}: {d.was_remote!r} -> {d.remote!r}  (push)"
+            elif d.pulls:
+                line = f"#{link.ticket_id} <- {link.external_id}  {d.field}: {d.was_local!r} -> {d.local!r}  (pull)"
+            else:
+                line = f"#{link.ticket_id} <> {link.external_id}  {d.field}: local {d.was_local!r}, remote {d.was_remote!r}  (conflict, manual)"
+            self._act(f"{self.name}: {line}")
+
+
+def _backoff(failures: int) -> timedelta:
+    return min(RETRY_CAP, RETRY_BASE * (2 ** max(0, failures - 1)))
+
+
+async def _empty() -> AsyncIterator[Page]:
+    return
+    yield  # pragma: no cover

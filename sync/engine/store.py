@@ -1,0 +1,201 @@
+"""The engine's reads and writes of the mirror, in small named steps.
+
+Every function takes an open session and does not commit: the caller owns the
+transaction, so a page or a ticket is committed whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from sync.db.models import (
+    Conflict,
+    JournalEntry,
+    SyncConnection,
+    Ticket,
+    TicketDirty,
+    TicketLink,
+    utcnow,
+)
+from sync.engine.mapping import canonical_text
+from sync.vendors.base import SYNC_FIELDS
+
+
+def register(session: Session, name: str, vendor: str, creates: bool) -> SyncConnection:
+    """The connection's state row, created on first sight.
+
+    A connection that creates tickets and is new (or newly creates) marks every existing
+    ticket dirty for itself once, so its create rule sees tickets that predate it.
+    """
+    row = session.get(SyncConnection, name)
+    if row is None:
+        row = SyncConnection(name=name, vendor=vendor, creates=False)
+        session.add(row)
+        session.flush()
+    if creates and not row.creates:
+        session.execute(
+            insert(TicketDirty).from_select(
+                ["connection", "ticket_id", "version", "changed_at"],
+                select(literal(name), Ticket.id, literal(1), literal(utcnow(), Ticket.updated_at.type))
+                .where(~Ticket.id.in_(select(TicketDirty.ticket_id).where(TicketDirty.connection == name))),
+            )
+        )
+    row.creates = creates
+    row.vendor = vendor
+    return row
+
+
+def local_values(ticket: Ticket) -> dict[str, str | None]:
+    """The ticket's synced columns as canonical strings."""
+    return {name: canonical_text(getattr(ticket, name)) for name in SYNC_FIELDS}
+
+
+def links_by_external(
+    session: Session, connection: str, external_ids: Iterable[str]
+) -> dict[str, TicketLink]:
+    ids = list(dict.fromkeys(external_ids))
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(TicketLink).where(
+            TicketLink.connection == connection, TicketLink.external_id.in_(ids)
+        )
+    )
+    return {row.external_id: row for row in rows if row.external_id is not None}
+
+
+def links_by_marker(session: Session, connection: str, markers: Iterable[str]) -> dict[str, TicketLink]:
+    wanted = [m for m in dict.fromkeys(markers) if m]
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(TicketLink).where(
+            TicketLink.connection == connection,
+            TicketLink.state == "creating",
+            TicketLink.marker.in_(wanted),
+        )
+    )
+    return {row.marker: row for row in rows if row.marker is not None}
+
+
+def links_by_ticket(session: Session, connection: str, ticket_ids: Iterable[int]) -> dict[int, TicketLink]:
+    ids = list(dict.fromkeys(ticket_ids))
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(TicketLink).where(TicketLink.connection == connection, TicketLink.ticket_id.in_(ids))
+    )
+    return {row.ticket_id: row for row in rows}
+
+
+def tickets_by_id(session: Session, ids: Iterable[int], *, lock: bool = False) -> dict[int, Ticket]:
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    query = select(Ticket).where(Ticket.id.in_(wanted))
+    if lock:
+        query = query.with_for_update()
+    return {t.id: t for t in session.scalars(query)}
+
+
+def dirty_batch(
+    session: Session, connection: str, after: int, limit: int
+) -> list[tuple[int, int]]:
+    """Up to ``limit`` (ticket_id, version) marks of ``connection`` past ticket ``after``."""
+    rows = session.execute(
+        select(TicketDirty.ticket_id, TicketDirty.version)
+        .where(TicketDirty.connection == connection, TicketDirty.ticket_id > after)
+        .order_by(TicketDirty.ticket_id)
+        .limit(limit)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def clear_dirty(session: Session, connection: str, ticket_id: int, version: int) -> None:
+    """Remove the mark, unless a writer touched the ticket again since ``version`` was read."""
+    session.execute(
+        delete(TicketDirty).where(
+            TicketDirty.connection == connection,
+            TicketDirty.ticket_id == ticket_id,
+            TicketDirty.version == version,
+        )
+    )
+
+
+def mark_dirty(session: Session, connection: str, ticket_id: int) -> None:
+    """Make ``connection`` look at the ticket again on its next run."""
+    row = session.get(TicketDirty, (connection, ticket_id))
+    if row is None:
+        session.add(TicketDirty(connection=connection, ticket_id=ticket_id, version=1, changed_at=utcnow()))
+    else:
+        row.version += 1
+
+
+def count_dirty(session: Session, connection: str) -> int:
+    return session.scalar(
+        select(func.count()).select_from(TicketDirty).where(TicketDirty.connection == connection)
+    ) or 0
+
+
+def count_links(session: Session, connection: str, state: str = "active") -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(TicketLink)
+        .where(TicketLink.connection == connection, TicketLink.state == state)
+    ) or 0
+
+
+def creating_links(session: Session, connection: str, now: datetime) -> Sequence[TicketLink]:
+    """Create intents that are due: the vendor may or may not have the ticket."""
+    return session.scalars(
+        select(TicketLink).where(
+            TicketLink.connection == connection,
+            TicketLink.state == "creating",
+            (TicketLink.next_retry_at.is_(None)) | (TicketLink.next_retry_at <= now),
+        )
+    ).all()
+
+
+def write_ticket(session: Session, ticket_id: int, values: Mapping[str, Any]) -> None:
+    if values:
+        session.execute(update(Ticket).where(Ticket.id == ticket_id).values(**values))
+
+
+def journal(
+    session: Session,
+    *,
+    run_id: int | None,
+    connection: str,
+    action: str,
+    ticket_id: int | None = None,
+    external_id: str | None = None,
+    field: str | None = None,
+    old: str | None = None,
+    new: str | None = None,
+    note: str | None = None,
+) -> None:
+    session.add(
+        JournalEntry(
+            run_id=run_id,
+            connection=connection,
+            action=action,
+            ticket_id=ticket_id,
+            external_id=external_id,
+            field=field,
+            old_value=old,
+            new_value=new,
+            note=note,
+        )
+    )
+
+
+def record_conflict(session: Session, **values: Any) -> Conflict:
+    conflict = Conflict(**values)
+    session.add(conflict)
+    session.flush()
+    return conflict

@@ -1,0 +1,195 @@
+"""The adapter contract every vendor implements, and the registry of vendors.
+
+An adapter speaks one vendor's API and nothing else: it knows no database and no merge.
+It exchanges *vendor values* (the vendor's own spelling, e.g. Kapture's ``"CL"``) keyed by
+canonical field names (``status``, ``queue``...); the engine maps them to and from canonical
+values through the connection's ``fields`` maps.
+
+Differences between vendors are capability flags on the class, never special cases in
+the engine (vdirsyncer ``storage/base.py`` is the model).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from sync.config import ConnectionConfig
+    from sync.http import HttpClient
+
+#: Every canonical field of the mirror's ``tickets`` table that a connection may sync.
+SYNC_FIELDS = (
+    "title",
+    "description",
+    "status",
+    "priority",
+    "queue",
+    "assignee",
+    "requester_email",
+    "due_at",
+)
+
+#: JSON-serialisable cursor; its shape belongs to the adapter.
+Cursor = Any
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What an adapter may use beyond its connection's config.
+
+    ``http`` builds an ``HttpClient`` for a base URL with the connection's transport
+    settings (an adapter may need two: Zoho's API host and its OAuth host). ``state_dir``
+    is where an adapter may keep small private files (Zoho's token cache), or None.
+    """
+
+    http: Callable[[str], HttpClient]
+    state_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a vendor's API can do.
+
+    ``readable`` / ``writable``: canonical fields the adapter reads from and writes to the
+    vendor. ``can_create``: it creates tickets. ``finds_markers``: after a lost create reply,
+    ``find_marker`` can tell whether the ticket exists (without it an unfinished create is
+    surfaced to the operator, never retried blindly). ``changed_since``: the vendor can list
+    tickets changed since a time; without it, the engine asks the adapter to re-poll linked
+    tickets by id (``watch``).
+    """
+
+    readable: frozenset[str]
+    writable: frozenset[str]
+    can_create: bool = True
+    finds_markers: bool = True
+    changed_since: bool = True
+
+
+@dataclass(frozen=True)
+class RemoteTicket:
+    """One ticket as the vendor holds it, normalised but not mapped.
+
+    ``fields`` holds vendor values (strings, or None when empty) keyed by canonical field
+    name, for every readable field; ``due_at`` and other times are ISO-8601 UTC strings.
+    ``modified_at`` is the vendor's modification time in UTC, or None when the vendor has
+    none. ``marker`` is the engine's create marker when the ticket carries one. ``raw`` is
+    the vendor's record as received, for error messages and the operator.
+    """
+
+    external_id: str
+    fields: Mapping[str, str | None]
+    modified_at: datetime | None = None
+    marker: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of changed tickets and the cursor to resume *after* this page."""
+
+    tickets: Sequence[RemoteTicket]
+    cursor: Cursor
+
+
+class Adapter(ABC):
+    """One connection's view of one vendor.
+
+    Contract for every method: vendor failures raise ``sync.errors.VendorError``
+    subclasses (``ItemError`` for one ticket, ``AuthRejected``, ``Retriable``,
+    ``ProtocolError`` for a malformed answer); nothing else escapes for vendor reasons.
+    """
+
+    vendor: ClassVar[str]
+    #: Class-level for real vendors; the in-memory adapter sets it per instance.
+    capabilities: Capabilities
+
+    def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
+        self.connection = connection
+        self.context = context
+        self._clients: list[HttpClient] = []
+
+    def client(self, base_url: str | None = None) -> HttpClient:
+        """A new HTTP client for ``base_url`` (default: the connection's), closed by ``aclose``."""
+        http = self.context.http(base_url or self.connection.base_url)
+        self._clients.append(http)
+        return http
+
+    @property
+    def name(self) -> str:
+        """The connection's name, for messages."""
+        return self.connection.name
+
+    @abstractmethod
+    def changed_since(
+        self, cursor: Cursor | None, watch: Sequence[str] = ()
+    ) -> AsyncIterator[Page]:
+        """Yield pages of tickets changed since ``cursor`` (None: from the beginning).
+
+        The adapter applies its own lookback window, so a ticket may be yielded again;
+        the engine treats repeats as no-ops. Each page's cursor may be stored once that
+        page is committed. ``watch`` lists linked external ids to re-poll, for vendors
+        without a changed-since API.
+        """
+
+    @abstractmethod
+    async def get(self, external_id: str) -> RemoteTicket | None:
+        """Return the ticket, or None when the vendor says it does not exist."""
+
+    @abstractmethod
+    async def update(
+        self, external_id: str, changes: Mapping[str, str | None]
+    ) -> RemoteTicket | None:
+        """Write ``changes`` (vendor values of writable fields) to the ticket.
+
+        Returns the ticket as the vendor holds it after the write when its reply says so,
+        else None. Not retried here: a failed write is retried by the engine.
+        """
+
+    async def create(self, values: Mapping[str, str | None], marker: str) -> RemoteTicket:
+        """Create a ticket carrying ``marker`` where ``find_marker`` can find it."""
+        raise NotImplementedError(f"{self.vendor} does not create tickets")
+
+    async def find_marker(self, marker: str) -> RemoteTicket | None:
+        """Return the ticket carrying ``marker``, or None if no such ticket exists."""
+        raise NotImplementedError(f"{self.vendor} cannot search for create markers")
+
+    def id_key(self, external_id: str) -> str:
+        """The form of an external id used for comparisons (ProProfs drops leading zeros)."""
+        return external_id
+
+    async def check(self) -> None:
+        """Make one cheap authenticated call; raise ``AuthRejected`` if rejected."""
+        async for _ in self.changed_since(None):
+            break
+
+    async def aclose(self) -> None:
+        """Release what the adapter holds (its HTTP sessions)."""
+        for http in self._clients:
+            await http.aclose()
+        self._clients.clear()
+
+
+_REGISTRY: dict[str, type[Adapter]] = {}
+
+
+def register(cls: type[Adapter]) -> type[Adapter]:
+    """Class decorator: make ``cls`` the adapter for ``cls.vendor``."""
+    _REGISTRY[cls.vendor] = cls
+    return cls
+
+
+def registered() -> Mapping[str, type[Adapter]]:
+    """Every registered vendor id and its adapter class (importing the vendor modules)."""
+    import sync.vendors  # noqa: F401  (each vendor module registers itself on import)
+
+    return dict(_REGISTRY)
+
+
+def adapter_class(vendor: str) -> type[Adapter]:
+    """Return the adapter class registered for ``vendor``; KeyError when unknown."""
+    return registered()[vendor]

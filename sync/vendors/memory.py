@@ -1,0 +1,195 @@
+"""The in-memory vendor: obeys the adapter contract and carries the engine's tests.
+
+``MemoryVendor`` is the vendor's side (its tickets, its clock, its faults); several
+adapters may share one by name (``options.store``, default the connection's name), the
+way two runs of the daemon share one real vendor. Faults on demand:
+
+- ``fail(method, error, times=1)``: raise ``error`` on the next calls of ``method``;
+- ``lose_reply(method, times=1)``: apply the write, then raise ``Retriable``;
+- ``stale(times=1)``: ``get`` answers with the ticket as it was before the last write.
+
+Not for production configs: ``vendor: memory`` exists for tests and benchmarks only.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sync.errors import NotFound, Retriable, VendorError
+from sync.vendors.base import (
+    SYNC_FIELDS,
+    Adapter,
+    AdapterContext,
+    Capabilities,
+    Cursor,
+    Page,
+    RemoteTicket,
+    register,
+)
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class _Record:
+    fields: dict[str, str | None]
+    modified_at: datetime
+    marker: str | None = None
+    previous: dict[str, str | None] | None = None
+
+
+@dataclass
+class MemoryVendor:
+    """A vendor's tickets, with a clock that ticks one second per write."""
+
+    records: dict[str, _Record] = field(default_factory=dict)
+    calls: list[tuple[str, str | None]] = field(default_factory=list)
+    page_size: int = 50
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+    _clock: datetime = EPOCH
+    _faults: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    def tick(self) -> datetime:
+        self._clock += timedelta(seconds=1)
+        return self._clock
+
+    def seed(self, **fields: str | None) -> str:
+        """Add a ticket as if someone created it at the vendor; return its id."""
+        external_id = str(next(self._ids))
+        self.records[external_id] = _Record(dict(fields), self.tick())
+        return external_id
+
+    def edit(self, external_id: str, **fields: str | None) -> None:
+        """Change a ticket as if someone edited it at the vendor."""
+        record = self.records[external_id]
+        record.previous = dict(record.fields)
+        record.fields.update(fields)
+        record.modified_at = self.tick()
+
+    def fail(self, method: str, error: VendorError, times: int = 1) -> None:
+        self._faults.extend([(method, "fail", error)] * times)
+
+    def lose_reply(self, method: str, times: int = 1) -> None:
+        self._faults.extend([(method, "lose", None)] * times)
+
+    def stale(self, times: int = 1) -> None:
+        self._faults.extend([("get", "stale", None)] * times)
+
+    def writes(self) -> list[tuple[str, str | None]]:
+        """The create and update calls received, in order."""
+        return [c for c in self.calls if c[0] in ("create", "update")]
+
+    def _fault(self, method: str) -> tuple[str, Any] | None:
+        for i, (m, kind, arg) in enumerate(self._faults):
+            if m == method:
+                del self._faults[i]
+                return kind, arg
+        return None
+
+
+_STORES: dict[str, MemoryVendor] = {}
+
+
+def store(name: str) -> MemoryVendor:
+    """The shared in-memory vendor called ``name`` (created on first use)."""
+    return _STORES.setdefault(name, MemoryVendor())
+
+
+def reset_stores() -> None:
+    _STORES.clear()
+
+
+@register
+class MemoryAdapter(Adapter):
+    """Adapter over a ``MemoryVendor``. Options: ``store``, ``writable`` (list of fields),
+    ``finds_markers`` (bool), ``can_create`` (bool)."""
+
+    vendor = "memory"
+
+    def __init__(self, connection: Any, context: AdapterContext | None = None) -> None:
+        super().__init__(connection, context or AdapterContext(http=_no_http))
+        options: Mapping[str, Any] = connection.options
+        self.store = store(str(options.get("store", connection.name)))
+        self.capabilities = Capabilities(
+            readable=frozenset(SYNC_FIELDS),
+            writable=frozenset(options.get("writable", SYNC_FIELDS)),
+            can_create=bool(options.get("can_create", True)),
+            finds_markers=bool(options.get("finds_markers", True)),
+        )
+
+    def _call(self, method: str, arg: str | None = None) -> tuple[str, Any] | None:
+        self.store.calls.append((method, arg))
+        fault = self.store._fault(method)
+        if fault is not None and fault[0] == "fail":
+            raise fault[1]
+        return fault
+
+    def _remote(self, external_id: str, record: _Record) -> RemoteTicket:
+        return RemoteTicket(
+            external_id=external_id,
+            fields=dict(record.fields),
+            modified_at=record.modified_at,
+            marker=record.marker,
+        )
+
+    async def changed_since(
+        self, cursor: Cursor | None, watch: Sequence[str] = ()
+    ) -> AsyncIterator[Page]:
+        self._call("changed_since")
+        since = datetime.fromisoformat(cursor) if cursor else None
+        changed = sorted(
+            (r.modified_at, eid)
+            for eid, r in self.store.records.items()
+            if since is None or r.modified_at >= since
+        )
+        size = self.store.page_size
+        for start in range(0, len(changed), size):
+            chunk = changed[start : start + size]
+            tickets = [self._remote(eid, self.store.records[eid]) for _, eid in chunk]
+            yield Page(tickets, chunk[-1][0].isoformat())
+
+    async def get(self, external_id: str) -> RemoteTicket | None:
+        fault = self._call("get", external_id)
+        record = self.store.records.get(external_id)
+        if record is None:
+            return None
+        if fault is not None and fault[0] == "stale" and record.previous is not None:
+            return RemoteTicket(external_id, dict(record.previous), record.modified_at)
+        return self._remote(external_id, record)
+
+    async def update(
+        self, external_id: str, changes: Mapping[str, str | None]
+    ) -> RemoteTicket | None:
+        fault = self._call("update", external_id)
+        if external_id not in self.store.records:
+            raise NotFound(f"{self.name}: ticket {external_id} not found", connection=self.name)
+        self.store.edit(external_id, **changes)
+        if fault is not None and fault[0] == "lose":
+            raise Retriable(f"{self.name}: the reply to an update was lost", connection=self.name)
+        return self._remote(external_id, self.store.records[external_id])
+
+    async def create(self, values: Mapping[str, str | None], marker: str) -> RemoteTicket:
+        fault = self._call("create", marker)
+        external_id = self.store.seed(**values)
+        self.store.records[external_id].marker = marker
+        if fault is not None and fault[0] == "lose":
+            raise Retriable(f"{self.name}: the reply to a create was lost", connection=self.name)
+        return self._remote(external_id, self.store.records[external_id])
+
+    async def find_marker(self, marker: str) -> RemoteTicket | None:
+        self._call("find_marker", marker)
+        for eid, record in self.store.records.items():
+            if record.marker == marker:
+                return self._remote(eid, record)
+        return None
+
+    async def check(self) -> None:
+        self._call("check")
+
+
+def _no_http(base_url: str) -> Any:
+    raise RuntimeError("the memory vendor performs no HTTP")
