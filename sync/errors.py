@@ -10,6 +10,7 @@
     └── SyncError                 this connection's run failed; exit 1, the others go on
         ├── GuardHeld             the mass-change guard stopped the run before any write
         ├── LeaseLost             our lease on the connection was taken over; stop writing
+        ├── Interrupted           a shutdown was requested; the run stopped between tickets
         └── VendorError           the vendor answered badly, or not at all
             ├── Retriable         timeouts, connection errors, 408, 429, 5xx: back off, retry
             │   └── RateLimited   429 / Retry-After: honour ``retry_after``
@@ -74,6 +75,12 @@ class LeaseLost(SyncError):
     """Our lease on the connection is no longer current; nothing more may be written."""
 
     kind = "lease"
+
+
+class Interrupted(SyncError):
+    """A shutdown was requested; the run stopped cleanly between two tickets or pages."""
+
+    kind = "interrupted"
 
 
 class VendorError(SyncError):

@@ -158,9 +158,7 @@ def upgrade() -> None:
         sa.Column("resolved_at", UtcDateTime()),
         sa.PrimaryKeyConstraint("id", name="pk_conflicts"),
     )
-    op.create_index(
-        "ix_conflicts_connection_resolution", "conflicts", ["connection", "resolution"]
-    )
+    op.create_index("ix_conflicts_connection_resolution", "conflicts", ["connection", "resolution"])
     triggers.create(op.execute, op.get_bind().dialect.name)
 
 

@@ -103,9 +103,7 @@ def _create(url: URL, *, echo: bool) -> Engine:
 
 
 def _create_sqlite(url: URL, *, echo: bool) -> Engine:
-    engine = create_engine(
-        url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
-    )
+    engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -80,7 +80,9 @@ def schema_state(mirror: Mirror) -> SchemaState:
         with mirror.engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot open database {mirror.redacted_url()}: {_short(exc)}") from None
+        raise DatabaseError(
+            f"cannot open database {mirror.redacted_url()}: {_short(exc)}"
+        ) from None
     return SchemaState(exists=True, current=current, head=head)
 
 

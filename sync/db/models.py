@@ -135,7 +135,7 @@ class SyncConnection(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     vendor: Mapped[str] = mapped_column(String(32), nullable=False)
-    cursor: Mapped[Any] = mapped_column(JSON)
+    cursor: Mapped[Any] = mapped_column(JSON, nullable=True)
     creates: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     registered_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
     last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

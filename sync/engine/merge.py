@@ -129,14 +129,18 @@ def merge_field(
     return _conflict(name, base, local, remote, ctx)
 
 
-def _push_local(name: str, local: str | None, remote: str | None, ctx: FieldContext) -> FieldDecision:
+def _push_local(
+    name: str, local: str | None, remote: str | None, ctx: FieldContext
+) -> FieldDecision:
     try:
         value = ctx.fmap.to_vendor(local)
     except Unmapped as exc:
         return FieldDecision(name, Action.ERROR, error=str(exc), was_local=local)
     if same_vendor_value(value, remote):
         # a lossy map: the new local value maps to what the vendor already holds
-        return FieldDecision(name, Action.AGREE, local=local, remote=remote, base=_base(local, remote))
+        return FieldDecision(
+            name, Action.AGREE, local=local, remote=remote, base=_base(local, remote)
+        )
     if not ctx.writable:
         return FieldDecision(name, Action.UNWRITABLE, local=local, remote=remote)
     return FieldDecision(
@@ -152,7 +156,9 @@ def _take_remote(
     except Unmapped as exc:
         return FieldDecision(name, Action.ERROR, error=str(exc), was_remote=remote)
     if value == local:
-        return FieldDecision(name, Action.AGREE, local=local, remote=remote, base=_base(local, remote))
+        return FieldDecision(
+            name, Action.AGREE, local=local, remote=remote, base=_base(local, remote)
+        )
     return FieldDecision(
         name, Action.PULL, local=value, remote=remote, base=_base(value, remote), was_local=local
     )
@@ -162,7 +168,7 @@ def _conflict(
     name: str, base: Mapping[str, Any], local: str | None, remote: str | None, ctx: FieldContext
 ) -> FieldDecision:
     winner = _winner(ctx)
-    common = {"was_local": local, "was_remote": remote}
+    common: dict[str, Any] = {"was_local": local, "was_remote": remote}
     if winner == "manual":
         return FieldDecision(name, Action.MANUAL, local=local, remote=remote, **common)
     if winner == "local":

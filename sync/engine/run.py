@@ -13,6 +13,7 @@ Crash safety (§3.3) rests on three rules, each visible below:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -34,6 +35,7 @@ from sync.engine.merge import Action, TicketMerge, merge_ticket
 from sync.errors import (
     AuthRejected,
     GuardHeld,
+    Interrupted,
     ItemError,
     NotFound,
     SyncError,
@@ -80,6 +82,8 @@ class RunOptions:
     force: bool = False
     batch_size: int = 100
     guard: Guard = field(default_factory=Guard)
+    #: Asked between pages and tickets; True stops the run cleanly (daemon shutdown).
+    should_stop: Callable[[], bool] = lambda: False
 
 
 class ConnectionRun:
@@ -117,11 +121,7 @@ class ConnectionRun:
 
     @property
     def creates(self) -> bool:
-        return (
-            self.create_when is not None
-            and self.direction != "pull"
-            and self.caps.can_create
-        )
+        return self.create_when is not None and self.direction != "pull" and self.caps.can_create
 
     # -- the run -------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ class ConnectionRun:
             cursor = self._start()
             pages = await self._read_pages(cursor)
             planned = self._plan(pages)
-            if self.options.guard is not None and not self.options.dry_run:
+            if not self.options.dry_run:
                 consume_approval(self.mirror, self.name)
             crashpoint("after_plan")
             if not self.options.dry_run:
@@ -142,21 +142,45 @@ class ConnectionRun:
                 await self._push_and_create()
         except GuardHeld as exc:
             error = exc
+        except asyncio.CancelledError:
+            self._finish_cancelled(started, planned)
+            raise
         except SyncError as exc:
             error = exc
             log.warning("%s", exc)
         outcome = self._outcome(error)
         result = RunResult(
-            self.name, outcome, self.counts, time.monotonic() - started, error, planned,
+            self.name,
+            outcome,
+            self.counts,
+            time.monotonic() - started,
+            error,
+            planned,
             self._actions,
         )
         if not self.options.dry_run:
             self._finish(result)
         return result
 
+    def _finish_cancelled(self, started: float, planned: int) -> None:
+        if self.options.dry_run or self.run_id is None:
+            return
+        error = Interrupted(f"{self.name}: interrupted by a signal", connection=self.name)
+        self._finish(
+            RunResult(
+                self.name, "interrupted", self.counts, time.monotonic() - started, error, planned
+            )
+        )
+
+    def _check_stop(self) -> None:
+        if self.options.should_stop():
+            raise Interrupted(f"{self.name}: stopped for shutdown", connection=self.name)
+
     def _outcome(self, error: SyncError | None) -> str:
         if isinstance(error, GuardHeld):
             return "held"
+        if isinstance(error, Interrupted):
+            return "interrupted"
         if error is not None:
             return "failed"
         return "dry-run" if self.options.dry_run else "ok"
@@ -169,9 +193,9 @@ class ConnectionRun:
                 return row.cursor if row is not None else None
         with self.mirror.write() as session:
             row = store.register(session, self.name, self.adapter.vendor, self.creates)
-            session.query(Run).filter(
-                Run.connection == self.name, Run.outcome == "running"
-            ).update({"outcome": "interrupted"})
+            session.query(Run).filter(Run.connection == self.name, Run.outcome == "running").update(
+                {"outcome": "interrupted"}
+            )
             run = Run(connection=self.name, started_at=self.clock(), outcome="running")
             session.add(run)
             session.flush()
@@ -258,9 +282,11 @@ class ConnectionRun:
     async def _pull(self, pages: Iterable[Page] | AsyncIterator[Page]) -> None:
         if isinstance(pages, AsyncIterator):
             async for page in pages:
+                self._check_stop()
                 self._apply_page(page)
         else:
             for page in pages:
+                self._check_stop()
                 self._apply_page(page)
 
     def _apply_page(self, page: Page) -> None:
@@ -338,8 +364,12 @@ class ConnectionRun:
         self._link_error(link, problems)
         self.counts.pulled += 1
         store.journal(
-            session, run_id=self.run_id, connection=self.name, action="import",
-            ticket_id=ticket.id, external_id=remote.external_id,
+            session,
+            run_id=self.run_id,
+            connection=self.name,
+            action="import",
+            ticket_id=ticket.id,
+            external_id=remote.external_id,
         )
 
     def _apply_remote_merge(
@@ -351,16 +381,20 @@ class ConnectionRun:
         merge: TicketMerge,
     ) -> None:
         pulls = merge.pulls
-        store.write_ticket(
-            session, ticket.id, {k: column_value(k, v) for k, v in pulls.items()}
-        )
+        store.write_ticket(session, ticket.id, {k: column_value(k, v) for k, v in pulls.items()})
         base = merge.new_base(link.base, pushed=False)
         for d in merge.decisions:
             if d.pulls:
                 store.journal(
-                    session, run_id=self.run_id, connection=self.name, action="pull",
-                    ticket_id=ticket.id, external_id=link.external_id, field=d.field,
-                    old=d.was_local, new=d.local,
+                    session,
+                    run_id=self.run_id,
+                    connection=self.name,
+                    action="pull",
+                    ticket_id=ticket.id,
+                    external_id=link.external_id,
+                    field=d.field,
+                    old=d.was_local,
+                    new=d.local,
                 )
             if d.action in (Action.CONFLICT, Action.MANUAL):
                 base = self._conflict(session, link, d, base)
@@ -375,7 +409,9 @@ class ConnectionRun:
             link.remote_modified_at = remote.modified_at
         self._link_error(link, errors)
 
-    def _conflict(self, session: Session, link: TicketLink, d: Any, base: dict[str, Any]) -> dict[str, Any]:
+    def _conflict(
+        self, session: Session, link: TicketLink, d: Any, base: dict[str, Any]
+    ) -> dict[str, Any]:
         resolution = "pending" if d.action is Action.MANUAL else d.winner
         conflict = store.record_conflict(
             session,
@@ -393,9 +429,15 @@ class ConnectionRun:
             resolved_at=None if resolution == "pending" else self.clock(),
         )
         store.journal(
-            session, run_id=self.run_id, connection=self.name, action="conflict",
-            ticket_id=link.ticket_id, external_id=link.external_id, field=d.field,
-            old=d.was_local, new=d.was_remote,
+            session,
+            run_id=self.run_id,
+            connection=self.name,
+            action="conflict",
+            ticket_id=link.ticket_id,
+            external_id=link.external_id,
+            field=d.field,
+            old=d.was_local,
+            new=d.was_remote,
             note=f"conflict #{conflict.id}: {resolution}",
         )
         self.counts.conflicts += 1
@@ -406,9 +448,9 @@ class ConnectionRun:
         return base
 
     def _link_error(self, link: TicketLink, problems: Sequence[str | None]) -> None:
-        problems = [p for p in problems if p]
-        if problems:
-            message = self._ticket_message(link, "; ".join(problems))
+        found = [p for p in problems if p]
+        if found:
+            message = self._ticket_message(link, "; ".join(found))
             if link.last_error != message:
                 link.last_error, link.last_error_kind = message, "unmapped"
             self.counts.errors += 1
@@ -416,7 +458,9 @@ class ConnectionRun:
             link.last_error = link.last_error_kind = None
 
     def _ticket_message(self, link: TicketLink, text: str) -> str:
-        return f"{self.name}: ticket #{link.ticket_id} <-> {link.external_id or '(creating)'}: {text}"
+        return (
+            f"{self.name}: ticket #{link.ticket_id} <-> {link.external_id or '(creating)'}: {text}"
+        )
 
     # -- push and create -----------------------------------------------------------
 
@@ -459,7 +503,10 @@ class ConnectionRun:
                 links = store.links_by_ticket(session, self.name, ids)
                 tickets = store.tickets_by_id(session, ids)
             for ticket_id, version in batch:
-                await self._one_dirty(tickets.get(ticket_id), links.get(ticket_id), ticket_id, version)
+                self._check_stop()
+                await self._one_dirty(
+                    tickets.get(ticket_id), links.get(ticket_id), ticket_id, version
+                )
 
     async def _one_dirty(
         self, ticket: Ticket | None, link: TicketLink | None, ticket_id: int, version: int
@@ -523,9 +570,15 @@ class ConnectionRun:
             for d in merge.decisions:
                 if d.pushes:
                     store.journal(
-                        session, run_id=self.run_id, connection=self.name, action="push",
-                        ticket_id=ticket.id, external_id=link.external_id, field=d.field,
-                        old=d.was_remote, new=d.remote,
+                        session,
+                        run_id=self.run_id,
+                        connection=self.name,
+                        action="push",
+                        ticket_id=ticket.id,
+                        external_id=link.external_id,
+                        field=d.field,
+                        old=d.was_remote,
+                        new=d.remote,
                     )
             self._link_error(current, errors)
             store.clear_dirty(session, self.name, ticket.id, version)
@@ -597,8 +650,11 @@ class ConnectionRun:
         marker = f"tsync-{ticket.id}-{secrets.token_hex(4)}"
         with self.mirror.write() as session:
             link = TicketLink(
-                ticket_id=ticket.id, connection=self.name, state="creating",
-                marker=marker, base=base,
+                ticket_id=ticket.id,
+                connection=self.name,
+                state="creating",
+                marker=marker,
+                base=base,
             )
             session.add(link)
             session.flush()
@@ -623,7 +679,9 @@ class ConnectionRun:
                 self._activate(session, current, remote, note="created")
         self.counts.created += 1
 
-    def _activate(self, session: Session, link: TicketLink, remote: RemoteTicket, note: str) -> None:
+    def _activate(
+        self, session: Session, link: TicketLink, remote: RemoteTicket, note: str
+    ) -> None:
         """A create intent found its ticket at the vendor: the link becomes active."""
         link.external_id = remote.external_id
         link.state = "active"
@@ -631,8 +689,13 @@ class ConnectionRun:
         link.fail_count, link.next_retry_at = 0, None
         link.last_error = link.last_error_kind = None
         store.journal(
-            session, run_id=self.run_id, connection=self.name, action="create",
-            ticket_id=link.ticket_id, external_id=remote.external_id, note=note,
+            session,
+            run_id=self.run_id,
+            connection=self.name,
+            action="create",
+            ticket_id=link.ticket_id,
+            external_id=remote.external_id,
+            note=note,
         )
 
     async def _recover(self) -> None:
@@ -701,12 +764,16 @@ class ConnectionRun:
         for d in merge.decisions:
             if d.action not in only:
                 continue
+            ids = f"#{link.ticket_id} {{}} {link.external_id}  {d.field}:"
             if d.pushes:
-                line = f"#{link.ticket_id} -> {link.external_id}  {d.field}: {d.was_remote!r} -> {d.remote!r}  (push)"
+                line = f"{ids.format('->')} {d.was_remote!r} -> {d.remote!r}  (push)"
             elif d.pulls:
-                line = f"#{link.ticket_id} <- {link.external_id}  {d.field}: {d.was_local!r} -> {d.local!r}  (pull)"
+                line = f"{ids.format('<-')} {d.was_local!r} -> {d.local!r}  (pull)"
             else:
-                line = f"#{link.ticket_id} <> {link.external_id}  {d.field}: local {d.was_local!r}, remote {d.was_remote!r}  (conflict, manual)"
+                line = (
+                    f"{ids.format('<>')} local {d.was_local!r}, remote {d.was_remote!r}"
+                    "  (conflict, manual)"
+                )
             self._act(f"{self.name}: {line}")
 
 

@@ -41,8 +41,13 @@ def register(session: Session, name: str, vendor: str, creates: bool) -> SyncCon
         session.execute(
             insert(TicketDirty).from_select(
                 ["connection", "ticket_id", "version", "changed_at"],
-                select(literal(name), Ticket.id, literal(1), literal(utcnow(), Ticket.updated_at.type))
-                .where(~Ticket.id.in_(select(TicketDirty.ticket_id).where(TicketDirty.connection == name))),
+                select(
+                    literal(name), Ticket.id, literal(1), literal(utcnow(), Ticket.updated_at.type)
+                ).where(
+                    ~Ticket.id.in_(
+                        select(TicketDirty.ticket_id).where(TicketDirty.connection == name)
+                    )
+                ),
             )
         )
     row.creates = creates
@@ -69,7 +74,9 @@ def links_by_external(
     return {row.external_id: row for row in rows if row.external_id is not None}
 
 
-def links_by_marker(session: Session, connection: str, markers: Iterable[str]) -> dict[str, TicketLink]:
+def links_by_marker(
+    session: Session, connection: str, markers: Iterable[str]
+) -> dict[str, TicketLink]:
     wanted = [m for m in dict.fromkeys(markers) if m]
     if not wanted:
         return {}
@@ -83,7 +90,9 @@ def links_by_marker(session: Session, connection: str, markers: Iterable[str]) -
     return {row.marker: row for row in rows if row.marker is not None}
 
 
-def links_by_ticket(session: Session, connection: str, ticket_ids: Iterable[int]) -> dict[int, TicketLink]:
+def links_by_ticket(
+    session: Session, connection: str, ticket_ids: Iterable[int]
+) -> dict[int, TicketLink]:
     ids = list(dict.fromkeys(ticket_ids))
     if not ids:
         return {}
@@ -103,9 +112,7 @@ def tickets_by_id(session: Session, ids: Iterable[int], *, lock: bool = False) -
     return {t.id: t for t in session.scalars(query)}
 
 
-def dirty_batch(
-    session: Session, connection: str, after: int, limit: int
-) -> list[tuple[int, int]]:
+def dirty_batch(session: Session, connection: str, after: int, limit: int) -> list[tuple[int, int]]:
     """Up to ``limit`` (ticket_id, version) marks of ``connection`` past ticket ``after``."""
     rows = session.execute(
         select(TicketDirty.ticket_id, TicketDirty.version)
@@ -131,23 +138,33 @@ def mark_dirty(session: Session, connection: str, ticket_id: int) -> None:
     """Make ``connection`` look at the ticket again on its next run."""
     row = session.get(TicketDirty, (connection, ticket_id))
     if row is None:
-        session.add(TicketDirty(connection=connection, ticket_id=ticket_id, version=1, changed_at=utcnow()))
+        session.add(
+            TicketDirty(connection=connection, ticket_id=ticket_id, version=1, changed_at=utcnow())
+        )
     else:
         row.version += 1
 
 
 def count_dirty(session: Session, connection: str) -> int:
-    return session.scalar(
-        select(func.count()).select_from(TicketDirty).where(TicketDirty.connection == connection)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(TicketDirty)
+            .where(TicketDirty.connection == connection)
+        )
+        or 0
+    )
 
 
 def count_links(session: Session, connection: str, state: str = "active") -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(TicketLink)
-        .where(TicketLink.connection == connection, TicketLink.state == state)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(TicketLink)
+            .where(TicketLink.connection == connection, TicketLink.state == state)
+        )
+        or 0
+    )
 
 
 def creating_links(session: Session, connection: str, now: datetime) -> Sequence[TicketLink]:

@@ -167,6 +167,11 @@ class Adapter(ABC):
         async for _ in self.changed_since(None):
             break
 
+    def cooldown_until(self) -> float | None:
+        """The latest rate-limit cool-down (epoch seconds) any of its clients is under."""
+        until = [c.cooldown_until for c in self._clients if c.cooldown_until is not None]
+        return max(until) if until else None
+
     async def aclose(self) -> None:
         """Release what the adapter holds (its HTTP sessions)."""
         for http in self._clients:

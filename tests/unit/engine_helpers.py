@@ -17,7 +17,13 @@ from sync.engine.guard import Guard
 from sync.engine.run import ConnectionRun, RunOptions, RunResult
 from sync.vendors.memory import MemoryAdapter, MemoryVendor, store
 
-STATUS = {"open": "Open", "pending": "Pending", "on_hold": "Pending", "resolved": "Closed", "closed": "Closed"}
+STATUS = {
+    "open": "Open",
+    "pending": "Pending",
+    "on_hold": "Pending",
+    "resolved": "Closed",
+    "closed": "Closed",
+}
 PRIORITY = {"low": "P4", "normal": "P3", "high": "P2", "urgent": "P1"}
 FIELDS: dict[str, Mapping[str, str] | None] = {
     "title": None,
@@ -66,7 +72,9 @@ def make_run(
         rules,
         direction=direction,
         create_when=create_when,
-        options=RunOptions(dry_run=dry_run, force=force, guard=guard or Guard(share=1.0, min_count=10**6)),
+        options=RunOptions(
+            dry_run=dry_run, force=force, guard=guard or Guard(share=1.0, min_count=10**6)
+        ),
         clock=clock or utcnow,
         report=report,
     )
@@ -95,7 +103,8 @@ def tickets(mirror: Mirror) -> dict[int, dict[str, Any]]:
 def links(mirror: Mirror, name: str = "mem") -> dict[int, str]:
     rows = sql(
         mirror,
-        "SELECT ticket_id, external_id FROM ticket_links WHERE connection = :c AND state = 'active'",
+        "SELECT ticket_id, external_id FROM ticket_links"
+        " WHERE connection = :c AND state = 'active'",
         c=name,
     )
     return {r[0]: r[1] for r in rows}

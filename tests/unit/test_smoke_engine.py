@@ -19,7 +19,7 @@ def test_import_push_pull(mirror):
     r = sync(mirror)
     assert r.outcome == "ok", r.error
     assert r.counts.pulled == 1
-    (tid, t), = tickets(mirror).items()
+    ((tid, t),) = tickets(mirror).items()
     assert t["status"] == "open"
     sql(mirror, "UPDATE tickets SET status='closed' WHERE id=:i", i=tid)
     r = sync(mirror)
@@ -32,6 +32,12 @@ def test_import_push_pull(mirror):
     assert tickets(mirror)[tid]["priority"] == "urgent"
     before = len(v.writes())
     r = sync(mirror)
-    assert r.counts.as_dict() == {"pulled": 0, "pushed": 0, "created": 0, "conflicts": 0, "errors": 0}
+    assert r.counts.as_dict() == {
+        "pulled": 0,
+        "pushed": 0,
+        "created": 0,
+        "conflicts": 0,
+        "errors": 0,
+    }
     assert len(v.writes()) == before
     assert links(mirror) == {tid: a}

@@ -1,0 +1,119 @@
+"""``ticketsync check``: validate the configuration, summarise it, test credentials.
+
+Prints the resolved database and each connection without secrets: what it syncs, what
+the vendor cannot write, what it creates. Online (the default), each adapter makes one
+cheap authenticated call; a rejected credential exits 1 with the vendor's message and
+what to do, an unreachable vendor too. Vendor option problems are configuration errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sync.config import Config, ConnectionConfig
+from sync.db import Mirror, schema_state
+from sync.errors import AuthRejected, ConfigError, DatabaseError, VendorError
+from sync.runner import build_adapter, build_rules
+from sync.vendors.base import adapter_class, registered
+
+CHECK_TIMEOUT_S = 30.0
+
+
+def vendor_problems(config: Config) -> list[str]:
+    """Vendors without an adapter in this version, and every vendor option problem."""
+    available = registered()
+    problems = []
+    for name, connection in config.connections.items():
+        if connection.vendor not in available:
+            problems.append(
+                f"connections.{name}.vendor: {connection.vendor!r} has no adapter in this "
+                f"version of ticketsync (available: {', '.join(sorted(available))})"
+            )
+            continue
+        validate = getattr(adapter_class(connection.vendor), "validate_options", None)
+        if validate is None:
+            continue
+        problems += [f"connections.{name}.{p}" for p in validate(connection.options)]
+    return problems
+
+
+def run(config: Config, *, online: bool) -> int:
+    require_vendors(config)
+    print(f"configuration: {config.path or '(built in)'}: valid")
+    print(f"database:      {_database(config)}")
+    results = asyncio.run(_check_all(config)) if online else {}
+    failed = 0
+    for name, connection in config.connections.items():
+        for line in _describe(config, connection, results.get(name)):
+            print(line)
+        failed += results.get(name, "ok") != "ok"
+    return 1 if failed else 0
+
+
+def require_vendors(config: Config) -> None:
+    """Raise ``ConfigError`` listing every vendor problem (exit 2)."""
+    problems = vendor_problems(config)
+    if problems:
+        raise ConfigError(problems, source=str(config.path) if config.path else None)
+
+
+def _database(config: Config) -> str:
+    mirror = Mirror(config.database.url)
+    try:
+        state = schema_state(mirror)
+    except DatabaseError as exc:
+        return f"{mirror.redacted_url()} ({exc})"
+    finally:
+        mirror.dispose()
+    if not state.exists:
+        return f"{mirror.redacted_url()} (does not exist yet; `ticketsync db upgrade` creates it)"
+    if not state.up_to_date:
+        return f"{mirror.redacted_url()} (revision {state.current}; run `ticketsync db upgrade`)"
+    return f"{mirror.redacted_url()} (up to date)"
+
+
+def _describe(config: Config, connection: ConnectionConfig, result: str | None) -> list[str]:
+    adapter = build_adapter(connection, None)
+    rules = build_rules(connection, config, adapter)
+    synced = ", ".join(rules.maps) or "nothing (no `fields`)"
+    lines = [
+        "",
+        f"{connection.name}: {connection.vendor} at {connection.base_url}",
+        f"  direction {connection.direction}, every {connection.interval:g}s; syncs: {synced}",
+    ]
+    if rules.unwritable():
+        lines.append(
+            f"  not supported by this connection: {', '.join(rules.unwritable())} "
+            "(the vendor's API cannot write them; local edits stay local)"
+        )
+    if connection.create_when is not None:
+        rule = _rule(connection.create_when)
+        lines.append(f"  creates tickets at {connection.vendor} for: {rule}")
+    if result is not None:
+        lines.append(f"  credentials: {result}")
+    return lines
+
+
+def _rule(when: Any) -> str:
+    if not when:
+        return "every mirror ticket"
+    return " and ".join(f"{k} in ({', '.join(v)})" for k, v in when.items())
+
+
+async def _check_all(config: Config) -> dict[str, str]:
+    async def one(connection: ConnectionConfig) -> tuple[str, str]:
+        adapter = build_adapter(connection, None)
+        try:
+            await asyncio.wait_for(adapter.check(), CHECK_TIMEOUT_S)
+        except AuthRejected as exc:
+            return connection.name, f"REJECTED: {exc}"
+        except VendorError as exc:
+            return connection.name, f"could not check: {exc}"
+        except TimeoutError:
+            return connection.name, f"could not check: no answer within {CHECK_TIMEOUT_S:.0f}s"
+        finally:
+            await adapter.aclose()
+        return connection.name, "ok"
+
+    return dict(await asyncio.gather(*(one(c) for c in config.connections.values())))

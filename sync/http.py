@@ -1,0 +1,553 @@
+"""The one module that performs HTTP: timeouts, retries, rate limits, cool-downs, redaction.
+
+Contract of ``HttpClient.request``:
+
+- It returns a ``Response`` for any 2xx status and for the statuses the caller lists in
+  ``ok``; every other outcome raises one error of ``sync.errors``. Statuses map through the
+  one table ``STATUS_ERRORS`` (as Airbyte's ``DEFAULT_ERROR_MAPPING``), aiohttp exceptions
+  through ``HttpClient._transport_error``; nothing else in ticketsync catches aiohttp
+  exceptions. Redirects are not followed, so credentials never travel to another host: a
+  3xx is a ``ProtocolError`` unless listed in ``ok``.
+- Safe requests (GET, HEAD, OPTIONS, or ``safe=True`` for vendors whose reads are POSTs) are
+  retried on ``Retriable`` errors: at most ``max_attempts`` attempts, exponential backoff with
+  full jitter (Brooker, "Exponential Backoff And Jitter", AWS Architecture Blog, 2015),
+  ``Retry-After`` honoured up to ``retry_after_cap``, every retry spending one unit of the
+  connection's per-run retry budget. Writes are never retried here (design §7.4): whether
+  to send an update again is the engine's decision, after a fresh read.
+- A 429 starts a cool-down for the whole connection: later requests wait for its end, or,
+  when it ends further away than ``retry_after_cap``, fail at once with ``RateLimited``.
+  ``cooldown_until`` (wall-clock epoch seconds) lets the caller carry it to the next run.
+- Every attempt passes the connection's concurrency semaphore and rate limiter.
+- Messages name the connection, the method and the URL path, never the query string,
+  headers or bodies, and pass through the redactor (the given one or ``redact.current()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json as jsonlib
+import logging
+import math
+import random
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+from yarl import URL
+
+from sync import __version__, redact
+from sync.errors import (
+    AuthRejected,
+    ConfigError,
+    ItemError,
+    NotFound,
+    ProtocolError,
+    RateLimited,
+    Retriable,
+    VendorError,
+)
+from sync.redact import Redactor
+
+if TYPE_CHECKING:
+    from sync.config import HttpSettings
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"ticketsync/{__version__}"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: HTTP status -> the error it raises. Other 5xx are Retriable, other 4xx ItemError, and
+#: anything else that is neither 2xx nor accepted by the caller is a ProtocolError.
+STATUS_ERRORS: Mapping[int, type[VendorError]] = MappingProxyType(
+    {
+        400: ItemError,
+        401: AuthRejected,
+        403: AuthRejected,
+        404: NotFound,
+        408: Retriable,
+        409: ItemError,
+        422: ItemError,
+        425: Retriable,
+        429: RateLimited,
+        500: Retriable,
+        502: Retriable,
+        503: Retriable,
+        504: Retriable,
+    }
+)
+
+_MESSAGE_KEYS = ("message", "error", "errors", "description", "Message")
+_SNIPPET = 200  # characters of a body quoted in a ProtocolError
+_VENDOR_MESSAGE = 300  # characters of the vendor's own words kept in an error
+_ABSOLUTE = re.compile(r"(?i)^(?:[a-z][a-z0-9+.-]*:)?//")  # scheme://host or //host
+_QUERY_IN_TEXT = re.compile(r"\?[^\s'\"<>()\[\]]*")
+
+
+def error_class(status: int) -> type[VendorError]:
+    """The error a response with ``status`` raises when the caller did not accept it."""
+    if status in STATUS_ERRORS:
+        return STATUS_ERRORS[status]
+    if 500 <= status < 600:
+        return Retriable
+    if 400 <= status < 500:
+        return ItemError
+    return ProtocolError
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+@dataclass(frozen=True, repr=False)
+class Response:
+    """A vendor's answer, body read in full. ``url`` carries no query string."""
+
+    status: int
+    headers: Mapping[str, str]  # case-insensitive (CIMultiDictProxy)
+    body: bytes
+    url: str
+    method: str = "GET"
+    connection: str = ""
+    redactor: Redactor | None = field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        # Bodies and headers may carry tokens (an OAuth reply, Set-Cookie): never shown.
+        return f"<Response {self.status} {self.method} {self._path()}>"
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    def text(self) -> str:
+        """The body decoded by its declared charset (UTF-8 if none), undecodable bytes replaced."""
+        return self.body.decode(_charset(self.content_type), errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ``ProtocolError`` for HTML, empty, truncated or invalid JSON.
+
+        HTML is recognised by the body, not only by the label: some vendors send JSON
+        labelled ``text/html``, which is accepted.
+        """
+        text = self.text()
+        start = text.lstrip()[:1]
+        if not start:
+            raise self._protocol_error("empty body instead of JSON")
+        if start == "<":
+            raise self._protocol_error("HTML instead of JSON")
+        try:
+            return jsonlib.loads(text)
+        except ValueError as exc:
+            if "html" in self.content_type.lower():
+                raise self._protocol_error("HTML instead of JSON") from None
+            raise self._protocol_error(f"invalid or truncated JSON ({exc})") from None
+
+    def _path(self) -> str:
+        return (self.redactor or redact.current()).redact(URL(self.url).path)
+
+    def _protocol_error(self, problem: str) -> ProtocolError:
+        redactor = self.redactor or redact.current()
+        # Redact before cutting, so a secret across the cut cannot leak by halves.
+        snippet = redactor.redact(self.text()[: _SNIPPET * 10])[:_SNIPPET]
+        path = self._path()
+        kind = self.content_type or "no content-type"
+        return ProtocolError(
+            f"{self.connection}: {self.method} {path} -> HTTP {self.status} ({kind}): "
+            f"{problem}; body starts {snippet!r}",
+            connection=self.connection,
+            status=self.status,
+        )
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical request, as retried: what to send and how to name it in messages."""
+
+    method: str
+    url: URL
+    shown: str  # redacted URL path: all that messages, logs and metrics see of the URL
+    options: Mapping[str, Any]  # params, json, data, headers, handed to aiohttp untouched
+    ok: frozenset[int]
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.shown}"
+
+
+class HttpClient:
+    """HTTP for one connection and one base URL; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        connection: str,
+        base_url: str,
+        settings: HttpSettings,
+        *,
+        redactor: Redactor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        cooldown_until: float | None = None,
+        on_request: Callable[[str, str, int | None, float], None] | None = None,
+    ) -> None:
+        self.connection = connection
+        self._base = URL(base_url)
+        self._settings = settings
+        self._redactor = redactor
+        self._clock = clock
+        self._sleep = sleep
+        self._on_request = on_request
+        self._ssl = _ssl_context(connection, settings.ca_bundle)
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        # Capacity 1 refilled at ``rate`` per second spaces requests evenly; a capacity of
+        # ``rate`` would let a burst of that many out at once, and could not express rate < 1.
+        self._limiter = AsyncLimiter(1, 1 / settings.rate) if settings.rate else None
+        self._random = random.Random()
+        self._budget = settings.retry_budget
+        self._stats = dict.fromkeys(("requests", "retries", "2xx", "3xx", "4xx", "5xx"), 0)
+        self._stats["failed"] = 0
+        # Held on ``clock``; converted from and to wall-clock time only at the edges.
+        self._cooldown: float | None = None
+        if cooldown_until is not None and cooldown_until > time.time():
+            self._cooldown = clock() + (cooldown_until - time.time())
+
+    @property
+    def cooldown_until(self) -> float | None:
+        """Wall-clock epoch seconds when the current 429 cool-down ends, or None."""
+        remaining = self._cooldown_remaining()
+        return time.time() + remaining if remaining > 0 else None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Attempts sent (``requests``), ``retries``, and attempts by status class or failed."""
+        return dict(self._stats)
+
+    def reset_budget(self) -> None:
+        """Refill the retry budget: a new run starts."""
+        self._budget = self._settings.retry_budget
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        safe: bool | None = None,
+        ok: Iterable[int] = (200, 201, 202, 204),
+    ) -> Response:
+        """Send ``method path`` (relative to the base URL, or an absolute URL on its host)."""
+        method = method.upper()
+        url = self._resolve(method, path)
+        options = {"params": params, "json": json, "data": data, "headers": headers}
+        call = _Call(method, url, self._redact(url.path), options, frozenset(ok))
+        safe = method in SAFE_METHODS if safe is None else safe
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(call, attempt)
+            except Retriable as exc:
+                if not safe or attempt + 1 >= self._settings.max_attempts:
+                    raise
+                delay = self._retry_delay(exc, attempt)
+                log.info("%s; retry %d of %d in %.2fs", exc, attempt + 1, self._max_retries, delay)
+            await self._sleep(delay)
+            attempt += 1
+
+    @property
+    def _max_retries(self) -> int:
+        return self._settings.max_attempts - 1
+
+    def _redact(self, text: str) -> str:
+        return (self._redactor or redact.current()).redact(text)
+
+    def _resolve(self, method: str, path: str) -> URL:
+        if not _ABSOLUTE.match(path):
+            return URL(f"{str(self._base).rstrip('/')}/{path.lstrip('/')}")
+        target = URL(path)
+        if (target.scheme, target.host, target.port) != (
+            self._base.scheme,
+            self._base.host,
+            self._base.port,
+        ):
+            raise ProtocolError(
+                self._redact(
+                    f"{self.connection}: {method} refused: {target.scheme}://{target.host} is "
+                    f"not this connection's host {self._base.scheme}://{self._base.host}"
+                ),
+                connection=self.connection,
+            )
+        return target
+
+    def _retry_delay(self, exc: Retriable, attempt: int) -> float:
+        """Seconds to sleep before the next attempt; raises when no retry may be made."""
+        settings = self._settings
+        if exc.retry_after is not None and exc.retry_after > settings.retry_after_cap:
+            raise exc
+        if self._budget <= 0:
+            raise type(exc)(
+                f"{exc}; retry budget exhausted ({settings.retry_budget} retries this run)",
+                connection=self.connection,
+                status=exc.status,
+                vendor_message=exc.vendor_message,
+                retry_after=exc.retry_after,
+            ) from exc
+        self._budget -= 1
+        self._stats["retries"] += 1
+        ceiling = min(settings.backoff_cap, settings.backoff_base * 2**attempt)
+        jitter = self._random.uniform(0, ceiling)
+        return max(jitter, exc.retry_after or 0.0, self._cooldown_remaining())
+
+    async def _attempt(self, call: _Call, attempt: int) -> Response:
+        session = self._ensure_session()
+        async with self._slots:
+            await self._wait_cooldown(call)
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            status, headers, body = await self._send(session, call)
+        url = str(call.url.with_query(None).with_fragment(None))
+        response = Response(
+            status, headers, body, url, call.method, self.connection, self._redactor
+        )
+        if 200 <= status < 300 or status in call.ok:
+            return response
+        raise self._status_error(call, response, attempt)
+
+    async def _send(
+        self, session: aiohttp.ClientSession, call: _Call
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        started = self._clock()
+        status: int | None = None
+        try:
+            async with session.request(
+                call.method, call.url, allow_redirects=False, **call.options
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                return status, resp.headers, body
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # ``from None``: aiohttp's own exception text may carry the full URL and query.
+            raise self._transport_error(call, exc) from None
+        finally:
+            self._record(call, status, self._clock() - started)
+
+    def _transport_error(self, call: _Call, exc: BaseException) -> VendorError:
+        settings = self._settings
+        error: type[VendorError] = Retriable
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            what = f"timed out after {settings.connect_timeout:g}s connecting"
+        elif isinstance(exc, aiohttp.SocketTimeoutError):
+            what = f"timed out after {settings.read_timeout:g}s waiting to read"
+        elif isinstance(exc, TimeoutError):
+            what = f"timed out after {settings.total_timeout:g}s"
+        elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            # An untrusted certificate does not heal within a run; retrying only burns budget.
+            error, what = ProtocolError, f"TLS certificate rejected: {_describe(exc)}"
+        elif isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+            what = f"connection failed: {_describe(exc)}"
+        else:
+            error, what = ProtocolError, f"request failed: {_describe(exc)}"
+        message = self._redact(f"{self.connection}: {call.label}: {what}")
+        return error(message, connection=self.connection)
+
+    def _status_error(self, call: _Call, response: Response, attempt: int) -> VendorError:
+        error = error_class(response.status)
+        vendor = _shorten(self._redact(_vendor_message(response)))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if response.status == 429:
+            self._start_cooldown(retry_after, attempt)
+        message = f"{self.connection}: {call.label} -> HTTP {response.status}: "
+        message += vendor or _phrase(response.status)
+        if retry_after is not None:
+            message += f" (Retry-After {retry_after:.0f}s)"
+        if issubclass(error, Retriable):
+            return error(
+                message,
+                connection=self.connection,
+                status=response.status,
+                vendor_message=vendor or None,
+                retry_after=retry_after,
+            )
+        return error(
+            message,
+            connection=self.connection,
+            status=response.status,
+            vendor_message=vendor or None,
+        )
+
+    def _start_cooldown(self, retry_after: float | None, attempt: int) -> None:
+        settings = self._settings
+        if retry_after is None:
+            retry_after = min(settings.backoff_cap, settings.backoff_base * 2**attempt)
+        until = self._clock() + retry_after
+        if self._cooldown is None or until > self._cooldown:
+            self._cooldown = until
+
+    def _cooldown_remaining(self) -> float:
+        if self._cooldown is None:
+            return 0.0
+        return max(0.0, self._cooldown - self._clock())
+
+    async def _wait_cooldown(self, call: _Call) -> None:
+        cap = self._settings.retry_after_cap
+        while (remaining := self._cooldown_remaining()) > 0:
+            if remaining > cap:
+                raise RateLimited(
+                    f"{self.connection}: {call.label}: not sent, the vendor's rate-limit "
+                    f"cool-down has {remaining:.0f}s left (more than retry_after_cap {cap:g}s)",
+                    connection=self.connection,
+                    retry_after=remaining,
+                )
+            deadline = self._cooldown
+            await self._sleep(remaining)
+            # Wait again only if another 429 pushed the end further out meanwhile.
+            if self._cooldown == deadline:
+                break
+
+    def _record(self, call: _Call, status: int | None, seconds: float) -> None:
+        self._stats["requests"] += 1
+        kind = f"{status // 100}xx" if status is not None else "failed"
+        self._stats[kind] = self._stats.get(kind, 0) + 1
+        log.debug(
+            "%s: %s -> %s in %.0f ms",
+            self.connection,
+            call.label,
+            status if status is not None else "failed",
+            seconds * 1000,
+        )
+        if self._on_request is not None:
+            self._on_request(call.method, call.shown, status, seconds)
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop that will drive it.
+        if self._session is None or self._session.closed:
+            settings = self._settings
+            timeout = aiohttp.ClientTimeout(
+                total=settings.total_timeout,
+                connect=settings.connect_timeout,
+                sock_read=settings.read_timeout,
+            )
+            self._session = aiohttp.ClientSession(
+                timeout=timeout,
+                connector=aiohttp.TCPConnector(ssl=self._ssl),
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._session
+
+
+def _ssl_context(connection: str, ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """Verification is always on; a CA bundle only changes which roots are trusted."""
+    if ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            [f"connections.{connection}.http.ca_bundle: cannot load {ca_bundle}: {reason}"]
+        ) from None
+
+
+def _charset(content_type: str) -> str:
+    match = re.search(r"charset=[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
+    if match is None:
+        return "utf-8"
+    try:
+        codecs.lookup(match.group(1))
+    except LookupError:
+        return "utf-8"
+    return match.group(1)
+
+
+def _describe(exc: BaseException) -> str:
+    """aiohttp's account of a failure, without query strings (they may hold secrets)."""
+    text = str(exc)
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return _QUERY_IN_TEXT.sub("", described)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "unknown status"
+
+
+def _vendor_message(response: Response) -> str:
+    """The vendor's own words, best effort: a JSON message field, an HTML title, a line."""
+    text = response.text().strip()
+    if not text:
+        return ""
+    try:
+        document = jsonlib.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict | list):
+        return _flatten(document)
+    if "html" in response.content_type.lower() or text.startswith("<"):
+        return _html_text(text)
+    return text.splitlines()[0]
+
+
+def _flatten(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in _MESSAGE_KEYS:
+            found = value.get(key)
+            if _present(found):
+                return _flatten(found)
+        return jsonlib.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "; ".join(part for part in map(_flatten, value) if part)
+    return str(value)
+
+
+def _present(value: Any) -> bool:
+    # ``"error": false`` beside the real message is common; it is no message itself.
+    if value is None or isinstance(value, bool):
+        return False
+    return not (isinstance(value, str | list | dict) and not value)
+
+
+def _html_text(text: str) -> str:
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title is not None and title.group(1).strip():
+        return title.group(1)
+    body = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
+    return re.sub(r"<[^>]*>", " ", body)
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) <= _VENDOR_MESSAGE:
+        return text
+    return text[: _VENDOR_MESSAGE - 1] + "…"

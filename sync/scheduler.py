@@ -1,0 +1,213 @@
+"""Drivers: the one-shot pass (``--run-once``) and the daemon's APScheduler 3.x wiring.
+
+Run-once runs every selected connection once, concurrently, and maps the results to
+the exit code (§2.1). The daemon runs one interval job per connection with
+``max_instances=1`` and ``coalesce=True``, a misfire grace time and jitter, so a slow
+connection never delays another; a connection that keeps failing is rescheduled with a
+growing, capped delay and recovers by itself. Signals and systemd live in ``service``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from sync.config import Config
+from sync.db import Mirror
+from sync.db.models import SyncConnection
+from sync.engine.run import RunResult
+from sync.errors import LockHeld
+from sync.locks import InstanceLock
+from sync.runner import Selection, run_connection, run_connections
+
+log = logging.getLogger("sync.scheduler")
+
+BACKOFF_CAP_S = 3600.0
+
+
+def _instance_lock(mirror: Mirror, role: str) -> InstanceLock | None:
+    path = mirror.sqlite_path
+    return InstanceLock(path, role) if path is not None else None
+
+
+def run_once(
+    mirror: Mirror, config: Config, names: Sequence[str], *, dry_run: bool, force: bool
+) -> int:
+    """One pass over ``names``; returns the exit code (0 ok, 1 any failure, 3 all locked)."""
+    lock = None if dry_run else _instance_lock(mirror, "run-once")
+    if lock is not None:
+        lock.acquire()  # LockHeld -> exit 3
+    try:
+        results = _run_with_signals(
+            run_connections(
+                mirror,
+                config,
+                Selection(names, dry_run=dry_run, force=force),
+                report=lambda line: print(line, flush=True),
+            )
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+    if results is None:
+        return 1  # interrupted by a signal
+    if dry_run:
+        _print_totals(results)
+    if all(isinstance(r, LockHeld) for r in results):
+        raise LockHeld("every selected connection is being synced by another instance")
+    ok = all(isinstance(r, LockHeld) or r.ok for r in results)
+    return 0 if ok else 1
+
+
+def _print_totals(results: Sequence[RunResult | LockHeld]) -> None:
+    planned = sum(r.planned for r in results if isinstance(r, RunResult))
+    print(f"dry run: {planned} planned change(s) in {len(results)} connection(s); nothing written")
+
+
+def _run_with_signals(
+    coro: Coroutine[Any, Any, list[RunResult | LockHeld]],
+) -> list[RunResult | LockHeld] | None:
+    """Run ``coro``; SIGTERM/SIGINT cancel it (each connection records ``interrupted``)."""
+
+    async def main() -> list[RunResult | LockHeld] | None:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            print(
+                "ticketsync: interrupted; the next run resumes where this one stopped",
+                file=sys.stderr,
+            )
+            return None
+
+    return asyncio.run(main())
+
+
+def run_daemon(
+    mirror: Mirror, config: Config, names: Sequence[str], *, config_path: Path | None
+) -> int:
+    """Run until SIGTERM/SIGINT; returns 0 after a clean shutdown."""
+    from sync.service import Service
+
+    lock = _instance_lock(mirror, "daemon")
+    if lock is not None:
+        lock.acquire()
+    try:
+        return asyncio.run(Service(mirror, config, names, config_path).serve())
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+class Jobs:
+    """One APScheduler interval job per connection, with failure backoff."""
+
+    def __init__(
+        self,
+        mirror: Mirror,
+        config: Config,
+        names: Sequence[str],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.should_stop = should_stop
+        self.mirror = mirror
+        self.config = config
+        self.names = list(names)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.running: set[asyncio.Task[Any]] = set()
+        self.results: dict[str, RunResult] = {}
+
+    def start(self) -> None:
+        self._add_jobs(first_delay=0.0)
+        self.scheduler.start()
+
+    def _add_jobs(self, first_delay: float) -> None:
+        now = datetime.now(UTC)
+        for name in self.names:
+            interval = self.config.connections[name].interval
+            self.scheduler.add_job(
+                self._job,
+                "interval",
+                seconds=interval,
+                args=[name],
+                id=name,
+                name=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval)),
+                jitter=min(5.0, interval * 0.1),
+                next_run_time=now + timedelta(seconds=first_delay + random.uniform(0, 0.5)),
+                replace_existing=True,
+            )
+
+    def reload(self, config: Config, names: Sequence[str]) -> None:
+        """Replace the jobs with ``config``'s (after SIGHUP)."""
+        self.config = config
+        self.names = list(names)
+        self.scheduler.remove_all_jobs()
+        self._add_jobs(first_delay=0.0)
+
+    def run_all_now(self) -> None:
+        now = datetime.now(UTC)
+        for job in self.scheduler.get_jobs():
+            job.modify(next_run_time=now)
+
+    async def _job(self, name: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.running.add(task)
+        try:
+            result = await run_connection(
+                self.mirror,
+                self.config,
+                self.config.connections[name],
+                Selection([name], should_stop=self.should_stop),
+            )
+        except LockHeld:
+            return  # another instance syncs it: skip quietly (§7.3)
+        finally:
+            self.running.discard(task)
+        self.results[name] = result
+        self._reschedule(name, result)
+
+    def _reschedule(self, name: str, result: RunResult) -> None:
+        """After a failure, wait interval * 2**failures (capped) before the next try."""
+        with self.mirror.write() as session:
+            row = session.get(SyncConnection, name)
+            failures = row.consecutive_failures if row else 0
+            interval = self.config.connections[name].interval
+            if result.ok or failures == 0:
+                if row is not None:
+                    row.next_retry_at = None
+                return
+            delay = min(BACKOFF_CAP_S, interval * 2 ** min(failures, 16))
+            when = datetime.now(UTC) + timedelta(seconds=delay)
+            if row is not None:
+                row.next_retry_at = when
+        job = self.scheduler.get_job(name)
+        if job is not None:
+            job.modify(next_run_time=when)
+        log.warning("%s: failed %d time(s) in a row; next try in %.0fs", name, failures, delay)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop scheduling; let runs in hand finish for up to ``timeout``, then cancel them."""
+        self.scheduler.shutdown(wait=False)
+        if not self.running:
+            return
+        _, pending = await asyncio.wait(set(self.running), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)

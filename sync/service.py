@@ -1,0 +1,117 @@
+"""The daemon's lifecycle: signals, systemd notify, the health and metrics endpoint.
+
+- SIGTERM / SIGINT: stop scheduling, let each run stop after the ticket in hand (bounded
+  by ``STOP_TIMEOUT_S``), exit 0; a second signal exits at once.
+- SIGHUP: reload the configuration; a bad file is reported and the old one kept.
+- SIGUSR1: sync every connection now.
+- systemd (``Type=notify``): READY=1 once started, WATCHDOG=1 pings at half of
+  ``$WATCHDOG_USEC`` while the loop is alive, STOPPING=1 on shutdown; no-ops elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+from sync.config import Config, load_config
+from sync.db import Mirror
+from sync.errors import ConfigError
+from sync.scheduler import Jobs
+
+log = logging.getLogger("sync.service")
+
+STOP_TIMEOUT_S = 20.0
+
+
+def notify(message: str) -> None:
+    """Send ``message`` to systemd's notify socket, if there is one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(address)
+            sock.sendall(message.encode())
+        except OSError as exc:
+            log.debug("systemd notify failed: %s", exc)
+
+
+class Service:
+    """The running daemon."""
+
+    def __init__(
+        self, mirror: Mirror, config: Config, names: Sequence[str], config_path: Path | None
+    ) -> None:
+        self.mirror = mirror
+        self.config = config
+        self.names = list(names)
+        self.config_path = config_path
+        self._stop = asyncio.Event()
+        self.jobs = Jobs(mirror, config, names, should_stop=self._stop.is_set)
+        self._signals = 0
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._on_stop)
+        loop.add_signal_handler(signal.SIGINT, self._on_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+        loop.add_signal_handler(signal.SIGUSR1, self.jobs.run_all_now)
+        self.jobs.start()
+        watchdog = asyncio.ensure_future(self._watchdog())
+        notify("READY=1")
+        log.info(
+            "ticketsync daemon started: %d connection(s), database %s",
+            len(self.names),
+            self.mirror.redacted_url(),
+        )
+        await self._stop.wait()
+        notify("STOPPING=1")
+        log.info("shutting down: letting runs in hand finish")
+        watchdog.cancel()
+        await self.jobs.stop(STOP_TIMEOUT_S)
+        log.info("stopped")
+        return 0
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    def _on_stop(self) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting at once")
+            os._exit(1)
+        self._stop.set()
+
+    def _on_reload(self) -> None:
+        if self.config_path is None:
+            log.warning("SIGHUP: no configuration file to reload")
+            return
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error(
+                "SIGHUP: %s is invalid; keeping the running configuration: %s",
+                self.config_path,
+                "; ".join(exc.problems),
+            )
+            return
+        names = [n for n in self.names if n in config.connections] or list(config.connections)
+        self.config = config
+        self.names = names
+        self.jobs.reload(config, names)
+        log.info("SIGHUP: configuration reloaded (%d connection(s))", len(names))
+
+    async def _watchdog(self) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if usec <= 0:
+            return
+        while True:
+            notify("WATCHDOG=1")
+            await asyncio.sleep(usec / 2e6)

@@ -1,0 +1,162 @@
+"""``ticketsync status``: what each connection is doing, from the database alone (§6).
+
+``collect`` builds the stable JSON object (``schema: 1``); ``render`` turns it into a
+table for a terminal. Keys may be added; none is renamed or removed without bumping
+``schema``. Nothing here reads a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from sync.config import Config
+from sync.db import Mirror
+from sync.db.models import Conflict, Run, SyncConnection, TicketDirty, TicketLink
+from sync.locks import read_holder
+from sync.runner import build_adapter, build_rules
+
+SCHEMA = 1
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def collect(config: Config, mirror: Mirror, now: datetime | None = None) -> dict[str, Any]:
+    """The ``status --json`` object for every configured connection."""
+    now = now or datetime.now(UTC)
+    holder = _holder(mirror)
+    with mirror.read() as session:
+        connections = {
+            name: _connection(session, config, name, now, holder) for name in config.connections
+        }
+    return {
+        "schema": SCHEMA,
+        "generated_at": _iso(now),
+        "database": mirror.redacted_url(),
+        "connections": connections,
+    }
+
+
+def _holder(mirror: Mirror) -> dict[str, Any] | None:
+    path = mirror.sqlite_path
+    if path is None:
+        return None
+    holder = read_holder(path.with_name(path.name + ".lock"))
+    if holder is None:
+        return None
+    return {k: holder.get(k) for k in ("instance", "host", "pid", "since")}
+
+
+def _count(session: Session, *where: Any, model: Any = TicketLink) -> int:
+    return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def _connection(
+    session: Session, config: Config, name: str, now: datetime, holder: dict[str, Any] | None
+) -> dict[str, Any]:
+    cfg = config.connections[name]
+    row = session.get(SyncConnection, name)
+    run = session.scalars(
+        select(Run).where(Run.connection == name).order_by(Run.id.desc()).limit(1)
+    ).first()
+    link = TicketLink.connection == name
+    next_retry = session.scalar(
+        select(func.min(TicketLink.next_retry_at)).where(link, TicketLink.next_retry_at > now)
+    )
+    last_success = row.last_success_at if row else None
+    adapter = build_adapter(cfg, None)
+    return {
+        "vendor": cfg.vendor,
+        "last_run": _run(run),
+        "lag_s": None if last_success is None else round((now - last_success).total_seconds(), 1),
+        "cursor": row.cursor if row else None,
+        "pending_pushes": _count(session, TicketDirty.connection == name, model=TicketDirty),
+        "failing_tickets": _count(session, link, TicketLink.last_error.is_not(None)),
+        "orphaned_links": _count(session, link, TicketLink.state == "orphaned"),
+        "linked_tickets": _count(session, link, TicketLink.state == "active"),
+        "creating": _count(session, link, TicketLink.state == "creating"),
+        "open_conflicts": _count(
+            session, Conflict.connection == name, Conflict.resolution == "pending", model=Conflict
+        ),
+        "consecutive_failures": row.consecutive_failures if row else 0,
+        "next_retry_at": _iso(next_retry),
+        "cooldown_until": _iso(row.cooldown_until) if row else None,
+        "last_error": row.last_error if row else None,
+        "credentials": row.credentials if row else "unknown",
+        "unwritable_fields": build_rules(cfg, config, adapter).unwritable(),
+        "guard": row.guard_held if row else None,
+        "holder": holder,
+    }
+
+
+def _run(run: Run | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "started_at": _iso(run.started_at),
+        "duration_s": run.duration_s,
+        "outcome": "interrupted" if run.outcome == "running" else run.outcome,
+        "pulled": run.pulled,
+        "pushed": run.pushed,
+        "created": run.created,
+        "conflicts": run.conflicts,
+        "errors": run.errors,
+    }
+
+
+def render(status: Mapping[str, Any]) -> str:
+    """A readable table of ``status``, one block per connection."""
+    lines = [f"database: {status['database']}"]
+    for name, c in status["connections"].items():
+        run = c["last_run"]
+        last = (
+            "never run"
+            if run is None
+            else f"{run['outcome']} at {run['started_at']} ({run['duration_s'] or 0:.1f}s): "
+            f"pulled {run['pulled']}, pushed {run['pushed']}, created {run['created']}, "
+            f"conflicts {run['conflicts']}, errors {run['errors']}"
+        )
+        lines += [
+            "",
+            f"{name} ({c['vendor']})",
+            f"  last run:        {last}",
+            f"  lag:             {_lag(c['lag_s'])}",
+            f"  linked tickets:  {c['linked_tickets']}   pending pushes: {c['pending_pushes']}"
+            f"   failing: {c['failing_tickets']}   orphaned: {c['orphaned_links']}",
+            f"  conflicts open:  {c['open_conflicts']}   consecutive failures: "
+            f"{c['consecutive_failures']}",
+            f"  credentials:     {c['credentials']}",
+        ]
+        if c["unwritable_fields"]:
+            lines.append(
+                "  not supported:   "
+                + ", ".join(c["unwritable_fields"])
+                + " (the vendor's API cannot write these; local edits stay local)"
+            )
+        if c["guard"]:
+            g = c["guard"]
+            lines.append(
+                f"  HELD by guard:   {g['planned']} planned vs {g['links']} links since "
+                f"{g['held_since']}; see `ticketsync guard approve {name}`"
+            )
+        if c["last_error"]:
+            lines.append(f"  last error:      {c['last_error']['message']}")
+        if c["holder"]:
+            lines.append(f"  held by:         pid {c['holder']['pid']} on {c['holder']['host']}")
+    return "\n".join(lines)
+
+
+def _lag(seconds: float | None) -> str:
+    if seconds is None:
+        return "no successful run yet"
+    if seconds < 120:
+        return f"{seconds:.0f}s since the last successful run"
+    return f"{seconds / 60:.0f} min since the last successful run"
