@@ -38,6 +38,10 @@ class Selection:
     dry_run: bool = False
     force: bool = False
     should_stop: Callable[[], bool] = lambda: False
+    #: Called with every finished run (the daemon's metrics).
+    on_result: Callable[[RunResult], None] | None = None
+    #: Makes the per-request hook for a vendor (the daemon's HTTP metrics).
+    http_hook: Callable[[str], Callable[[str, str, int | None, float], None]] | None = None
 
 
 def state_dir(config: Config, mirror: Mirror) -> Path | None:
@@ -52,6 +56,7 @@ def build_adapter(
     connection: ConnectionConfig,
     state: Path | None,
     cooldown_until: float | None = None,
+    on_request: Callable[[str, str, int | None, float], None] | None = None,
 ) -> Adapter:
     """The adapter for ``connection``; every HTTP client it makes shares its transport settings."""
 
@@ -62,6 +67,7 @@ def build_adapter(
             connection.http,
             redactor=current_redactor(),
             cooldown_until=cooldown_until,
+            on_request=on_request,
         )
 
     cls = adapter_class(connection.vendor)
@@ -109,8 +115,9 @@ async def run_connection(
     lock = ConnectionLock(mirror, connection.name) if mirror.dialect == "postgresql" else None
     if lock is not None and not lock.try_acquire():
         raise LockHeld(f"{connection.name}: another instance is syncing this connection")
+    hook = selection.http_hook(connection.vendor) if selection.http_hook else None
     adapter = build_adapter(
-        connection, state_dir(config, mirror), _cooldown(mirror, connection.name)
+        connection, state_dir(config, mirror), _cooldown(mirror, connection.name), hook
     )
     try:
         run = ConnectionRun(
@@ -139,6 +146,8 @@ async def run_connection(
         if lock is not None:
             lock.release()
     _log_summary(connection, result)
+    if selection.on_result is not None:
+        selection.on_result(result)
     return result
 
 

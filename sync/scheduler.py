@@ -27,6 +27,7 @@ from sync.db.models import SyncConnection
 from sync.engine.run import RunResult
 from sync.errors import LockHeld
 from sync.locks import InstanceLock
+from sync.metrics import Metrics
 from sync.runner import Selection, run_connection, run_connections
 
 log = logging.getLogger("sync.scheduler")
@@ -120,8 +121,10 @@ class Jobs:
         config: Config,
         names: Sequence[str],
         should_stop: Callable[[], bool] = lambda: False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.should_stop = should_stop
+        self.metrics = metrics
         self.mirror = mirror
         self.config = config
         self.names = list(names)
@@ -173,7 +176,12 @@ class Jobs:
                 self.mirror,
                 self.config,
                 self.config.connections[name],
-                Selection([name], should_stop=self.should_stop),
+                Selection(
+                    [name],
+                    should_stop=self.should_stop,
+                    on_result=self.metrics.observe_run if self.metrics else None,
+                    http_hook=self.metrics.http_hook if self.metrics else None,
+                ),
             )
         except LockHeld:
             return  # another instance syncs it: skip quietly (§7.3)

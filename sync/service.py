@@ -21,6 +21,7 @@ from pathlib import Path
 from sync.config import Config, load_config
 from sync.db import Mirror
 from sync.errors import ConfigError
+from sync.metrics import Metrics
 from sync.scheduler import Jobs
 
 log = logging.getLogger("sync.service")
@@ -54,7 +55,8 @@ class Service:
         self.names = list(names)
         self.config_path = config_path
         self._stop = asyncio.Event()
-        self.jobs = Jobs(mirror, config, names, should_stop=self._stop.is_set)
+        self.metrics = Metrics()
+        self.jobs = Jobs(mirror, config, names, should_stop=self._stop.is_set, metrics=self.metrics)
         self._signals = 0
 
     async def serve(self) -> int:
@@ -63,6 +65,11 @@ class Service:
         loop.add_signal_handler(signal.SIGINT, self._on_stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload)
         loop.add_signal_handler(signal.SIGUSR1, self.jobs.run_all_now)
+        endpoint = None
+        address = self.config.service.listen_address()
+        if address is not None:
+            endpoint = await self.metrics.serve(*address)
+            log.info("health and metrics on http://%s:%d/", *address)
         self.jobs.start()
         watchdog = asyncio.ensure_future(self._watchdog())
         notify("READY=1")
@@ -76,6 +83,8 @@ class Service:
         log.info("shutting down: letting runs in hand finish")
         watchdog.cancel()
         await self.jobs.stop(STOP_TIMEOUT_S)
+        if endpoint is not None:
+            await endpoint.cleanup()
         log.info("stopped")
         return 0
 

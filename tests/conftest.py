@@ -49,7 +49,8 @@ def pg_unavailable() -> str | None:
             conn.execute(text("SELECT 1"))
         engine.dispose()
     except Exception as exc:  # any failure to reach it means: skip (or fail under CI)
-        return f"PostgreSQL at {make_url(PG_URL).render_as_string(hide_password=True)} unreachable: {str(exc).splitlines()[0]}"
+        where = make_url(PG_URL).render_as_string(hide_password=True)
+        return f"PostgreSQL at {where} unreachable: {str(exc).splitlines()[0]}"
     return None
 
 

@@ -1,0 +1,148 @@
+"""The daemon as a subprocess: scheduling, signals, the endpoint, the instance lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.system.conftest import ROOT, run_cli
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_config(tmp_path: Path, port: int, interval: float = 0.5) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"""
+database: {{url: "sqlite:///{tmp_path / "mirror.db"}"}}
+sync: {{interval: {interval}}}
+service: {{listen: "127.0.0.1:{port}", log_format: json}}
+connections:
+  mem:
+    vendor: memory
+    base_url: http://127.0.0.1:9
+    fields:
+      status: {{open: Open, closed: Closed}}
+    create: {{when: {{}}}}
+"""
+    )
+    return path
+
+
+def _start(config: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sync", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def _links(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM ticket_links WHERE state = 'active'"
+            ).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    port = _free_port()
+    config = _write_config(tmp_path, port)
+    proc = _start(config)
+    try:
+        assert _wait(lambda: _get(port, "/healthz")[0] == 200), proc.stderr
+        yield proc, port, config, tmp_path / "mirror.db"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)  # reaps the process and closes its pipes
+
+
+def test_local_insert_reaches_the_vendor_within_two_intervals(daemon):
+    _, port, _, db = daemon
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO tickets (title, status) VALUES ('from a tool', 'open')")
+    started = time.monotonic()
+    assert _wait(lambda: _links(db) == 1, timeout=5)
+    assert time.monotonic() - started < 2 * 0.5 + 1.5  # two intervals plus jitter and run time
+    status, text = _get(port, "/metrics")
+    assert status == 200
+    assert 'ticketsync_tickets_total{action="created",connection="mem"} 1.0' in text
+    assert "ticketsync_runs_total" in text
+
+
+def test_sigterm_exits_0(daemon):
+    proc, *_ = daemon
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=25)
+    assert proc.returncode == 0
+
+
+def test_sighup_with_a_broken_file_keeps_the_old_config(daemon):
+    proc, _, config, db = daemon
+    good = config.read_text()
+    config.write_text("connections: [not, a, mapping]\n")
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert proc.poll() is None
+    config.write_text(good)
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO tickets (title, status) VALUES ('after reload', 'open')")
+    assert _wait(lambda: _links(db) == 1, timeout=5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=25)
+    assert proc.returncode == 0
+    assert "keeping the running configuration" in err
+
+
+def test_a_second_daemon_on_the_same_database_exits_3(daemon):
+    _, _, config, _ = daemon
+    second = run_cli("--config", str(config))
+    assert second.returncode == 3
+
+
+def test_status_names_the_running_daemon(daemon):
+    proc, _, config, _ = daemon
+    result = run_cli("--config", str(config), "status", "--json")
+    assert result.returncode == 0
+    holder = json.loads(result.stdout)["connections"]["mem"]["holder"]
+    assert holder["pid"] == proc.pid
