@@ -1,0 +1,1 @@
+"""Wire-faithful vendor emulators with fault injection, for tests, benchmarks and the demo."""
