@@ -60,7 +60,9 @@ class Capabilities:
     ``find_marker`` can tell whether the ticket exists (without it an unfinished create is
     surfaced to the operator, never retried blindly). ``changed_since``: the vendor can list
     tickets changed since a time; without it, the engine asks the adapter to re-poll linked
-    tickets by id (``watch``).
+    tickets by id (``watch``). ``fetch_before_update``: an update must carry fields the
+    engine did not change (Kapture's mandatory ``sub_status``), so the engine reads the
+    ticket just before the update and merges against that fresh copy.
     """
 
     readable: frozenset[str]
@@ -68,6 +70,7 @@ class Capabilities:
     can_create: bool = True
     finds_markers: bool = True
     changed_since: bool = True
+    fetch_before_update: bool = False
 
 
 @dataclass(frozen=True)

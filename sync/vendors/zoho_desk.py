@@ -1,0 +1,348 @@
+"""The Zoho Desk adapter: OAuth, pull by search, get, update, create with a marker.
+
+Wire facts are from Zoho's API page and OpenAPI files (``reference.md`` §4); the emulator
+in ``sync/sandbox/zoho_desk.py`` checks every request against the latter.
+
+Setting up Zoho Desk (for the README)
+-------------------------------------
+- Credentials: ``client_id``, ``client_secret`` and ``refresh_token`` of a Zoho API console
+  client ("Self Client" is enough) with the scopes ``Desk.tickets.ALL`` and
+  ``Desk.search.READ``; ``org_id`` of the Desk organisation (Setup > Developer Space > API);
+  ``accounts_url`` when the account is not in the US data centre (e.g.
+  ``https://accounts.zoho.eu``; by default it follows ``base_url``'s ``desk.zoho.<tld>``).
+- The create marker: connections that create tickets store the engine's create marker in a
+  custom ticket field, so that a create whose reply was lost can be found again. Before the
+  first run, create a single-line text field in Setup > Customization > Layouts and Fields >
+  Tickets, label it e.g. "ticketsync marker", and put its API name (``cf_...``) in
+  ``options.marker_field`` (default ``cf_ticketsync_marker``). A create naming a field the
+  portal lacks fails for that ticket (``INVALID_DATA`` is the expected answer: UNCONFIRMED).
+- Options (``connections.NAME.options``): ``lookback_seconds`` (120: each pull re-reads this
+  much before its cursor, against clock skew and search-index lag), ``marker_field``,
+  ``default_department_id`` (the department of created tickets whose queue is not mapped),
+  ``default_contact_id`` (the contact of created tickets without a requester e-mail),
+  ``disable_closure_notification`` (false: true stops Zoho mailing the contact when a pushed
+  status closes a ticket).
+
+Pull (``zoho_desk_pull.py``): ticket search by ``modifiedTimeRange``, oldest change first.
+The cursor is ``{"modified_after": "<ISO UTC>"}``, the newest ``modifiedTime`` yielded; each
+pull's window starts ``lookback_seconds`` before it and ends a day past now, so a clock skew
+between us and Zoho cannot hide an edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sync import redact
+from sync.errors import (
+    AuthRejected,
+    ConfigError,
+    ItemError,
+    NotFound,
+    ProtocolError,
+    RateLimited,
+    VendorError,
+)
+from sync.http import Response, parse_retry_after
+from sync.vendors.base import (
+    SYNC_FIELDS,
+    Adapter,
+    AdapterContext,
+    Capabilities,
+    Cursor,
+    Page,
+    RemoteTicket,
+    register,
+)
+from sync.vendors.zoho_desk_auth import (
+    ClientCredentials,
+    ZohoAuth,
+    accounts_for,
+    api_root,
+    token_cache_path,
+)
+from sync.vendors.zoho_desk_mapping import (
+    PULL_KEYS,
+    describe_field_errors,
+    encode_marker,
+    envelope,
+    is_zoho_id,
+    parse_time,
+    to_body,
+    to_remote,
+    zoho_time,
+)
+from sync.vendors.zoho_desk_options import ZohoOptions, validate_options
+from sync.vendors.zoho_desk_pull import EPOCH, PAGE, WindowScan
+
+if TYPE_CHECKING:
+    from sync.config import ConnectionConfig
+
+#: Statuses the adapter reads itself; 429 and 5xx stay with sync.http, which retries them.
+HANDLED = (200, 201, 204, 400, 401, 403, 404, 422)
+REFRESH_CODES = frozenset({"INVALID_OAUTH", "UNAUTHORIZED"})
+RATE_CODES = frozenset({"THRESHOLD_EXCEEDED", "TOO_MANY_REQUESTS"})
+
+
+@register
+class ZohoDeskAdapter(Adapter):
+    """Zoho Desk: every synced field readable and writable, creates with a marker."""
+
+    vendor = "zoho_desk"
+    capabilities = Capabilities(
+        readable=frozenset(SYNC_FIELDS),
+        writable=frozenset(SYNC_FIELDS),
+        can_create=True,
+        finds_markers=True,
+        changed_since=True,
+    )
+
+    def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
+        super().__init__(connection, context)
+        problems = validate_options(connection.options)
+        if problems:
+            raise ConfigError([f"connections.{connection.name}.{p}" for p in problems])
+        self.options = ZohoOptions.from_mapping(connection.options)
+        self._org_id = connection.credential("org_id") or ""
+        self._api = self.client(api_root(connection.base_url))
+        accounts = connection.credential("accounts_url") or accounts_for(connection.base_url)
+        self.auth = ZohoAuth(
+            connection.name,
+            self.client(accounts),
+            ClientCredentials(
+                client_id=connection.credential("client_id") or "",
+                client_secret=connection.credential("client_secret") or "",
+                refresh_token=connection.credential("refresh_token") or "",
+                accounts_url=accounts,
+            ),
+            token_cache_path(context.state_dir, connection.name),
+        )
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> list[str]:
+        """Problems with ``connection.options``, each as ``options.KEY: message``."""
+        return validate_options(options)
+
+    # -- the contract ----------------------------------------------------------------------
+
+    async def changed_since(
+        self, cursor: Cursor | None, watch: Sequence[str] = ()
+    ) -> AsyncIterator[Page]:
+        after = _cursor_time(cursor, self.name)
+        start = after - timedelta(seconds=self.options.lookback_seconds) if after else EPOCH
+        end = datetime.now(UTC) + timedelta(days=1)
+        newest = after
+        async for items in WindowScan(self.name, self._search).pages(max(start, EPOCH), end):
+            tickets = [await self._complete(item) for item in items]
+            for ticket in tickets:
+                if ticket.modified_at and (newest is None or ticket.modified_at > newest):
+                    newest = ticket.modified_at
+            cursor_value = {"modified_after": zoho_time(newest)} if newest else None
+            yield Page(tickets, cursor_value)
+
+    async def get(self, external_id: str) -> RemoteTicket | None:
+        if not is_zoho_id(external_id):
+            return None  # Zoho ids are digits: no such ticket can exist
+        response = await self._call("GET", f"/api/v1/tickets/{external_id}", missing_ok=True)
+        if response.status == 404:
+            return None
+        return self._ticket(response.json(), external_id)
+
+    async def update(
+        self, external_id: str, changes: Mapping[str, str | None]
+    ) -> RemoteTicket | None:
+        if not is_zoho_id(external_id):
+            raise NotFound(
+                f"{self.name}: ticket {external_id!r} is not a Zoho id", connection=self.name
+            )
+        body, problems = to_body(changes)
+        if problems:
+            raise ItemError(
+                f"{self.name}: ticket {external_id}: " + "; ".join(problems), connection=self.name
+            )
+        if not body:
+            return None
+        params = (
+            {"disableClosureNotification": "true"}
+            if self.options.disable_closure_notification
+            else None
+        )
+        response = await self._call(
+            "PATCH", f"/api/v1/tickets/{external_id}", params=params, json=body
+        )
+        return self._ticket(response.json(), external_id) if response.body else None
+
+    async def create(self, values: Mapping[str, str | None], marker: str) -> RemoteTicket:
+        body = self._create_body(values, marker)
+        response = await self._call("POST", "/api/v1/tickets", json=body)
+        ticket = self._ticket(response.json(), "(new)")
+        return RemoteTicket(
+            ticket.external_id, ticket.fields, ticket.modified_at, marker, ticket.raw
+        )
+
+    async def find_marker(self, marker: str) -> RemoteTicket | None:
+        stored = encode_marker(marker)
+        # Search.json's customField1..10 take "<field API name>:<value>"; the match may be
+        # loose (wildcards, case), so every hit is checked for the exact value. The search
+        # index's lag after a create is UNCONFIRMED: the engine looks on its next run.
+        params = {"customField1": f"{self.options.marker_field}:{stored}", "limit": str(PAGE)}
+        response = await self._call("GET", "/api/v1/tickets/search", params=params)
+        for item in _items(response, self.name):
+            ticket = await self._complete(item, ("cf",))
+            if ticket.marker == marker:
+                return ticket
+        return None
+
+    async def check(self) -> None:
+        """One cheap call that proves the grant, the org and both scopes the adapter needs."""
+        now = datetime.now(UTC)
+        params = {
+            "modifiedTimeRange": f"{zoho_time(now - timedelta(days=1))},{zoho_time(now)}",
+            "limit": "1",
+        }
+        await self._call("GET", "/api/v1/tickets/search", params=params)
+
+    # -- pull ------------------------------------------------------------------------------
+
+    async def _search(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        response = await self._call("GET", "/api/v1/tickets/search", params=params)
+        return _items(response, self.name)
+
+    async def _complete(self, item: Mapping[str, Any], extra: Iterable[str] = ()) -> RemoteTicket:
+        """The item as a ticket, fetched in full when the search result lacks a field."""
+        wanted = PULL_KEYS.union(extra)
+        if wanted.issubset(item):
+            return self._ticket(item, str(item.get("id")))
+        fetched = await self.get(str(item.get("id")))
+        if fetched is None:  # deleted between the search and the fetch
+            return self._ticket(item, str(item.get("id")))
+        return fetched
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        missing_ok: bool = False,
+    ) -> Response:
+        """Send an API request with auth; refresh and resend once on ``INVALID_OAUTH``."""
+        for attempt in (1, 2):
+            token = await self.auth.token()
+            headers = {"Authorization": f"Zoho-oauthtoken {token}", "orgId": self._org_id}
+            response = await self._api.request(
+                method, path, params=params, json=json, headers=headers, ok=HANDLED
+            )
+            if response.status < 300 or (missing_ok and response.status == 404):
+                return response
+            code, message, errors = envelope(_document(response))
+            if response.status == 401 and (code in REFRESH_CODES or code is None) and attempt == 1:
+                self.auth.invalidate(token)
+                continue
+            raise self._error(method, path, response, code, message, errors)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _error(
+        self,
+        method: str,
+        path: str,
+        response: Response,
+        code: str | None,
+        message: str,
+        errors: Sequence[Mapping[str, Any]],
+    ) -> VendorError:
+        """Zoho's error envelope as our error tree (reference §4.8)."""
+        status = response.status
+        said = f"{code}: {message}" if code else (message or "no error message")
+        if errors:
+            said += "; fields: " + describe_field_errors(errors)
+        said = redact.current().redact(said)
+        text = f"{self.name}: {method} {path} -> HTTP {status}: {said}"
+        kw: dict[str, Any] = {"connection": self.name, "status": status, "vendor_message": said}
+        if code in RATE_CODES:  # whatever the status: Zoho's 429 use is UNCONFIRMED
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return RateLimited(text, retry_after=retry_after, **kw)
+        if status == 401 and code in REFRESH_CODES | {None}:
+            return AuthRejected(
+                f"{text}. Zoho rejected a freshly refreshed access token: check that the "
+                "client has the scopes Desk.tickets.ALL and Desk.search.READ.",
+                **kw,
+            )
+        if code == "OAUTH_ORG_MISMATCH":
+            hint = f"Check connections.{self.name}.credentials.org_id."
+            return AuthRejected(f"{text} {hint}", **kw)
+        if status == 403 and code in ("FORBIDDEN", "LICENSE_ACCESS_LIMITED"):
+            return ItemError(text, **kw)  # this ticket's department, not the whole grant
+        if status in (401, 403):
+            return AuthRejected(text, **kw)
+        if status == 404:
+            return NotFound(text, **kw)
+        return ItemError(text, **kw)
+
+    def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
+        try:
+            return to_remote(document, self.options.marker_field)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProtocolError(
+                f"{self.name}: ticket {external_id}: Zoho's reply is not a ticket ({exc!r})",
+                connection=self.name,
+            ) from None
+
+    def _create_body(self, values: Mapping[str, str | None], marker: str) -> dict[str, Any]:
+        present = {k: v for k, v in values.items() if v not in (None, "")}
+        body, problems = to_body(present)
+        department = body.get("departmentId") or self.options.default_department_id
+        if not department:
+            problems.append("queue: needed to create (or set options.default_department_id)")
+        body["departmentId"] = department
+        email = present.get("requester_email")
+        if email:
+            body["contact"] = {"email": email, "lastName": email.split("@", 1)[0] or email}
+        elif self.options.default_contact_id:
+            body["contactId"] = self.options.default_contact_id
+        else:
+            problems.append("requester_email: needed to create (or set options.default_contact_id)")
+        if problems:
+            raise ItemError(
+                f"{self.name}: cannot create: " + "; ".join(problems), connection=self.name
+            )
+        body["cf"] = {self.options.marker_field: encode_marker(marker)}
+        return body
+
+
+def _document(response: Response) -> Any:
+    try:
+        return response.json()
+    except ProtocolError:
+        return None  # an error page that is not JSON: its status still tells what happened
+
+
+def _items(response: Response, connection: str) -> list[dict[str, Any]]:
+    """The ``data`` of a search reply; 204 (no content) is Zoho's empty result."""
+    if response.status == 204 or not response.body:
+        return []
+    document = response.json()
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, list) or not all(isinstance(i, dict) and "id" in i for i in data):
+        raise ProtocolError(
+            f"{connection}: Zoho's search reply has no list of tickets under 'data'",
+            connection=connection,
+        )
+    return data
+
+
+def _cursor_time(cursor: Cursor | None, connection: str) -> datetime | None:
+    if cursor is None:
+        return None
+    try:
+        return parse_time(cursor["modified_after"])
+    except (KeyError, TypeError, ValueError):
+        raise ProtocolError(
+            f"{connection}: stored cursor {cursor!r} is not a Zoho Desk cursor",
+            connection=connection,
+        ) from None

@@ -1,0 +1,90 @@
+"""``connections.NAME.options`` of a Zoho Desk connection: validation and the parsed form.
+
+Keys (documented for operators in ``sync/vendors/zoho_desk.py``'s docstring):
+``lookback_seconds``, ``marker_field``, ``default_department_id``, ``default_contact_id``,
+``disable_closure_notification``. Unknown keys are problems, like everywhere in the config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MARKER_FIELD = "cf_ticketsync_marker"
+DEFAULT_LOOKBACK = 120.0
+
+# A Zoho custom field's API name: "cf_" and letters, digits, underscores.
+_FIELD_NAME = re.compile(r"cf_[A-Za-z0-9_]{1,60}")
+_ZOHO_ID = re.compile(r"[0-9]{1,25}")
+
+
+@dataclass(frozen=True)
+class ZohoOptions:
+    lookback_seconds: float = DEFAULT_LOOKBACK
+    marker_field: str = DEFAULT_MARKER_FIELD
+    default_department_id: str | None = None
+    default_contact_id: str | None = None
+    disable_closure_notification: bool = False
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> ZohoOptions:
+        """Parse options that ``validate_options`` found no problem with."""
+
+        def text(key: str) -> str | None:
+            value = options.get(key)
+            return None if value is None else str(value)
+
+        return cls(
+            lookback_seconds=float(options.get("lookback_seconds", DEFAULT_LOOKBACK)),
+            marker_field=str(options.get("marker_field", DEFAULT_MARKER_FIELD)),
+            default_department_id=text("default_department_id"),
+            default_contact_id=text("default_contact_id"),
+            disable_closure_notification=bool(options.get("disable_closure_notification", False)),
+        )
+
+
+def _lookback(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return "expected a number of seconds >= 0"
+    return None
+
+
+def _marker_field(value: Any) -> str | None:
+    if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
+        return "expected a custom field's API name, such as cf_ticketsync_marker"
+    return None
+
+
+def _zoho_id(value: Any) -> str | None:
+    # YAML reads an unquoted id as an integer; both spellings are accepted.
+    if isinstance(value, bool) or not _ZOHO_ID.fullmatch(str(value)):
+        return "expected a Zoho id (digits), e.g. '1892000000006907'"
+    return None
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "expected true or false"
+
+
+_CHECKS: Mapping[str, Callable[[Any], str | None]] = {
+    "lookback_seconds": _lookback,
+    "marker_field": _marker_field,
+    "default_department_id": _zoho_id,
+    "default_contact_id": _zoho_id,
+    "disable_closure_notification": _boolean,
+}
+
+
+def validate_options(options: Mapping[str, Any]) -> list[str]:
+    """Every problem with ``options``, each as ``options.KEY: message``."""
+    problems = []
+    for key, value in options.items():
+        check = _CHECKS.get(key)
+        if check is None:
+            known = ", ".join(sorted(_CHECKS))
+            problems.append(f"options.{key}: unknown key (Zoho Desk knows {known})")
+        elif (problem := check(value)) is not None:
+            problems.append(f"options.{key}: {problem}")
+    return problems
