@@ -57,6 +57,7 @@ def build_adapter(
     state: Path | None,
     cooldown_until: float | None = None,
     on_request: Callable[[str, str, int | None, float], None] | None = None,
+    lookback_seconds: float = 300.0,
 ) -> Adapter:
     """The adapter for ``connection``; every HTTP client it makes shares its transport settings."""
 
@@ -71,7 +72,8 @@ def build_adapter(
         )
 
     cls = adapter_class(connection.vendor)
-    return cls(connection, AdapterContext(http=http, state_dir=state))
+    context = AdapterContext(http=http, state_dir=state, lookback_seconds=lookback_seconds)
+    return cls(connection, context)
 
 
 def build_rules(connection: ConnectionConfig, config: Config, adapter: Adapter) -> SyncRules:
@@ -117,7 +119,11 @@ async def run_connection(
         raise LockHeld(f"{connection.name}: another instance is syncing this connection")
     hook = selection.http_hook(connection.vendor) if selection.http_hook else None
     adapter = build_adapter(
-        connection, state_dir(config, mirror), _cooldown(mirror, connection.name), hook
+        connection,
+        state_dir(config, mirror),
+        _cooldown(mirror, connection.name),
+        hook,
+        config.sync.lookback_seconds,
     )
     try:
         run = ConnectionRun(

@@ -49,6 +49,8 @@ class AdapterContext:
 
     http: Callable[[str], HttpClient]
     state_dir: Path | None = None
+    #: Seconds each changed-since pull reaches back before the cursor (``sync.lookback_seconds``).
+    lookback_seconds: float = 300.0
 
 
 @dataclass(frozen=True)

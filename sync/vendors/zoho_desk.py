@@ -16,8 +16,9 @@ Setting up Zoho Desk (for the README)
   Tickets, label it e.g. "ticketsync marker", and put its API name (``cf_...``) in
   ``options.marker_field`` (default ``cf_ticketsync_marker``). A create naming a field the
   portal lacks fails for that ticket (``INVALID_DATA`` is the expected answer: UNCONFIRMED).
-- Options (``connections.NAME.options``): ``lookback_seconds`` (120: each pull re-reads this
-  much before its cursor, against clock skew and search-index lag), ``marker_field``,
+- Options (``connections.NAME.options``): ``lookback_seconds`` (default
+  ``sync.lookback_seconds``: each pull re-reads this much before its cursor, against clock
+  skew and search-index lag), ``marker_field``,
   ``default_department_id`` (the department of created tickets whose queue is not mapped),
   ``default_contact_id`` (the contact of created tickets without a requester e-mail),
   ``disable_closure_notification`` (false: true stops Zoho mailing the contact when a pushed
@@ -131,7 +132,10 @@ class ZohoDeskAdapter(Adapter):
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
         after = _cursor_time(cursor, self.name)
-        start = after - timedelta(seconds=self.options.lookback_seconds) if after else EPOCH
+        lookback = self.options.lookback_seconds
+        if lookback is None:
+            lookback = self.context.lookback_seconds
+        start = after - timedelta(seconds=lookback) if after else EPOCH
         end = datetime.now(UTC) + timedelta(days=1)
         newest = after
         async for items in WindowScan(self.name, self._search).pages(max(start, EPOCH), end):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_MARKER_FIELD = "cf_ticketsync_marker"
-DEFAULT_LOOKBACK = 120.0
 
 # A Zoho custom field's API name: "cf_" and letters, digits, underscores.
 _FIELD_NAME = re.compile(r"cf_[A-Za-z0-9_]{1,60}")
@@ -22,7 +21,8 @@ _ZOHO_ID = re.compile(r"[0-9]{1,25}")
 
 @dataclass(frozen=True)
 class ZohoOptions:
-    lookback_seconds: float = DEFAULT_LOOKBACK
+    #: None: the connection uses ``sync.lookback_seconds`` (``AdapterContext.lookback_seconds``).
+    lookback_seconds: float | None = None
     marker_field: str = DEFAULT_MARKER_FIELD
     default_department_id: str | None = None
     default_contact_id: str | None = None
@@ -37,7 +37,9 @@ class ZohoOptions:
             return None if value is None else str(value)
 
         return cls(
-            lookback_seconds=float(options.get("lookback_seconds", DEFAULT_LOOKBACK)),
+            lookback_seconds=(
+                float(options["lookback_seconds"]) if "lookback_seconds" in options else None
+            ),
             marker_field=str(options.get("marker_field", DEFAULT_MARKER_FIELD)),
             default_department_id=text("default_department_id"),
             default_contact_id=text("default_contact_id"),
