@@ -1,0 +1,168 @@
+"""Vendor emulators as separate processes, and a plug-in per vendor for system tests.
+
+The crash tests kill the daemon, never the vendor: each emulator runs as
+``python -m sync.sandbox VENDOR --port 0`` and is driven through its control API.
+A vendor joins the system and crash tests by adding a ``VendorPlugin`` to ``PLUGINS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.system.conftest import ROOT, run_cli
+
+
+class VendorProcess:
+    """A running emulator process."""
+
+    def __init__(self, vendor: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sync.sandbox", vendor, "--port", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"emulator did not start: {line!r}")
+        self.url = line.removeprefix("listening on ")
+
+    def call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def tickets(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/_sandbox/tickets")["tickets"]
+
+    def seed(self, *tickets: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return self.call("POST", "/_sandbox/tickets", list(tickets))["tickets"]
+
+    def log(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/_sandbox/log")["log"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.communicate(timeout=10)
+
+
+@dataclass(frozen=True)
+class VendorPlugin:
+    """How the system tests speak of one vendor."""
+
+    vendor: str
+    #: The connection's config block, given the emulator's URL and control API.
+    connection: Callable[[VendorProcess], dict[str, Any]]
+    #: A new remote ticket (vendor field names), by index.
+    remote_ticket: Callable[[int], dict[str, Any]]
+    #: An edit at the vendor: (vendor ticket) -> fields to change (vendor field names).
+    remote_edit: Callable[[dict[str, Any]], dict[str, Any]]
+    #: Canonical status of a vendor ticket, for the agreement check.
+    status_of: Callable[[dict[str, Any]], str | None]
+    marker_of: Callable[[dict[str, Any]], str | None]
+    #: (method, path prefix) of the vendor's ticket writes, to count them in the log.
+    writes: tuple[tuple[str, str], ...]
+    id_key: str = "id"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ZOHO_STATUS = {"open": "Open", "pending": "On Hold", "closed": "Closed"}
+
+
+def _zoho_connection(vendor: VendorProcess) -> dict[str, Any]:
+    return {
+        "vendor": "zoho_desk",
+        "base_url": vendor.url,
+        "credentials": {
+            "client_id": "1000.SANDBOXCLIENT",
+            "client_secret": "sandbox-client-secret",
+            "refresh_token": "1000.sandbox.refresh-token",
+            "org_id": "60001234",
+            "accounts_url": vendor.url,
+        },
+        "fields": {
+            "title": None,
+            "status": ZOHO_STATUS,
+            "priority": {"low": "Low", "normal": "Medium", "high": "High"},
+            "queue": {"support": "1892000000006907", "billing": "1892000000082069"},
+        },
+        "create": {"when": {"queue": "billing"}},
+        "http": {"backoff_base": 0.01, "backoff_cap": 0.05},
+    }
+
+
+PLUGINS = {
+    "zoho_desk": VendorPlugin(
+        vendor="zoho_desk",
+        connection=_zoho_connection,
+        remote_ticket=lambda i: {
+            "subject": f"Remote {i}",
+            "status": "Open",
+            "priority": "Medium",
+            "email": f"c{i}@example.com",
+        },
+        remote_edit=lambda t: {"priority": "High"},
+        status_of=lambda t: {v: k for k, v in ZOHO_STATUS.items()}.get(t["status"]),
+        marker_of=lambda t: (t.get("cf") or {}).get("cf_ticketsync_marker"),
+        writes=(("PATCH", "/api/v1/tickets"), ("POST", "/api/v1/tickets")),
+    ),
+}
+
+
+class Setup:
+    """A mirror file, a config file and an emulator process for one vendor."""
+
+    def __init__(self, plugin: VendorPlugin, tmp: Path) -> None:
+        self.plugin = plugin
+        self.vendor = VendorProcess(plugin.vendor)
+        self.db = tmp / "mirror.db"
+        self.config = tmp / "config.yaml"
+        data = {
+            "database": {"url": f"sqlite:///{self.db}"},
+            "sync": {"state_dir": str(tmp), "guard": {"share": 1.0, "min_count": 1000}},
+            "connections": {"v": plugin.connection(self.vendor)},
+        }
+        self.config.write_text(yaml.safe_dump(data))
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli("--config", str(self.config), "--run-once", *args, env=env)
+
+    def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db) as conn:
+            return conn.execute(statement, params).fetchall()
+
+    def vendor_writes(self) -> int:
+        return sum(
+            1
+            for entry in self.vendor.log()
+            if any(
+                entry["method"] == m and entry["path"].startswith(p) for m, p in self.plugin.writes
+            )
+        )
+
+    def stop(self) -> None:
+        self.vendor.stop()

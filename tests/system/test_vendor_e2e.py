@@ -1,0 +1,65 @@
+"""``ticketsync --run-once`` against each vendor's emulator, as a subprocess (design §4).
+
+Initial import, push of local edits, pull of remote edits, create from a local INSERT,
+and a further run that writes nothing, on a real database file.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.system.harness import PLUGINS, Setup
+
+
+@pytest.fixture(params=sorted(PLUGINS))
+def setup(request, tmp_path):
+    s = Setup(PLUGINS[request.param], tmp_path)
+    yield s
+    s.stop()
+
+
+def _mirror_state(setup: Setup) -> list[tuple]:
+    return setup.sql(
+        "SELECT t.id, t.title, t.status, t.priority, t.queue, l.external_id, l.state, l.base "
+        "FROM tickets t LEFT JOIN ticket_links l ON l.ticket_id = t.id ORDER BY t.id"
+    )
+
+
+def test_full_cycle(setup):
+    plugin = setup.plugin
+    setup.vendor.seed(*(plugin.remote_ticket(i) for i in range(3)))
+
+    first = setup.run()
+    assert first.returncode == 0, first.stderr
+    rows = setup.sql("SELECT id, status FROM tickets ORDER BY id")
+    assert [status for _, status in rows] == ["open"] * 3
+
+    remote = {t[plugin.id_key]: t for t in setup.vendor.tickets()}
+    links = dict(setup.sql("SELECT ticket_id, external_id FROM ticket_links"))
+    setup.sql("UPDATE tickets SET status = 'closed' WHERE id = 1")
+    setup.sql(
+        "INSERT INTO tickets (title, status, priority, queue, requester_email) "
+        "VALUES ('Local billing question', 'open', 'normal', 'billing', 'l@example.com')"
+    )
+    target = links[2]
+    setup.vendor.seed({plugin.id_key: target, **plugin.remote_edit(remote[target])})
+
+    second = setup.run()
+    assert second.returncode == 0, second.stderr
+    remote = {t[plugin.id_key]: t for t in setup.vendor.tickets()}
+    assert plugin.status_of(remote[links[1]]) == "closed"
+    assert setup.sql("SELECT priority FROM tickets WHERE id = 2") == [("high",)]
+    created = setup.sql("SELECT external_id, state FROM ticket_links WHERE ticket_id = 4")
+    assert created and created[0][1] == "active"
+    assert plugin.marker_of(remote[created[0][0]])
+    assert len(remote) == 4
+
+    writes, state = setup.vendor_writes(), _mirror_state(setup)
+    journal = setup.sql("SELECT count(*) FROM journal")
+    third = setup.run()
+    assert third.returncode == 0, third.stderr
+    assert setup.vendor_writes() == writes, "a quiet run sends no write"
+    assert _mirror_state(setup) == state
+    assert setup.sql("SELECT count(*) FROM journal") == journal
+    deviations = setup.vendor.call("GET", "/_sandbox/log")["deviations"]
+    assert deviations == []
