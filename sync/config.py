@@ -373,8 +373,18 @@ def _parse(
     parser = _Parser(os.environ if env is None else env, base_dir or Path.cwd())
     config = parser.config(data)
     if parser.problems:
-        raise ConfigError(parser.problems, source=source)
+        raise ConfigError(_masked(parser.problems, parser.secret_values), source=source)
     return config, parser.inline_secrets
+
+
+#: Shorter values are not masked in problems: they would garble the paths around them.
+_MASK_MIN = 8
+
+
+def _masked(problems: list[str], secrets: set[str]) -> list[str]:
+    for secret in sorted(secrets, key=len, reverse=True):
+        problems = [p.replace(secret, "***") for p in problems]
+    return problems
 
 
 def _join(path: str, key: object) -> str:
@@ -425,6 +435,9 @@ class _Parser:
         self.env = env
         self.base_dir = base_dir
         self.problems: list[str] = []
+        #: Secret values met so far: a problem that quotes one (say, a token pasted under
+        #: the wrong key as well) is reported with it masked.
+        self.secret_values: set[str] = set()
         self.inline_secrets = False
 
     def problem(self, path: str, message: str) -> None:
@@ -841,6 +854,8 @@ class _Parser:
             return None
         if value == "" and len(self.problems) == before:
             self.problem(where, "is empty")
+        if len(value) >= _MASK_MIN and name not in _NOT_SECRET:
+            self.secret_values.add(value)
         return Secret(value)
 
     def secret_file(self, value: Any, path: str) -> str:

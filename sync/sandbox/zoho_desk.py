@@ -144,7 +144,14 @@ class ZohoDeskEmulator(Emulator):
     # -- settings and test helpers ---------------------------------------------------------
 
     def configure(self, **settings: Any) -> None:
-        own = {"token_lifetime", "refresh_limit", "refresh_window", "custom_fields"}
+        own = {
+            "token_lifetime",
+            "refresh_limit",
+            "refresh_window",
+            "custom_fields",
+            "client_secret",
+            "refresh_token",
+        }
         super().configure(**{k: v for k, v in settings.items() if k not in own})
         if "token_lifetime" in settings:
             self.token_lifetime = float(settings["token_lifetime"])
@@ -154,6 +161,10 @@ class ZohoDeskEmulator(Emulator):
             self.refresh_window = float(settings["refresh_window"])
         if "custom_fields" in settings:
             self.custom_fields = set(settings["custom_fields"])
+        if "client_secret" in settings:
+            self.client_secret = str(settings["client_secret"])
+        if "refresh_token" in settings:
+            self.refresh_token = str(settings["refresh_token"])
 
     def revoke(self) -> None:
         """The operator revoked the refresh token: grants fail, live tokens stop working."""

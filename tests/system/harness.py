@@ -7,6 +7,7 @@ A vendor joins the system and crash tests by adding a ``VendorPlugin`` to ``PLUG
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import sqlite3
@@ -84,6 +85,8 @@ class VendorPlugin:
     marker_of: Callable[[dict[str, Any]], str | None]
     #: (method, path prefix) of the vendor's ticket writes, to count them in the log.
     writes: tuple[tuple[str, str], ...]
+    #: Fault ``match`` strings for the pull's list call, a ticket update and a create.
+    routes: Mapping[str, str] = field(default_factory=dict)
     id_key: str = "id"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -127,6 +130,11 @@ PLUGINS = {
         status_of=lambda t: {v: k for k, v in ZOHO_STATUS.items()}.get(t["status"]),
         marker_of=lambda t: (t.get("cf") or {}).get("cf_ticketsync_marker"),
         writes=(("PATCH", "/api/v1/tickets"), ("POST", "/api/v1/tickets")),
+        routes={
+            "pull": "GET /api/v1/tickets/search",
+            "update": "PATCH /api/v1/tickets/",
+            "create": "POST /api/v1/tickets",
+        },
     ),
 }
 
@@ -134,7 +142,9 @@ PLUGINS = {
 class Setup:
     """A mirror file, a config file and an emulator process for one vendor."""
 
-    def __init__(self, plugin: VendorPlugin, tmp: Path) -> None:
+    def __init__(
+        self, plugin: VendorPlugin, tmp: Path, connection: Mapping[str, Any] | None = None
+    ) -> None:
         self.plugin = plugin
         self.vendor = VendorProcess(plugin.vendor)
         self.db = tmp / "mirror.db"
@@ -142,7 +152,7 @@ class Setup:
         data = {
             "database": {"url": f"sqlite:///{self.db}"},
             "sync": {"state_dir": str(tmp), "guard": {"share": 1.0, "min_count": 1000}},
-            "connections": {"v": plugin.connection(self.vendor)},
+            "connections": {"v": {**plugin.connection(self.vendor), **(connection or {})}},
         }
         self.config.write_text(yaml.safe_dump(data))
 
@@ -164,5 +174,57 @@ class Setup:
             )
         )
 
+    def inject(self, kind: str, route: str, **params: Any) -> None:
+        fault = {"kind": kind, "match": self.plugin.routes[route], **params}
+        self.vendor.call("POST", "/_sandbox/faults", fault)
+
+    def status(self) -> dict[str, Any]:
+        result = run_cli("--config", str(self.config), "status", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["connections"]["v"]
+
     def stop(self) -> None:
         self.vendor.stop()
+
+
+def prepare_pending(setup: Setup) -> dict[int, str]:
+    """An imported mirror, then pending work of every kind: local edits, a remote edit on
+    two tickets (one pull page of two), and a local insert to create."""
+    plugin = setup.plugin
+    setup.vendor.seed(*(plugin.remote_ticket(i) for i in range(4)))
+    assert setup.run().returncode == 0
+    links = dict(setup.sql("SELECT ticket_id, external_id FROM ticket_links"))
+    remote = {t[plugin.id_key]: t for t in setup.vendor.tickets()}
+    setup.sql("UPDATE tickets SET status = 'closed' WHERE id = 1")
+    setup.sql("UPDATE tickets SET status = 'pending' WHERE id = 2")
+    for tid in (3, 4):
+        setup.vendor.seed({plugin.id_key: links[tid], **plugin.remote_edit(remote[links[tid]])})
+    setup.sql(
+        "INSERT INTO tickets (title, status, priority, queue, requester_email) "
+        "VALUES ('Local billing question', 'open', 'normal', 'billing', 'l@example.com')"
+    )
+    return links
+
+
+def assert_converged(setup: Setup) -> None:
+    plugin = setup.plugin
+    remote = {t[plugin.id_key]: t for t in setup.vendor.tickets()}
+    markers = collections.Counter(plugin.marker_of(t) for t in remote.values())
+    markers.pop(None, None)
+    assert all(n == 1 for n in markers.values()), f"duplicate creates: {markers}"
+    assert len(remote) == 5, "four seeded tickets and one created"
+    links = setup.sql("SELECT ticket_id, external_id, state FROM ticket_links")
+    assert len(links) == 5 and all(state == "active" for *_, state in links)
+    assert len({e for _, e, _ in links}) == 5 and len({t for t, _, _ in links}) == 5
+    for ticket_id, external_id, _ in links:
+        ((status,),) = setup.sql("SELECT status FROM tickets WHERE id = ?", ticket_id)
+        assert plugin.status_of(remote[external_id]) == status, (ticket_id, external_id)
+    assert setup.sql("SELECT status FROM tickets WHERE id IN (1, 2) ORDER BY id") == [
+        ("closed",),
+        ("pending",),
+    ], "the local edits survived"
+    assert setup.sql("SELECT priority FROM tickets WHERE id IN (3, 4)") == [("high",)] * 2
+    writes = setup.vendor_writes()
+    quiet = setup.run()
+    assert quiet.returncode == 0, quiet.stderr
+    assert setup.vendor_writes() == writes, "a converged mirror makes no further write"
