@@ -6,8 +6,12 @@ and a further run that writes nothing, on a real database file.
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+import yaml
+
+from tests.system.conftest import run_cli
 from tests.system.harness import PLUGINS, Setup
 
 
@@ -63,3 +67,25 @@ def test_full_cycle(setup):
     assert setup.sql("SELECT count(*) FROM journal") == journal
     deviations = setup.vendor.call("GET", "/_sandbox/log")["deviations"]
     assert deviations == []
+
+
+def test_one_vendor_down_fails_only_its_connection(setup):
+    data = yaml.safe_load(setup.config.read_text())
+    down = dict(data["connections"]["v"], base_url="http://127.0.0.1:9")
+    down["http"] = {"backoff_base": 0.01, "backoff_cap": 0.02, "max_attempts": 2}
+    if "accounts_url" in down.get("credentials", {}):
+        down["credentials"] = dict(down["credentials"], accounts_url="http://127.0.0.1:9")
+    data["connections"]["down"] = down
+    setup.config.write_text(yaml.safe_dump(data))
+    setup.vendor.seed(setup.plugin.remote_ticket(0))
+
+    result = setup.run()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    report = json.loads(run_cli("--config", str(setup.config), "status", "--json").stdout)
+    assert report["connections"]["v"]["last_run"]["outcome"] == "ok"
+    assert report["connections"]["v"]["last_run"]["pulled"] == 1
+    assert report["connections"]["down"]["last_run"]["outcome"] == "failed"
+    assert report["connections"]["down"]["consecutive_failures"] == 1
+    only_good = setup.run("--connection", "v")
+    assert only_good.returncode == 0
