@@ -119,6 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = dsub.add_parser("upgrade", help="create or migrate the database to this version")
     _common(upgrade, top=False)
 
+    demo = sub.add_parser(
+        "demo", help="see ticketsync work against built-in vendor emulators (no account needed)"
+    )
+    demo.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="where to write the config and mirror (default: a new temporary folder)",
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the emulators and the daemon running until Ctrl-C",
+    )
+    demo.add_argument(
+        "--tickets",
+        type=int,
+        default=24,
+        metavar="N",
+        help="tickets seeded per vendor (default 24)",
+    )
+    demo.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
     guard = sub.add_parser("guard", help="the mass-change guard")
     _common(guard, top=False)
     gsub = guard.add_subparsers(dest="guard_command", metavar="ACTION", required=True)
@@ -160,6 +182,8 @@ def _problems(exc: ConfigError) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return _cmd_demo(args)
     config = load_config(find_config_path(args.config))
     logs.setup(
         args.log_format or config.service.log_format,
@@ -268,6 +292,26 @@ def _cmd_db(args: argparse.Namespace, config: Config) -> int:
     else:
         print(f"{mirror.redacted_url()}: upgraded {before.current or 'empty'} -> {after.current}")
     return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from sync import demo
+
+    logs.setup("text", verbose=args.verbose)
+    if not args.verbose:
+        logging.getLogger("sync").setLevel(logging.WARNING)
+    directory = Path(args.dir) if args.dir else None
+    return asyncio.run(
+        demo.run(
+            directory,
+            keep_running=args.keep_running,
+            tickets=max(4, args.tickets),
+            out=lambda line: print(line, flush=True),
+        )
+    )
 
 
 def _cmd_guard(args: argparse.Namespace, config: Config) -> int:

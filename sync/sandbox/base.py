@@ -150,6 +150,14 @@ class Emulator(ABC):
         """Revoke the credentials the emulator accepts (the ``revoke`` fault)."""
         raise NotImplementedError(f"{self.vendor} emulator has no credentials to revoke")
 
+    #: Canonical field -> the vendor's field name, for edits the demo makes "at the vendor".
+    demo_field_names: ClassVar[Mapping[str, str]] = {}
+
+    def demo_connection(self) -> dict[str, Any] | None:
+        """The config block of a connection to this running emulator, for ``ticketsync demo``
+        (credentials the emulator accepts, field maps in its spelling); None: not in the demo."""
+        return None
+
     def demo_fields(self, index: int) -> dict[str, Any]:
         """Fields of the ``index``-th demo ticket for ``seed_demo``."""
         return {}

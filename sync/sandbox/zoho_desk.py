@@ -255,13 +255,52 @@ class ZohoDeskEmulator(Emulator):
         email = str(contact.get("email") or contact.get("lastName"))
         return self.contacts.setdefault(email, str(1892000000042000 + len(self.contacts) * 2))
 
-    def demo_fields(self, index: int) -> dict[str, Any]:
-        status = list(STATUSES)[index % len(STATUSES)]
+    demo_field_names = {
+        "title": "subject",
+        "status": "status",
+        "priority": "priority",
+        "queue": "departmentId",
+    }
+
+    def demo_connection(self) -> dict[str, Any]:
+        assert self.base_url is not None
+        queues = {name.lower(): dep for dep, name in DEPARTMENTS.items()}
         return {
-            "subject": f"Demo ticket {index + 1}",
-            "description": f"Seeded by the Zoho Desk sandbox ({index + 1}).",
-            "status": status,
+            "vendor": "zoho_desk",
+            "base_url": self.base_url,
+            "credentials": {
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "refresh_token": self.refresh_token,
+                "org_id": self.org_id,
+                "accounts_url": self.base_url,
+            },
+            "fields": {
+                "title": None,
+                "status": {"open": "Open", "on_hold": "On Hold", "closed": "Closed"},
+                "priority": {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"},
+                "queue": queues,
+            },
+        }
+
+    def demo_fields(self, index: int) -> dict[str, Any]:
+        subjects = (
+            "Invoice shows the wrong VAT rate",
+            "Cannot reset my password",
+            "Refund for a duplicate charge",
+            "App crashes when exporting a report",
+            "Change the billing address",
+            "Two-factor codes arrive late",
+            "Upgrade to the annual plan",
+            "Webhook deliveries are failing",
+        )
+        statuses = ("Open", "Open", "On Hold", "Closed")
+        return {
+            "subject": f"{subjects[index % len(subjects)]} (#{index + 1})",
+            "description": f"Customer {index + 1} wrote in through the web form.",
+            "status": statuses[index % len(statuses)],
             "priority": PRIORITIES[index % len(PRIORITIES)],
+            "departmentId": list(DEPARTMENTS)[index % len(DEPARTMENTS)],
             "email": f"customer{index + 1}@example.com",
         }
 
