@@ -41,3 +41,24 @@ def test_killed_twice_in_a_row_still_converges(setup):
     assert setup.run().returncode == 0
     assert setup.run().returncode == 0
     assert_converged(setup)
+
+
+def test_killed_between_the_create_reply_and_our_commit(setup):
+    """Only a create is pending, so the first acknowledgement is the vendor's create reply."""
+    plugin = setup.plugin
+    setup.vendor.seed(plugin.remote_ticket(0))
+    assert setup.run().returncode == 0
+    setup.sql(
+        "INSERT INTO tickets (title, status, priority, queue, requester_email) "
+        "VALUES ('Only a create', 'open', 'normal', 'billing', 'c@example.com')"
+    )
+    killed = setup.run(env={"TICKETSYNC_CRASH_AT": "after_vendor_ack"})
+    assert killed.returncode == -signal.SIGKILL
+    assert setup.sql("SELECT state FROM ticket_links WHERE ticket_id = 2") == [("creating",)]
+    assert len(setup.vendor.tickets()) == 2, "the vendor has the ticket; we have no reply"
+    assert setup.run().returncode == 0
+    assert len(setup.vendor.tickets()) == 2, "found by its marker, not created again"
+    ((state, external_id),) = setup.sql(
+        "SELECT state, external_id FROM ticket_links WHERE ticket_id = 2"
+    )
+    assert state == "active" and external_id
