@@ -71,6 +71,8 @@ def _connection(
     next_retry = session.scalar(
         select(func.min(TicketLink.next_retry_at)).where(link, TicketLink.next_retry_at > now)
     )
+    if row is not None and row.next_retry_at is not None and row.next_retry_at > now:
+        next_retry = min(filter(None, (next_retry, row.next_retry_at)))
     last_success = row.last_success_at if row else None
     adapter = build_adapter(cfg, None)
     return {
