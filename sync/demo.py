@@ -28,6 +28,9 @@ from sync.status import collect
 
 Out = Callable[[str], None]
 MAX_PASSES = 4
+#: The first vendor carries the walk-through: the one with modification times and every
+#: field writable, so the conflict step can show `newest` at work.
+DEMO_ORDER = ("zoho_desk", "sirportly", "kapture", "proprofs")
 
 
 class Demo:
@@ -44,7 +47,13 @@ class Demo:
     # -- setting up ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        for vendor, cls in sorted(emulators().items()):
+        found = emulators()
+        order = sorted(
+            found,
+            key=lambda v: (v not in DEMO_ORDER, DEMO_ORDER.index(v) if v in DEMO_ORDER else 0, v),
+        )
+        for vendor in order:
+            cls = found[vendor]
             emulator = cls()
             await emulator.start()
             if emulator.demo_connection() is None:
@@ -123,8 +132,7 @@ class Demo:
         return dict(rows)
 
     def vendor_value(self, connection: str, external_id: str, field: str) -> Any:
-        emulator = self.emulators[connection]
-        return emulator.tickets[external_id].get(emulator.demo_field_names[field])
+        return self.emulators[connection].demo_value(external_id, field)
 
     def vendor_edit(self, connection: str, external_id: str, field: str, canonical: str) -> Any:
         """Edit a field at the vendor, as an agent in its UI would; return the vendor value."""
@@ -157,6 +165,11 @@ class Demo:
     def _counts(self, totals: dict[str, int]) -> str:
         keys = ("pulled", "pushed", "created", "conflicts", "errors")
         return ", ".join(f"{k} {totals.get(k, 0)}" for k in keys)
+
+    def _other_priorities(self, ticket_id: int, count: int) -> list[str]:
+        """``count`` priorities other than the ticket's, so every edit really changes it."""
+        current = self.sql("SELECT priority FROM tickets WHERE id = ?", ticket_id)[0][0]
+        return [p for p in ("high", "low", "normal") if p != current][:count]
 
     def _pick(self, connection: str, *, exclude: Sequence[int] = (), status: str = "open") -> int:
         rows = self.sql(
@@ -200,7 +213,8 @@ class Demo:
         edited = self._pick(first, exclude=[ticket])
         external = self.links(edited)[first]
         self.step(3, "An edit at the vendor is pulled into the mirror (and fanned out)")
-        value = self.vendor_edit(first, external, "priority", "urgent")
+        (target,) = self._other_priorities(edited, 1)
+        value = self.vendor_edit(first, external, "priority", target)
         self.out(f"  an agent sets priority {value!r} on {first} ticket {external}")
         self.out("  " + self._counts(await self.sync()))
         self.table([edited])
@@ -208,10 +222,11 @@ class Demo:
         contested = self._pick(first, exclude=[ticket, edited])
         external = self.links(contested)[first]
         self.step(4, "A conflict: the same field changed on both sides")
-        self.sql("UPDATE tickets SET priority = 'low' WHERE id = ?", contested)
-        self.out(f"  the mirror sets priority 'low' on ticket {contested}; then, later,")
+        mine, theirs = self._other_priorities(contested, 2)
+        self.sql("UPDATE tickets SET priority = ? WHERE id = ?", mine, contested)
+        self.out(f"  the mirror sets priority {mine!r} on ticket {contested}; then, later,")
         await asyncio.sleep(0.05)  # the vendor's edit is the newer one, by a visible margin
-        value = self.vendor_edit(first, external, "priority", "high")
+        value = self.vendor_edit(first, external, "priority", theirs)
         self.out(f"  an agent sets {value!r} at {first}. Policy `newest` settles it:")
         self.out("  " + self._counts(await self.sync()))
         for row in self.sql(

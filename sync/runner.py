@@ -139,6 +139,7 @@ async def run_connection(
                 dry_run=selection.dry_run,
                 force=selection.force,
                 batch_size=config.sync.batch_size,
+                concurrency=connection.http.concurrency,
                 guard=Guard(connection.guard.share, connection.guard.min_count),
                 should_stop=selection.should_stop,
             ),

@@ -18,7 +18,8 @@ unchanged      changed         pull (many-to-one: keep a local value that maps t
 changed        changed         equal after mapping: agree; different: conflict -> policy
 =============  ==============  ==========================================================
 
-A field with a pending manual conflict waits until the operator settles it.
+A field with a pending manual conflict waits until the operator settles it. A base entry
+marked ``pending_push`` counts as changed locally: the vendor never took our value.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class FieldDecision:
     ``local`` is the canonical value the mirror ends with, ``remote`` the vendor value the
     vendor ends with; ``base`` the new base entry once the decision is carried out (None:
     the base stays). For ``PUSH`` (and a conflict won locally) ``remote`` is what to send;
-    for ``PULL`` (and a conflict won remotely) ``local`` is what to write.
+    for ``PULL`` (and a conflict won remotely) ``local`` is what to write. ``unsent`` is
+    the base entry to keep while a conflict won locally is not yet pushed.
     """
 
     field: str
@@ -66,6 +68,7 @@ class FieldDecision:
     was_local: str | None = None
     was_remote: str | None = None
     error: str | None = None
+    unsent: dict[str, Any] | None = None
 
     @property
     def pushes(self) -> bool:
@@ -106,7 +109,9 @@ def merge_field(
     if base is None:
         # first sight of this field on this link: the vendor's value is the truth
         return _take_remote(name, local, remote, ctx, first=True)
-    local_changed = local != base.get("local")
+    # ``pending_push``: the vendor never took our value (a create's second call was lost,
+    # or a conflict won locally is not pushed yet)
+    local_changed = local != base.get("local") or bool(base.get("pending_push"))
     remote_changed = not same_vendor_value(remote, base.get("remote"))
     if not local_changed and not remote_changed:
         # untouched on both sides
@@ -184,6 +189,11 @@ def _conflict(
                 **common,
             )
         value = ctx.fmap.to_vendor(local)  # mapped above: cannot raise here
+        # Until the vendor takes our value, the base notes the vendor's value as seen and
+        # marks the local side as still to send. Keeping the old base instead would let the
+        # push (which merges against the base) find a lossy map's local value equal to the
+        # old vendor value and send nothing, and the vendor's value would come back later.
+        unsent = {**_base(base.get("local"), remote), "pending_push": True}
         return FieldDecision(
             name,
             Action.CONFLICT,
@@ -191,6 +201,7 @@ def _conflict(
             remote=value,
             base=_base(local, value),
             winner="local",
+            unsent=unsent,
             **common,
         )
     try:
@@ -251,6 +262,8 @@ class TicketMerge:
         for d in self.decisions:
             if d.base is not None and (pushed or not d.pushes):
                 result[d.field] = d.base
+            elif not pushed and d.unsent is not None:
+                result[d.field] = d.unsent
         return result
 
 

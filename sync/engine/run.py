@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from sync.db import Mirror
@@ -30,7 +31,7 @@ from sync.engine import store
 from sync.engine.context import CREATE_FIELDS, SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import Guard, consume_approval
-from sync.engine.mapping import Unmapped, column_value
+from sync.engine.mapping import Unmapped, column_value, same_vendor_value
 from sync.engine.merge import Action, TicketMerge, merge_ticket
 from sync.errors import (
     AuthRejected,
@@ -81,6 +82,8 @@ class RunOptions:
     dry_run: bool = False
     force: bool = False
     batch_size: int = 100
+    #: Tickets pushed or created at once (the connection's ``http.concurrency``).
+    concurrency: int = 1
     guard: Guard = field(default_factory=Guard)
     #: Asked between pages and tickets; True stops the run cleanly (daemon shutdown).
     should_stop: Callable[[], bool] = lambda: False
@@ -138,7 +141,10 @@ class ConnectionRun:
             crashpoint("after_plan")
             if not self.options.dry_run:
                 await self._recover()
+                pull_started = self.clock()
                 await self._pull(pages if pages is not None else self._stream(cursor))
+                if not self.caps.finds_markers:
+                    await self._recover(pulled_since=pull_started)
                 await self._push_and_create()
         except GuardHeld as exc:
             error = exc
@@ -246,16 +252,19 @@ class ConnectionRun:
         return self.adapter.changed_since(cursor, self._watch())
 
     def _watch(self) -> Sequence[str]:
+        """Linked tickets to re-poll (vendors without a changed-since API): tickets not yet
+        resolved or closed first, then the others, each in ticket order (§7.12)."""
         if self.caps.changed_since:
             return ()
+        done = Ticket.status.in_(("resolved", "closed"))
         with self.mirror.read() as session:
-            return [
-                link.external_id
-                for link in session.query(TicketLink).filter(
-                    TicketLink.connection == self.name, TicketLink.state == "active"
-                )
-                if link.external_id
-            ]
+            rows = session.execute(
+                select(TicketLink.external_id)
+                .join(Ticket, Ticket.id == TicketLink.ticket_id)
+                .where(TicketLink.connection == self.name, TicketLink.state == "active")
+                .order_by(case((done, 1), else_=0), Ticket.id)
+            )
+            return [external_id for (external_id,) in rows if external_id]
 
     def _plan(self, pages: list[Page] | None) -> int:
         """Count (and, on a dry run, print) the planned writes; hold the guard if need be."""
@@ -502,11 +511,32 @@ class ConnectionRun:
                 ids = [t for t, _ in batch]
                 links = store.links_by_ticket(session, self.name, ids)
                 tickets = store.tickets_by_id(session, ids)
-            for ticket_id, version in batch:
+            await self._dirty_concurrently(batch, tickets, links)
+
+    async def _dirty_concurrently(
+        self,
+        batch: Sequence[tuple[int, int]],
+        tickets: dict[int, Ticket],
+        links: dict[int, TicketLink],
+    ) -> None:
+        """Up to ``concurrency`` tickets in flight at the vendor; each commits on its own.
+
+        The database work of a ticket runs between awaits, so transactions never interleave.
+        The first connection-level failure ends the run once the tickets in flight are done.
+        """
+        gate = asyncio.Semaphore(self.options.concurrency)
+
+        async def one(ticket_id: int, version: int) -> None:
+            async with gate:
                 self._check_stop()
                 await self._one_dirty(
                     tickets.get(ticket_id), links.get(ticket_id), ticket_id, version
                 )
+
+        results = await asyncio.gather(*(one(t, v) for t, v in batch), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _one_dirty(
         self, ticket: Ticket | None, link: TicketLink | None, ticket_id: int, version: int
@@ -540,7 +570,49 @@ class ConnectionRun:
             self.rules.contexts(ticket.updated_at, link.remote_modified_at),
         )
 
+    async def _refresh(self, ticket: Ticket, link: TicketLink) -> tuple[Ticket, TicketLink] | None:
+        """Read the ticket at the vendor and merge it in first (``fetch_before_update``).
+
+        Returns the ticket and link as they stand after that merge, or None when the
+        vendor failed for this ticket only (recorded on the link).
+        """
+        assert link.external_id is not None
+        try:
+            fresh = await self.adapter.get(link.external_id)
+            if fresh is None:
+                raise NotFound(
+                    f"{self.name}: ticket {link.external_id} not found", connection=self.name
+                )
+        except ItemError as exc:
+            await self._push_failed(link, exc)
+            return None
+        except VendorError as exc:
+            self._record_ticket_failure(link, exc, backoff=False)
+            raise
+        with self.mirror.write(origin=self.name) as session:
+            current = session.get(TicketLink, link.id)
+            now = session.get(Ticket, ticket.id)
+            if current is None or now is None:
+                return None
+            merge = merge_ticket(
+                current.base,
+                store.local_values(now),
+                fresh.fields,
+                self.rules.contexts(now.updated_at, fresh.modified_at),
+            )
+            self._apply_remote_merge(session, current, now, fresh, merge)
+        with self.mirror.read() as session:
+            refreshed = session.get(Ticket, ticket.id), session.get(TicketLink, link.id)
+        if refreshed[0] is None or refreshed[1] is None:
+            return None
+        return refreshed[0], refreshed[1]
+
     async def _push(self, ticket: Ticket, link: TicketLink, version: int) -> None:
+        if self.caps.fetch_before_update:
+            refreshed = await self._refresh(ticket, link)
+            if refreshed is None:
+                return
+            ticket, link = refreshed
         merge = self._push_merge(link, ticket)
         errors = [d.error for d in merge.decisions if d.error]
         pushes = merge.pushes
@@ -682,7 +754,28 @@ class ConnectionRun:
     def _activate(
         self, session: Session, link: TicketLink, remote: RemoteTicket, note: str
     ) -> None:
-        """A create intent found its ticket at the vendor: the link becomes active."""
+        """A create intent found its ticket at the vendor: the link becomes active.
+
+        Where the vendor holds another value than we sent, our value did not land (a
+        create is two calls at some vendors: Kapture sets the sub-status, Sirportly posts
+        the description afterwards, and a lost reply loses the second call). That is not an
+        edit at the vendor: the base takes the vendor's value, and a field the vendor can
+        write is marked ``pending_push``, so the next merge sends the mirror's value again.
+        """
+        pending = False
+        base = {}
+        for name, entry in link.base.items():
+            vendor = remote.fields.get(name, entry.get("remote"))
+            if same_vendor_value(vendor, entry.get("remote")):
+                base[name] = entry
+            elif name in self.rules.writable:
+                base[name] = {**entry, "remote": vendor, "pending_push": True}
+                pending = True
+            else:
+                base[name] = {**entry, "remote": vendor}
+        link.base = base
+        if pending:
+            store.mark_dirty(session, self.name, link.ticket_id)
         link.external_id = remote.external_id
         link.state = "active"
         link.remote_modified_at = remote.modified_at
@@ -698,8 +791,16 @@ class ConnectionRun:
             note=note,
         )
 
-    async def _recover(self) -> None:
-        """Finish create intents a killed or failed run left behind (§3.3)."""
+    async def _recover(self, pulled_since: datetime | None = None) -> None:
+        """Finish create intents a killed or failed run left behind (§3.3).
+
+        Whether the vendor has the ticket is asked of the vendor (``finds_markers``), or
+        learnt from the pull (``markers_in_pull``): called again after a complete pull with
+        ``pulled_since``, the time that pull started, an intent recorded before it that the
+        pull did not link by its marker never reached the vendor, and is created again.
+        Where neither is possible, an intent whose outcome is unknown waits for the operator.
+        """
+        by_pull = self.caps.markers_in_pull and self.direction != "push"
         with self.mirror.read() as session:
             pending = list(store.creating_links(session, self.name, self.clock()))
             tickets = store.tickets_by_id(session, [link.ticket_id for link in pending])
@@ -707,13 +808,16 @@ class ConnectionRun:
             ticket = tickets.get(link.ticket_id)
             if ticket is None:
                 continue
-            if not self.caps.finds_markers:
+            if not self.caps.finds_markers and by_pull:
+                if pulled_since is None or link.created_at >= pulled_since:
+                    continue  # the pull has not looked for it yet
+            elif not self.caps.finds_markers:
                 if link.last_error_kind not in ("item", "not_found"):
                     self._surface_unknown_create(link)
                     continue
             else:
                 assert link.marker is not None
-                found = await self.adapter.find_marker(link.marker)
+                found = await self.adapter.find_marker(link.marker, since=link.created_at)
                 if found is not None:
                     with self.mirror.write() as session:
                         current = session.get(TicketLink, link.id)

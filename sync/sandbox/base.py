@@ -158,6 +158,10 @@ class Emulator(ABC):
         (credentials the emulator accepts, field maps in its spelling); None: not in the demo."""
         return None
 
+    def demo_value(self, external_id: str, field: str) -> Any:
+        """A ticket's field as the vendor's UI would show it, for the demo's tables."""
+        return self.tickets[external_id].get(self.demo_field_names[field])
+
     def demo_fields(self, index: int) -> dict[str, Any]:
         """Fields of the ``index``-th demo ticket for ``seed_demo``."""
         return {}

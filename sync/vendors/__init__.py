@@ -1,3 +1,3 @@
 """Vendor adapters. Importing this package registers every adapter (see ``base.register``)."""
 
-from sync.vendors import memory, zoho_desk  # noqa: F401
+from sync.vendors import kapture, memory, proprofs, sirportly, zoho_desk  # noqa: F401

@@ -64,7 +64,9 @@ class Capabilities:
     tickets changed since a time; without it, the engine asks the adapter to re-poll linked
     tickets by id (``watch``). ``fetch_before_update``: an update must carry fields the
     engine did not change (Kapture's mandatory ``sub_status``), so the engine reads the
-    ticket just before the update and merges against that fresh copy.
+    ticket just before the update and merges against that fresh copy. ``markers_in_pull``:
+    pulled tickets carry their create marker, so a complete pull that started after a
+    create intent and did not bring its marker proves the create never landed.
     """
 
     readable: frozenset[str]
@@ -73,6 +75,7 @@ class Capabilities:
     finds_markers: bool = True
     changed_since: bool = True
     fetch_before_update: bool = False
+    markers_in_pull: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,8 +162,12 @@ class Adapter(ABC):
         """Create a ticket carrying ``marker`` where ``find_marker`` can find it."""
         raise NotImplementedError(f"{self.vendor} does not create tickets")
 
-    async def find_marker(self, marker: str) -> RemoteTicket | None:
-        """Return the ticket carrying ``marker``, or None if no such ticket exists."""
+    async def find_marker(self, marker: str, since: datetime | None = None) -> RemoteTicket | None:
+        """Return the ticket carrying ``marker``, or None if no such ticket exists.
+
+        ``since``: when the create intent was recorded (the ticket cannot be older), for
+        vendors that can only scan by date.
+        """
         raise NotImplementedError(f"{self.vendor} cannot search for create markers")
 
     def id_key(self, external_id: str) -> str:

@@ -180,7 +180,7 @@ class MemoryAdapter(Adapter):
             raise Retriable(f"{self.name}: the reply to a create was lost", connection=self.name)
         return self._remote(external_id, self.store.records[external_id])
 
-    async def find_marker(self, marker: str) -> RemoteTicket | None:
+    async def find_marker(self, marker: str, since: datetime | None = None) -> RemoteTicket | None:
         self._call("find_marker", marker)
         for eid, record in self.store.records.items():
             if record.marker == marker:

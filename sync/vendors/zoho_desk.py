@@ -186,7 +186,7 @@ class ZohoDeskAdapter(Adapter):
             ticket.external_id, ticket.fields, ticket.modified_at, marker, ticket.raw
         )
 
-    async def find_marker(self, marker: str) -> RemoteTicket | None:
+    async def find_marker(self, marker: str, since: datetime | None = None) -> RemoteTicket | None:
         stored = encode_marker(marker)
         # Search.json's customField1..10 take "<field API name>:<value>"; the match may be
         # loose (wildcards, case), so every hit is checked for the exact value. The search

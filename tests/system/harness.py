@@ -80,15 +80,18 @@ class VendorPlugin:
     remote_ticket: Callable[[int], dict[str, Any]]
     #: An edit at the vendor: (vendor ticket) -> fields to change (vendor field names).
     remote_edit: Callable[[dict[str, Any]], dict[str, Any]]
-    #: Canonical status of a vendor ticket, for the agreement check.
-    status_of: Callable[[dict[str, Any]], str | None]
+    #: Canonical value of ``local_field`` in a vendor ticket, for the agreement check.
+    local_of: Callable[[dict[str, Any]], str | None]
     marker_of: Callable[[dict[str, Any]], str | None]
     #: (method, path prefix) of the vendor's ticket writes, to count them in the log.
     writes: tuple[tuple[str, str], ...]
     #: Fault ``match`` strings for the pull's list call, a ticket update and a create.
     routes: Mapping[str, str] = field(default_factory=dict)
     id_key: str = "id"
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The field local edits change, and the values given to tickets 1 and 2 (a field the
+    #: vendor can write: ProProfs cannot write status).
+    local_field: str = "status"
+    local_values: tuple[str, str] = ("closed", "pending")
 
 
 ZOHO_STATUS = {"open": "Open", "pending": "On Hold", "closed": "Closed"}
@@ -116,6 +119,82 @@ def _zoho_connection(vendor: VendorProcess) -> dict[str, Any]:
     }
 
 
+KAPTURE_STATUS = {"open": "OP", "pending": "P", "closed": "CL"}
+KAPTURE_TOKEN = "c2FuZGJveDprYXB0dXJlLWF1dGgta2V5"
+
+
+def _kapture_connection(vendor: VendorProcess) -> dict[str, Any]:
+    from sync.sandbox.kapture import SUB_STATUSES
+
+    return {
+        "vendor": "kapture",
+        "base_url": vendor.url,
+        "credentials": {"token": KAPTURE_TOKEN},
+        "fields": {
+            "title": None,
+            "status": KAPTURE_STATUS,
+            "priority": {"normal": "0", "low": "1", "high": "2"},
+            "queue": {"support": "SUPPORT", "billing": "BILLING"},
+        },
+        "create": {"when": {"queue": "billing"}},
+        "options": {"sub_statuses": {k: v[0] for k, v in SUB_STATUSES.items()}},
+        "http": {"backoff_base": 0.01, "backoff_cap": 0.05},
+    }
+
+
+def _kapture_marker(ticket: dict[str, Any]) -> str | None:
+    from sync.vendors.kapture_mapping import find_marker
+
+    return find_marker({"d": ticket.get("detail"), "a": ticket.get("additional")})
+
+
+PROPROFS_STATUS = {"open": "Open", "pending": "Pending", "closed": "Closed"}
+
+
+def _proprofs_connection(vendor: VendorProcess) -> dict[str, Any]:
+    return {
+        "vendor": "proprofs",
+        "base_url": vendor.url,
+        "credentials": {
+            "account_email": "agent@example.com",
+            "token": "sandbox0proprofs0token0123456789",
+        },
+        "fields": {
+            "title": None,
+            "status": PROPROFS_STATUS,
+            "priority": {"low": "low", "normal": "normal", "high": "high"},
+            "queue": {"support": "IB238-436", "billing": "IB238-437"},
+        },
+        "create": {"when": {"queue": "billing"}},
+        "http": {"backoff_base": 0.01, "backoff_cap": 0.05},
+    }
+
+
+def _proprofs_marker(ticket: dict[str, Any]) -> str | None:
+    from sync.vendors.proprofs_mapping import split_marker
+
+    return split_marker(ticket.get("description"))[1]
+
+
+SIRPORTLY_STATUS = {"open": "New", "pending": "Waiting for Customer", "closed": "Closed"}
+
+
+def _sirportly_connection(vendor: VendorProcess) -> dict[str, Any]:
+    return {
+        "vendor": "sirportly",
+        "base_url": vendor.url,
+        "credentials": {"token": "sandbox-token", "secret": "sandbox-secret"},
+        "fields": {
+            "title": None,
+            "status": SIRPORTLY_STATUS,
+            "priority": {"low": "Low", "normal": "Normal", "high": "High"},
+            "queue": {"support": "3/2", "billing": "5/5"},
+        },
+        "create": {"when": {"queue": "billing"}},
+        "http": {"backoff_base": 0.01, "backoff_cap": 0.05},
+    }
+
+
 PLUGINS = {
     "zoho_desk": VendorPlugin(
         vendor="zoho_desk",
@@ -127,7 +206,7 @@ PLUGINS = {
             "email": f"c{i}@example.com",
         },
         remote_edit=lambda t: {"priority": "High"},
-        status_of=lambda t: {v: k for k, v in ZOHO_STATUS.items()}.get(t["status"]),
+        local_of=lambda t: {v: k for k, v in ZOHO_STATUS.items()}.get(t["status"]),
         marker_of=lambda t: (t.get("cf") or {}).get("cf_ticketsync_marker"),
         writes=(("PATCH", "/api/v1/tickets"), ("POST", "/api/v1/tickets")),
         routes={
@@ -135,6 +214,76 @@ PLUGINS = {
             "update": "PATCH /api/v1/tickets/",
             "create": "POST /api/v1/tickets",
         },
+    ),
+    "kapture": VendorPlugin(
+        vendor="kapture",
+        connection=_kapture_connection,
+        remote_ticket=lambda i: {
+            "title": f"Remote {i}",
+            "substatus": "OP",
+            "priority": 0,
+            "email": f"c{i}@example.com",
+            "queueKey": "SUPPORT",
+        },
+        remote_edit=lambda t: {"priority": 2},
+        local_of=lambda t: {v: k for k, v in KAPTURE_STATUS.items()}.get(t["substatus"]),
+        marker_of=_kapture_marker,
+        writes=(
+            ("POST", "/update-ticket-from-other-source"),
+            ("POST", "/add-ticket-from-other-source"),
+        ),
+        routes={
+            "pull": "POST /select-ticket-between-start-and-end-dates",
+            "update": "POST /update-ticket-from-other-source",
+            "create": "POST /add-ticket-from-other-source",
+        },
+    ),
+    "proprofs": VendorPlugin(
+        vendor="proprofs",
+        connection=_proprofs_connection,
+        remote_ticket=lambda i: {
+            "subject": f"Remote {i}",
+            "status": "Open",
+            "priority": "normal",
+            "email": f"c{i}@example.com",
+        },
+        remote_edit=lambda t: {"priority": "high"},
+        local_of=lambda t: t["priority"],
+        marker_of=_proprofs_marker,
+        writes=(("POST", "/app/api/v1/update/ticket/"), ("POST", "/app/api/v1/create/ticket/")),
+        routes={
+            "pull": "POST /app/api/v1/list/ticket/",
+            "update": "POST /app/api/v1/update/ticket/",
+            "create": "POST /app/api/v1/create/ticket/",
+        },
+        id_key="ticket_id",
+        local_field="priority",
+        local_values=("high", "low"),
+    ),
+    "sirportly": VendorPlugin(
+        vendor="sirportly",
+        connection=_sirportly_connection,
+        remote_ticket=lambda i: {
+            "subject": f"Remote {i}",
+            "status": "New",
+            "priority": "Normal",
+            "email": f"c{i}@example.com",
+            "description": f"Remote ticket {i}",
+        },
+        remote_edit=lambda t: {"priority": "High"},
+        local_of=lambda t: {v: k for k, v in SIRPORTLY_STATUS.items()}.get(t["status"]["name"]),
+        marker_of=lambda t: (t.get("custom_fields") or {}).get("ticketsync_marker"),
+        writes=(
+            ("POST", "/api/v2/tickets/update"),
+            ("POST", "/api/v2/tickets/submit"),
+            ("POST", "/api/v2/tickets/post_update"),
+        ),
+        routes={
+            "pull": "POST /api/v2/tickets/spql",
+            "update": "POST /api/v2/tickets/update",
+            "create": "POST /api/v2/tickets/submit",
+        },
+        id_key="reference",
     ),
 }
 
@@ -195,8 +344,9 @@ def prepare_pending(setup: Setup) -> dict[int, str]:
     assert setup.run().returncode == 0
     links = dict(setup.sql("SELECT ticket_id, external_id FROM ticket_links"))
     remote = {t[plugin.id_key]: t for t in setup.vendor.tickets()}
-    setup.sql("UPDATE tickets SET status = 'closed' WHERE id = 1")
-    setup.sql("UPDATE tickets SET status = 'pending' WHERE id = 2")
+    column, (first, second) = plugin.local_field, plugin.local_values
+    setup.sql(f"UPDATE tickets SET {column} = ? WHERE id = 1", first)
+    setup.sql(f"UPDATE tickets SET {column} = ? WHERE id = 2", second)
     for tid in (3, 4):
         setup.vendor.seed({plugin.id_key: links[tid], **plugin.remote_edit(remote[links[tid]])})
     setup.sql(
@@ -217,12 +367,11 @@ def assert_converged(setup: Setup) -> None:
     assert len(links) == 5 and all(state == "active" for *_, state in links)
     assert len({e for _, e, _ in links}) == 5 and len({t for t, _, _ in links}) == 5
     for ticket_id, external_id, _ in links:
-        ((status,),) = setup.sql("SELECT status FROM tickets WHERE id = ?", ticket_id)
-        assert plugin.status_of(remote[external_id]) == status, (ticket_id, external_id)
-    assert setup.sql("SELECT status FROM tickets WHERE id IN (1, 2) ORDER BY id") == [
-        ("closed",),
-        ("pending",),
-    ], "the local edits survived"
+        ((value,),) = setup.sql(f"SELECT {plugin.local_field} FROM tickets WHERE id = ?", ticket_id)
+        assert plugin.local_of(remote[external_id]) == value, (ticket_id, external_id)
+    assert setup.sql(
+        f"SELECT {plugin.local_field} FROM tickets WHERE id IN (1, 2) ORDER BY id"
+    ) == [(v,) for v in plugin.local_values], "the local edits survived"
     assert setup.sql("SELECT priority FROM tickets WHERE id IN (3, 4)") == [("high",)] * 2
     writes = setup.vendor_writes()
     quiet = setup.run()

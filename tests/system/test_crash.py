@@ -35,7 +35,7 @@ def test_killed_run_converges(setup, point):
 
 def test_killed_twice_in_a_row_still_converges(setup):
     prepare_pending(setup)
-    for point in ("after_vendor_ack", "after_create_intent"):
+    for point in ("after_vendor_ack", "after_plan"):
         killed = setup.run(env={"TICKETSYNC_CRASH_AT": point})
         assert killed.returncode == -signal.SIGKILL
     assert setup.run().returncode == 0

@@ -40,7 +40,8 @@ def test_full_cycle(setup):
 
     remote = {t[plugin.id_key]: t for t in setup.vendor.tickets()}
     links = dict(setup.sql("SELECT ticket_id, external_id FROM ticket_links"))
-    setup.sql("UPDATE tickets SET status = 'closed' WHERE id = 1")
+    column, (value, _) = plugin.local_field, plugin.local_values
+    setup.sql(f"UPDATE tickets SET {column} = ? WHERE id = 1", value)
     setup.sql(
         "INSERT INTO tickets (title, status, priority, queue, requester_email) "
         "VALUES ('Local billing question', 'open', 'normal', 'billing', 'l@example.com')"
@@ -51,7 +52,7 @@ def test_full_cycle(setup):
     second = setup.run()
     assert second.returncode == 0, second.stderr
     remote = {t[plugin.id_key]: t for t in setup.vendor.tickets()}
-    assert plugin.status_of(remote[links[1]]) == "closed"
+    assert plugin.local_of(remote[links[1]]) == value
     assert setup.sql("SELECT priority FROM tickets WHERE id = 2") == [("high",)]
     created = setup.sql("SELECT external_id, state FROM ticket_links WHERE ticket_id = 4")
     assert created and created[0][1] == "active"

@@ -1,0 +1,336 @@
+"""The Kapture CRM adapter: created-date pull plus re-poll by id, update, create with a marker.
+
+Wire facts are from Kapture's add-ticket and update-ticket pages and ``reference.md`` §1,
+whose DOC / 3P / UNCONFIRMED tags the comments repeat; the emulator in
+``sync/sandbox/kapture.py`` serves the same shapes. The modules: ``kapture_wire`` (paths,
+auth keys, body-level errors), ``kapture_pull`` (reads and the cursor), ``kapture_mapping``
+(records, tables, times, the marker), ``kapture_options``.
+
+Capabilities: every synced field is read; only ``status`` (the sub-status key) and ``queue``
+(the queue key) are written, because the update API takes nothing else (``priority``,
+``assignee``, ``title``... are not writable: the engine neither pushes nor waits for them).
+No modification time (``modified_at`` is None, design §7.2); no changed-since API, so the
+engine passes the linked ids to re-poll; ``fetch_before_update``: the engine reads a ticket
+right before updating it, since every update must carry a sub-status (design §7.12).
+
+Operator notes (for the README)
+-------------------------------
+- Credentials: ``token``, the "Auth Key" of an API definition in Kapture's admin (API
+  Configuration), sent as ``Authorization: Basic <key>`` exactly as Kapture shows it. Kapture
+  issues one key per API definition: ``create_token`` (add-ticket), ``update_token``
+  (update-ticket) and ``read_token`` (search-ticket-by-ticket-id and the created-date pull)
+  override ``token`` per endpoint. ``ticketsync check`` proves the read key with one
+  created-date call; the create and update keys are proven on their first use, and a
+  rejected one ("Invalid Auth Key") fails the run naming the credential, without retries.
+- ``fields.status`` maps canonical statuses to *sub-status keys* (``P``, ``CL``, or your
+  tenant's own, e.g. ``OP``, ``RS``, ``CRS``), which is what updates take; reads return
+  display names. So ``options.sub_statuses`` must list the tenant's table, key -> name
+  (Settings > Statuses; default ``{US: Unattended, P: Pending, CL: Closed}``); a sub-status
+  read that is neither a key nor a name in it fails that page, naming the ticket, until it is
+  added. ``options.queues`` (key -> name) is needed only if your tenant answers with queue
+  names instead of ``queueKey``; ``options.priorities`` (key -> name) likewise for priority,
+  which is read (as Kapture spells it, e.g. ``0``) but never written.
+- Options: ``time_zone`` (default ``Asia/Kolkata``; Kapture writes local times without a
+  zone, the mirror stores UTC), ``repoll_budget`` (500), ``batch_size`` (50 ids per
+  search-ticket-by-ticket-id call), ``page_size`` (100 tickets per created-date call),
+  ``initial_days`` (30: how far back the first import reads), ``marker_days`` (7),
+  ``api_key_headers`` (false: true also sends ``x-api-key``/``x-api-type: TICKET``, as one
+  public client does; whether some tenants need them is UNCONFIRMED).
+- Freshness. New tickets appear on the run after their creation (today's created-date pull
+  is repeated every run, so its cost follows the tickets created today). Changes to linked
+  tickets are seen only by re-polling: with N links and budget B, a run re-reads B of them,
+  cycling (not-closed tickets first in the engine's order), so every linked ticket, closed
+  ones included, is re-read at least once every ceil(N / B) runs, i.e. within
+  ceil(N / B) x ``interval`` plus one run (a ticket can slip one cycle when tickets ahead of
+  it leave the list). With the defaults (B = 500, interval 60 s) a mirror of 5,000 links
+  sees a remote edit within about 11 minutes, a mirror of 500 within one run. Raise
+  ``repoll_budget`` for fresher data (each 50 ids cost one call). Kapture has no modified
+  time: an edit is known only to lie between two polls, so a local edit of the same field
+  in that interval is settled by ``sync.tie_break`` (design §7.2).
+- Create marker: the engine's marker goes into ``ticket_details`` as a last line
+  ``[ticketsync:<marker>]`` (stripped again when the description is read) and into an extra
+  body field ``ticketsync_marker`` (the add-ticket page invites extra fields). Kapture has
+  no documented search by field, so ``find_marker`` scans the created-date pull of today and
+  the ``marker_days - 1`` days before (tenant time), where the ticket's ``detail`` carries
+  the line. A create whose reply was lost is therefore found again only if ticketsync runs
+  again within ``marker_days``; the first run after an outage does this before anything else.
+- Creating: add-ticket takes ``title`` (required), ``ticket_details``, ``due_date``,
+  ``email_id`` and ``queue``, not a status; when the mirror ticket's status maps to another
+  sub-status than the new ticket got, one update-ticket call follows to set it. Priority and
+  assignee cannot be sent: a created ticket has Kapture's defaults (priority ``0``), so map
+  ``fields.priority`` so that your mirror's default priority maps to ``0``.
+- UNCONFIRMED and tolerated: bodies are sent as an array of one object (add, update, pull)
+  and an object (get), as documented, and both shapes are read back; the batch get answer
+  may be short (missing ids are re-asked one by one); offset paging of the created-date
+  pull (a page repeating earlier tickets is an error, never a silent gap); the reply field
+  names beyond the documented examples (``kapture_mapping.FIELD_KEYS``); HTTP status of
+  failures (the body decides); ``dd-MM-yyyy HH:mm`` times carry minutes only, so a due date
+  with seconds reads back rounded down once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sync.errors import ConfigError, ItemError, NotFound, ProtocolError, VendorError
+from sync.vendors.base import (
+    Adapter,
+    AdapterContext,
+    Capabilities,
+    Cursor,
+    Page,
+    RemoteTicket,
+    register,
+)
+from sync.vendors.kapture_mapping import (
+    MARKER_KEY,
+    READABLE,
+    BadRecord,
+    Reader,
+    Table,
+    local_text,
+    parse_iso,
+    with_marker,
+)
+from sync.vendors.kapture_options import KaptureOptions, validate_options
+from sync.vendors.kapture_pull import KaptureReads, PullSettings
+from sync.vendors.kapture_wire import ENDPOINTS, KaptureWire
+
+if TYPE_CHECKING:
+    from sync.config import ConnectionConfig
+
+log = logging.getLogger(__name__)
+
+WRITABLE = frozenset({"status", "queue"})
+
+
+@register
+class KaptureAdapter(Adapter):
+    """Kapture CRM: reads every field, writes sub-status and queue, creates with a marker."""
+
+    vendor = "kapture"
+    capabilities = Capabilities(
+        readable=READABLE,
+        writable=WRITABLE,
+        can_create=True,
+        finds_markers=True,
+        changed_since=False,
+        fetch_before_update=True,
+    )
+
+    def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
+        super().__init__(connection, context)
+        problems = validate_options(connection.options)
+        problems += _token_problems(connection)
+        if problems:
+            raise ConfigError([f"connections.{connection.name}.{p}" for p in problems])
+        self.options = options = KaptureOptions.from_mapping(connection.options)
+        self.zone = options.zone
+        self.sub_statuses = Table("sub-status", "sub_statuses", options.sub_statuses)
+        self.reader = Reader(
+            self.zone,
+            self.sub_statuses,
+            Table("queue", "queues", options.queues),
+            Table("priority", "priorities", options.priorities),
+        )
+        self.wire = KaptureWire(
+            connection.name,
+            self.client(),
+            _tokens(connection),
+            api_key_headers=options.api_key_headers,
+        )
+        settings = PullSettings(
+            zone=self.zone,
+            page_size=options.page_size,
+            batch_size=options.batch_size,
+            repoll_budget=options.repoll_budget,
+            initial_days=options.initial_days,
+        )
+        self.reads = KaptureReads(connection.name, self.wire, self.reader, settings)
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> list[str]:
+        """Problems with ``connection.options``, each as ``options.KEY: message``."""
+        return validate_options(options)
+
+    def id_key(self, external_id: str) -> str:
+        return external_id.strip()
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def changed_since(
+        self, cursor: Cursor | None, watch: Sequence[str] = ()
+    ) -> AsyncIterator[Page]:
+        """New tickets by created day, then ``repoll_budget`` of ``watch`` (``kapture_pull``)."""
+        return self.reads.pages(cursor, [i for i in watch if _plain_id(i)])
+
+    async def get(self, external_id: str) -> RemoteTicket | None:
+        if not _plain_id(external_id):
+            return None  # a comma would turn one id into a batch; no ticket has one
+        return await self.reads.one(external_id.strip())
+
+    async def update(
+        self, external_id: str, changes: Mapping[str, str | None]
+    ) -> RemoteTicket | None:
+        what = f"ticket {external_id}"
+        unwritable = sorted(set(changes) - WRITABLE)
+        if unwritable:
+            raise self._item(what, f"Kapture's update API cannot write {', '.join(unwritable)}")
+        if not changes:
+            return None
+        sub_status = await self._sub_status(external_id, changes)
+        body: dict[str, str] = {"ticket_id": external_id, "sub_status": sub_status}
+        if "queue" in changes:
+            queue = changes["queue"]
+            if not queue:
+                # An empty value is a placeholder to Kapture (reference §5.9), not a clear.
+                raise self._item(what, "Kapture's update API cannot clear a ticket's queue")
+            body["queue"] = queue
+        document = await self.wire.call("update", [body], what)
+        return self._reply_ticket(document, what, required=False)
+
+    async def create(self, values: Mapping[str, str | None], marker: str) -> RemoteTicket:
+        what = f"new ticket (marker {marker})"
+        body = self._create_body(values, marker, what)
+        wanted = values.get("status")
+        if wanted:
+            self._check_sub_status(wanted, what)
+        document = await self.wire.call("create", [body], what)
+        created = self._reply_ticket(document, what, required=True)
+        assert created is not None
+        created = _with_marker(created, marker)
+        if not wanted or created.fields.get("status") == wanted:
+            return created
+        # add-ticket takes no status: a second call gives the ticket the mirror's one.
+        try:
+            updated = await self.update(created.external_id, {"status": wanted})
+        except VendorError:
+            log.warning(
+                "%s: ticket %s was created (marker %s) but setting its sub-status %s failed",
+                self.name,
+                created.external_id,
+                marker,
+                wanted,
+            )
+            raise
+        return _with_marker(updated, marker) if updated else created
+
+    async def find_marker(self, marker: str, since: datetime | None = None) -> RemoteTicket | None:
+        """Scan the created-date pull from the intent's day (``since``; else the last
+        ``marker_days`` days) up to today for a ticket carrying ``marker``."""
+        today = self.reads.today()
+        days = self.options.marker_days
+        if since is not None:
+            days = max(1, (today - since.astimezone(self.zone).date()).days + 1)
+        for back in range(days):
+            async with aclosing(self.reads.created_on(today - timedelta(days=back))) as pages:
+                async for tickets, _ in pages:
+                    for ticket in tickets:
+                        if ticket.marker == marker:
+                            return ticket
+        return None
+
+    async def check(self) -> None:
+        """One created-date call for today: proves the read key (``Invalid Auth Key``)."""
+        async with aclosing(self.reads.created_on(self.reads.today())) as pages:
+            async for _ in pages:
+                break
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _sub_status(self, external_id: str, changes: Mapping[str, str | None]) -> str:
+        """The sub-status key to send: the change's, else the ticket's current one."""
+        what = f"ticket {external_id}"
+        if "status" in changes:
+            sub_status = changes["status"]
+        else:
+            current = await self.get(external_id)
+            if current is None:
+                raise NotFound(
+                    f"{self.name}: {what}: Kapture has no such ticket", connection=self.name
+                )
+            sub_status = current.fields.get("status")
+        if not sub_status:
+            raise self._item(what, "Kapture needs a sub-status on every update; none is known")
+        self._check_sub_status(sub_status, what)
+        return sub_status
+
+    def _check_sub_status(self, key: str, what: str) -> None:
+        if key not in self.sub_statuses.names:
+            known = ", ".join(sorted(self.sub_statuses.names))
+            raise self._item(
+                what,
+                f"sub-status key {key!r} is not in options.sub_statuses ({known}); add it "
+                "with its display name so that reads can be mapped back",
+            )
+
+    def _create_body(
+        self, values: Mapping[str, str | None], marker: str, what: str
+    ) -> dict[str, str]:
+        title = values.get("title")
+        if not title:
+            raise self._item(what, "Kapture requires a title to create a ticket")
+        body = {"title": title, "ticket_details": with_marker(values.get("description"), marker)}
+        due = values.get("due_at")
+        if due:
+            try:
+                body["due_date"] = local_text(parse_iso(due), self.zone)
+            except ValueError:
+                raise self._item(what, f"due_at {due!r} is not an ISO-8601 time") from None
+        # Never an empty value: Kapture takes "" as a placeholder (reference §5.9).
+        for name, key in (("requester_email", "email_id"), ("queue", "queue")):
+            value = values.get(name)
+            if value:
+                body[key] = value
+        body[MARKER_KEY] = marker
+        return body
+
+    def _reply_ticket(self, document: Any, what: str, *, required: bool) -> RemoteTicket | None:
+        """The ``ticket`` object of an add or update reply (both ids kept in ``raw``)."""
+        ticket = document.get("ticket") if isinstance(document, Mapping) else None
+        if not isinstance(ticket, Mapping):
+            if not required:
+                return None
+            raise ProtocolError(
+                f"{self.name}: {what}: Kapture's reply has no 'ticket' object",
+                connection=self.name,
+            )
+        try:
+            return self.reader.ticket(ticket, document)
+        except BadRecord as exc:
+            raise ProtocolError(
+                f"{self.name}: {what}: unreadable Kapture reply: {exc}", connection=self.name
+            ) from None
+
+    def _item(self, what: str, problem: str) -> ItemError:
+        return ItemError(f"{self.name}: {what}: {problem}", connection=self.name)
+
+
+def _with_marker(ticket: RemoteTicket, marker: str) -> RemoteTicket:
+    return RemoteTicket(ticket.external_id, ticket.fields, None, marker, ticket.raw)
+
+
+def _plain_id(external_id: str) -> bool:
+    text = external_id.strip()
+    return bool(text) and "," not in text
+
+
+def _tokens(connection: ConnectionConfig) -> dict[str, tuple[str, str]]:
+    """Credential slot -> (the credential that fills it, its value)."""
+    tokens = {}
+    for _, slot, _ in ENDPOINTS.values():
+        for name in (slot, "token"):
+            value = connection.credential(name)
+            if value:
+                tokens[slot] = (name, value)
+                break
+    return tokens
+
+
+def _token_problems(connection: ConnectionConfig) -> list[str]:
+    missing = [slot for _, slot, _ in ENDPOINTS.values() if slot not in _tokens(connection)]
+    return [f"credentials.{slot}: required (or give token)" for slot in dict.fromkeys(missing)]

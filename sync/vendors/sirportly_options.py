@@ -1,0 +1,137 @@
+"""``connections.NAME.options`` of a Sirportly connection, and the create parameters they fill.
+
+Keys (documented for operators in ``sync/vendors/sirportly.py``'s docstring):
+``disable_rules``, ``marker_field``, ``lookback_seconds``, ``default_queue``,
+``default_requester_email``. Unknown keys are problems, like everywhere in the config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sync.vendors.sirportly_mapping import parse_queue
+
+DEFAULT_MARKER_FIELD = "ticketsync_marker"
+DEFAULT_LOOKBACK = 300.0
+
+# A custom field's system name, as it goes into ``custom[NAME]``.
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+@dataclass(frozen=True)
+class SirportlyOptions:
+    disable_rules: bool = True
+    marker_field: str = DEFAULT_MARKER_FIELD
+    lookback_seconds: float = DEFAULT_LOOKBACK
+    default_queue: str | None = None
+    default_requester_email: str | None = None
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> SirportlyOptions:
+        """Parse options that ``validate_options`` found no problem with."""
+
+        def text(key: str) -> str | None:
+            value = options.get(key)
+            return None if value is None else str(value)
+
+        return cls(
+            disable_rules=bool(options.get("disable_rules", True)),
+            marker_field=str(options.get("marker_field", DEFAULT_MARKER_FIELD)),
+            lookback_seconds=float(options.get("lookback_seconds", DEFAULT_LOOKBACK)),
+            default_queue=text("default_queue"),
+            default_requester_email=text("default_requester_email"),
+        )
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "expected true or false"
+
+
+def _marker_field(value: Any) -> str | None:
+    if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
+        return "expected a custom field's system name (letters, digits, _), e.g. ticketsync_marker"
+    return None
+
+
+def _lookback(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return "expected a number of seconds >= 0"
+    return None
+
+
+def _queue(value: Any) -> str | None:
+    queue = None if isinstance(value, bool) else parse_queue(str(value))
+    if queue is None or queue[1] is None:  # a created ticket needs its team
+        return "expected '<department id>/<team id>', e.g. '3/2'"
+    return None
+
+
+def _email(value: Any) -> str | None:
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value):
+        return "expected an e-mail address"
+    return None
+
+
+_CHECKS: Mapping[str, Callable[[Any], str | None]] = {
+    "disable_rules": _boolean,
+    "marker_field": _marker_field,
+    "lookback_seconds": _lookback,
+    "default_queue": _queue,
+    "default_requester_email": _email,
+}
+
+
+def validate_options(options: Mapping[str, Any]) -> list[str]:
+    """Every problem with ``options``, each as ``options.KEY: message``."""
+    problems = []
+    for key, value in options.items():
+        check = _CHECKS.get(key)
+        if check is None:
+            known = ", ".join(sorted(_CHECKS))
+            problems.append(f"options.{key}: unknown key (Sirportly knows {known})")
+        elif (problem := check(value)) is not None:
+            problems.append(f"options.{key}: {problem}")
+    return problems
+
+
+def submit_params(
+    values: Mapping[str, str | None], marker: str, options: SirportlyOptions
+) -> tuple[dict[str, str], list[str]]:
+    """``tickets/submit`` parameters for a new ticket; also what keeps it from being sent.
+
+    Sirportly requires a subject, status, priority, team and contact (reference §3.5); the
+    queue and contact fall back to the options' defaults, the marker goes in its custom field.
+    """
+    present = {k: v for k, v in values.items() if v not in (None, "")}
+    problems = []
+    params: dict[str, str] = {}
+    for name, param in (("title", "subject"), ("status", "status"), ("priority", "priority")):
+        if name in present:
+            params[param] = str(present[name])
+        else:
+            problems.append(f"{name}: needed to create")
+    queue_value = present.get("queue") or options.default_queue
+    queue = parse_queue(queue_value) if queue_value else None
+    if queue is None or queue[1] is None:
+        problems.append(
+            "queue: needed to create, as '<department id>/<team id>' (or set options.default_queue)"
+        )
+    else:
+        params["department"], params["team"] = queue[0], queue[1]
+    email = present.get("requester_email") or options.default_requester_email
+    if email:
+        params["contact_method_type"] = "email"
+        params["contact_method_data"] = email
+        params["contact_name"] = email.split("@", 1)[0] or email
+    else:
+        problems.append(
+            "requester_email: needed to create (or set options.default_requester_email)"
+        )
+    if present.get("assignee"):
+        params["user"] = str(present["assignee"])
+    params[f"custom[{options.marker_field}]"] = marker
+    return params, problems
