@@ -40,6 +40,8 @@ class Selection:
     should_stop: Callable[[], bool] = lambda: False
     #: Called with every finished run (the daemon's metrics).
     on_result: Callable[[RunResult], None] | None = None
+    #: Told (connection, pages, tickets) after each pull page (a terminal's progress line).
+    progress: Callable[[str, int, int], None] | None = None
     #: Makes the per-request hook for a vendor (the daemon's HTTP metrics).
     http_hook: Callable[[str], Callable[[str, str, int | None, float], None]] | None = None
 
@@ -142,6 +144,7 @@ async def run_connection(
                 concurrency=connection.http.concurrency,
                 guard=Guard(connection.guard.share, connection.guard.min_count),
                 should_stop=selection.should_stop,
+                progress=selection.progress,
             ),
             report=report,
         )

@@ -28,6 +28,7 @@ from sync.engine.run import RunResult
 from sync.errors import LockHeld
 from sync.locks import InstanceLock
 from sync.metrics import Metrics
+from sync.progress import TerminalProgress, for_terminal
 from sync.runner import Selection, run_connection, run_connections
 
 log = logging.getLogger("sync.scheduler")
@@ -45,6 +46,7 @@ def run_once(
 ) -> int:
     """One pass over ``names``; returns the exit code (0 ok, 1 any failure, 3 all locked)."""
     lock = None if dry_run else _instance_lock(mirror, "run-once")
+    progress = for_terminal()
     if lock is not None:
         lock.acquire()  # LockHeld -> exit 3
     try:
@@ -52,13 +54,15 @@ def run_once(
             run_connections(
                 mirror,
                 config,
-                Selection(names, dry_run=dry_run, force=force),
+                Selection(names, dry_run=dry_run, force=force, progress=progress),
                 report=lambda line: print(line, flush=True),
             )
         )
     finally:
         if lock is not None:
             lock.release()
+    if isinstance(progress, TerminalProgress):
+        progress.done()
     if results is None:
         return 1  # interrupted by a signal
     if dry_run:

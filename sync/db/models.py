@@ -98,7 +98,9 @@ class TicketLink(Base):
     """Which external ticket is which internal one, and the base of the three-way merge.
 
     ``base`` maps a field to ``{"local": canonical, "remote": vendor}``: the last values
-    both sides agreed on. ``state`` is ``active``, ``creating`` (intent recorded, the
+    both sides agreed on. ``external_id`` keeps the vendor's spelling; ``external_key`` is
+    its normalised form (``Adapter.id_key``: ProProfs' "00700" and "700" are one ticket),
+    which lookups use (§7.9). ``state`` is ``active``, ``creating`` (intent recorded, the
     vendor may or may not have the ticket: ``marker`` finds it) or ``orphaned``.
     """
 
@@ -106,6 +108,7 @@ class TicketLink(Base):
     __table_args__ = (
         UniqueConstraint("connection", "external_id"),
         UniqueConstraint("connection", "ticket_id"),
+        UniqueConstraint("connection", "external_key"),
         Index(None, "connection", "next_retry_at"),
     )
 
@@ -115,6 +118,7 @@ class TicketLink(Base):
     )
     connection: Mapped[str] = mapped_column(String(64), nullable=False)
     external_id: Mapped[str | None] = mapped_column(String(255))
+    external_key: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     base: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     remote_modified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

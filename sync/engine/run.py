@@ -87,6 +87,8 @@ class RunOptions:
     guard: Guard = field(default_factory=Guard)
     #: Asked between pages and tickets; True stops the run cleanly (daemon shutdown).
     should_stop: Callable[[], bool] = lambda: False
+    #: Told (connection, pages, tickets) after each committed pull page.
+    progress: Callable[[str, int, int], None] | None = None
 
 
 class ConnectionRun:
@@ -117,6 +119,7 @@ class ConnectionRun:
         self.counts = Counts()
         self.run_id: int | None = None
         self._actions: list[str] = []
+        self._pages = self._seen = 0
 
     @property
     def caps(self) -> Any:
@@ -299,6 +302,8 @@ class ConnectionRun:
                 self._apply_page(page)
 
     def _apply_page(self, page: Page) -> None:
+        self._pages += 1
+        self._seen += len(page.tickets)
         with self.mirror.write(origin=self.name) as session:
             half = len(page.tickets) // 2
             for i, remote in enumerate(page.tickets):
@@ -308,12 +313,13 @@ class ConnectionRun:
             row = session.get(SyncConnection, self.name)
             assert row is not None
             row.cursor = page.cursor
+        if self.options.progress is not None:
+            self.options.progress(self.name, self._pages, self._seen)
 
     def _merge_remote(self, session: Session, remote: RemoteTicket, *, apply: bool) -> int:
         """Merge one remote ticket into the mirror; return 1 if it updates a linked ticket."""
-        link = store.links_by_external(session, self.name, [remote.external_id]).get(
-            remote.external_id
-        )
+        key = self.adapter.id_key(remote.external_id)
+        link = store.links_by_external(session, self.name, [key]).get(key)
         if link is None and remote.marker:
             link = store.links_by_marker(session, self.name, [remote.marker]).get(remote.marker)
             if link is not None and apply:
@@ -365,6 +371,7 @@ class ConnectionRun:
             ticket_id=ticket.id,
             connection=self.name,
             external_id=remote.external_id,
+            external_key=self.adapter.id_key(remote.external_id),
             state="active",
             base=base,
             remote_modified_at=remote.modified_at,
@@ -777,6 +784,7 @@ class ConnectionRun:
         if pending:
             store.mark_dirty(session, self.name, link.ticket_id)
         link.external_id = remote.external_id
+        link.external_key = self.adapter.id_key(remote.external_id)
         link.state = "active"
         link.remote_modified_at = remote.modified_at
         link.fail_count, link.next_retry_at = 0, None

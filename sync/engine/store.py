@@ -61,17 +61,18 @@ def local_values(ticket: Ticket) -> dict[str, str | None]:
 
 
 def links_by_external(
-    session: Session, connection: str, external_ids: Iterable[str]
+    session: Session, connection: str, keys: Iterable[str]
 ) -> dict[str, TicketLink]:
-    ids = list(dict.fromkeys(external_ids))
-    if not ids:
+    """Links by normalised external id (``external_key``, see ``Adapter.id_key``)."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
         return {}
     rows = session.scalars(
         select(TicketLink).where(
-            TicketLink.connection == connection, TicketLink.external_id.in_(ids)
+            TicketLink.connection == connection, TicketLink.external_key.in_(wanted)
         )
     )
-    return {row.external_id: row for row in rows if row.external_id is not None}
+    return {row.external_key: row for row in rows if row.external_key is not None}
 
 
 def links_by_marker(
