@@ -163,8 +163,8 @@ class HttpSettings:
     """Transport settings of one connection (used by ``sync.http``)."""
 
     connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    total_timeout: float = 60.0
+    read_timeout: float = 15.0
+    total_timeout: float = 20.0
     max_attempts: int = 4
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
@@ -565,7 +565,21 @@ class _Parser:
         sync = self.sync(root.get("sync"))
         service = self.service(root.get("service"))
         connections = self.connections(root.get("connections"), sync)
+        if database.url.startswith("postgresql"):
+            self.leases_outlive_calls(sync, connections)
         return Config(None, database, sync, service, connections)
+
+    def leases_outlive_calls(
+        self, sync: SyncSettings, connections: Mapping[str, ConnectionConfig]
+    ) -> None:
+        """On PostgreSQL a run writes to a vendor only while its lease outlasts the call."""
+        for name, connection in connections.items():
+            if connection.http.total_timeout >= sync.lease_seconds:
+                self.problem(
+                    f"connections.{name}.http.total_timeout",
+                    f"must be below sync.lease_seconds ({sync.lease_seconds:g}): a vendor "
+                    "write is sent only while the lease outlasts it",
+                )
 
     def database(self, value: Any) -> DatabaseConfig:
         data = self.mapping(value, "database")

@@ -4,9 +4,8 @@ SQLite: one daemon per database file. ``InstanceLock`` is an ``flock`` on
 ``<database>.lock``; the holder writes who it is into the file, so ``status`` can name
 it. The kernel releases the lock when the process dies, however it dies.
 
-PostgreSQL: ``ConnectionLock`` is a session-level advisory lock per connection, held on a
-connection of its own for the run; a dead instance's lock goes with its session.
-(Leases with fencing for several instances are the scale-out issue's.)
+PostgreSQL: several instances may share the database; each connection's run holds a lease
+with fencing instead (``sync.lease``).
 """
 
 from __future__ import annotations
@@ -15,14 +14,10 @@ import fcntl
 import json
 import os
 import socket
-import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection, text
-
-from sync.db import Mirror
 from sync.errors import LockHeld
 
 
@@ -95,29 +90,3 @@ def _holder(role: str) -> dict[str, Any]:
         "since": datetime.now(UTC).isoformat(),
         "role": role,
     }
-
-
-class ConnectionLock:
-    """A PostgreSQL advisory lock on one connection's name; ``try_acquire`` never waits."""
-
-    def __init__(self, mirror: Mirror, name: str) -> None:
-        self.mirror = mirror
-        self.key = zlib.crc32(f"ticketsync:{name}".encode())
-        self._conn: Connection | None = None
-
-    def try_acquire(self) -> bool:
-        conn = self.mirror.engine.connect()
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
-        conn.commit()
-        if got:
-            self._conn = conn
-        else:
-            conn.close()
-        return bool(got)
-
-    def release(self) -> None:
-        if self._conn is not None:
-            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-            self._conn.commit()
-            self._conn.close()
-            self._conn = None

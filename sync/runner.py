@@ -23,7 +23,7 @@ from sync.engine.guard import Guard
 from sync.engine.run import ConnectionRun, Counts, RunOptions, RunResult
 from sync.errors import LockHeld
 from sync.http import HttpClient
-from sync.locks import ConnectionLock
+from sync.lease import Lease
 from sync.redact import current as current_redactor
 from sync.vendors.base import Adapter, AdapterContext, adapter_class
 
@@ -116,9 +116,13 @@ async def run_connection(
     report: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run one connection once, under its lock; raises ``LockHeld`` when another instance has it."""
-    lock = ConnectionLock(mirror, connection.name) if mirror.dialect == "postgresql" else None
-    if lock is not None and not lock.try_acquire():
-        raise LockHeld(f"{connection.name}: another instance is syncing this connection")
+    lease = None
+    if mirror.dialect == "postgresql" and not selection.dry_run:
+        lease = Lease(mirror, connection.name, config.sync.lease_seconds)
+        if not lease.acquire():
+            log.debug("%s: another instance holds the lease; skipping", connection.name)
+            raise LockHeld(f"{connection.name}: another instance is syncing this connection")
+        lease.start_heartbeat()
     hook = selection.http_hook(connection.vendor) if selection.http_hook else None
     adapter = build_adapter(
         connection,
@@ -145,6 +149,8 @@ async def run_connection(
                 guard=Guard(connection.guard.share, connection.guard.min_count),
                 should_stop=selection.should_stop,
                 progress=selection.progress,
+                fence=lease,
+                call_seconds=connection.http.total_timeout,
             ),
             report=report,
         )
@@ -153,8 +159,9 @@ async def run_connection(
             _save_cooldown(mirror, connection.name, adapter)
     finally:
         await adapter.aclose()
-        if lock is not None:
-            lock.release()
+        if lease is not None:
+            await lease.stop_heartbeat()
+            lease.release()
     _log_summary(connection, result)
     if selection.on_result is not None:
         selection.on_result(result)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from sync.config import Config
 from sync.db import Mirror
-from sync.db.models import Conflict, Run, SyncConnection, TicketDirty, TicketLink
+from sync.db.models import Conflict, Run, SyncConnection, SyncLease, TicketDirty, TicketLink
 from sync.locks import read_holder
 from sync.runner import build_adapter, build_rules
 
@@ -95,7 +95,26 @@ def _connection(
         "credentials": row.credentials if row else "unknown",
         "unwritable_fields": build_rules(cfg, config, adapter).unwritable(),
         "guard": row.guard_held if row else None,
-        "holder": holder,
+        "holder": holder if mirror_is_sqlite(session) else _lease_holder(session, name, now),
+    }
+
+
+def mirror_is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _lease_holder(session: Session, name: str, now: datetime) -> dict[str, Any] | None:
+    """The instance whose lease on ``name`` is current (PostgreSQL), or None."""
+    lease = session.get(SyncLease, name)
+    if lease is None or lease.expires_at <= now:
+        return None
+    return {
+        "instance": lease.instance,
+        "host": lease.host,
+        "pid": lease.pid,
+        "since": _iso(lease.acquired_at),
+        "generation": lease.generation,
+        "expires_at": _iso(lease.expires_at),
     }
 
 

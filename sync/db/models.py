@@ -152,6 +152,24 @@ class SyncConnection(Base):
     guard_approved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class SyncLease(Base):
+    """Who syncs a connection (PostgreSQL, several instances; design §3.4, §7.3).
+
+    ``generation`` grows on every takeover; a run commits only while its generation is the
+    row's and ``expires_at`` (database time) lies ahead: that is the fence.
+    """
+
+    __tablename__ = "sync_leases"
+
+    connection: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(128), nullable=False)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    generation: Mapped[int] = mapped_column(Integer, nullable=False)
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
 class TicketDirty(Base):
     __tablename__ = "ticket_dirty"
 

@@ -17,10 +17,11 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
@@ -38,6 +39,7 @@ from sync.errors import (
     GuardHeld,
     Interrupted,
     ItemError,
+    LeaseLost,
     NotFound,
     SyncError,
     VendorError,
@@ -77,6 +79,14 @@ class RunResult:
         return self.outcome in ("ok", "dry-run")
 
 
+class Fence(Protocol):
+    """What a run asks of its lease before it commits or writes to the vendor (§7.3)."""
+
+    def before_commit(self, session: Session) -> None: ...
+
+    def before_send(self, call_seconds: float) -> None: ...
+
+
 @dataclass(frozen=True)
 class RunOptions:
     dry_run: bool = False
@@ -89,6 +99,10 @@ class RunOptions:
     should_stop: Callable[[], bool] = lambda: False
     #: Told (connection, pages, tickets) after each committed pull page.
     progress: Callable[[str, int, int], None] | None = None
+    #: The lease's fence (PostgreSQL with several instances); None: nothing to check.
+    fence: Fence | None = None
+    #: The longest one vendor call may take (the connection's ``http.total_timeout``).
+    call_seconds: float = 60.0
 
 
 class ConnectionRun:
@@ -188,7 +202,7 @@ class ConnectionRun:
     def _outcome(self, error: SyncError | None) -> str:
         if isinstance(error, GuardHeld):
             return "held"
-        if isinstance(error, Interrupted):
+        if isinstance(error, Interrupted | LeaseLost):
             return "interrupted"
         if error is not None:
             return "failed"
@@ -224,6 +238,8 @@ class ConnectionRun:
                 run.message = str(result.error) if result.error else None
             row = session.get(SyncConnection, self.name)
             assert row is not None
+            if isinstance(result.error, LeaseLost):
+                return  # the connection's state belongs to the instance that took it over
             if result.outcome == "ok":
                 row.last_success_at = now
                 row.consecutive_failures = 0
@@ -240,6 +256,18 @@ class ConnectionRun:
                     "ticket_id": None,
                     "external_id": None,
                 }
+
+    @contextmanager
+    def _write(self, origin: str | None = None) -> Iterator[Session]:
+        """A write transaction of the sync proper: it commits only under a current lease."""
+        with self.mirror.write(origin) as session:
+            yield session
+            if self.options.fence is not None:
+                self.options.fence.before_commit(session)
+
+    def _before_send(self) -> None:
+        if self.options.fence is not None:
+            self.options.fence.before_send(self.options.call_seconds)
 
     # -- plan and guard ------------------------------------------------------------
 
@@ -304,7 +332,7 @@ class ConnectionRun:
     def _apply_page(self, page: Page) -> None:
         self._pages += 1
         self._seen += len(page.tickets)
-        with self.mirror.write(origin=self.name) as session:
+        with self._write(origin=self.name) as session:
             half = len(page.tickets) // 2
             for i, remote in enumerate(page.tickets):
                 if i == half:
@@ -564,7 +592,7 @@ class ConnectionRun:
             await self._push(ticket, link, version)
 
     def _clear(self, ticket_id: int, version: int) -> None:
-        with self.mirror.write() as session:
+        with self._write() as session:
             store.clear_dirty(session, self.name, ticket_id, version)
 
     def _push_merge(self, link: TicketLink, ticket: Ticket) -> TicketMerge:
@@ -596,7 +624,7 @@ class ConnectionRun:
         except VendorError as exc:
             self._record_ticket_failure(link, exc, backoff=False)
             raise
-        with self.mirror.write(origin=self.name) as session:
+        with self._write(origin=self.name) as session:
             current = session.get(TicketLink, link.id)
             now = session.get(Ticket, ticket.id)
             if current is None or now is None:
@@ -627,6 +655,7 @@ class ConnectionRun:
         if pushes:
             assert link.external_id is not None
             try:
+                self._before_send()
                 reply = await self.adapter.update(link.external_id, pushes)
             except ItemError as exc:
                 await self._push_failed(link, exc)
@@ -635,7 +664,7 @@ class ConnectionRun:
                 self._record_ticket_failure(link, exc, backoff=False)
                 raise
             crashpoint("after_vendor_ack")
-        with self.mirror.write() as session:
+        with self._write() as session:
             current = session.get(TicketLink, link.id)
             if current is None:
                 return
@@ -675,7 +704,7 @@ class ConnectionRun:
     ) -> None:
         self.counts.errors += 1
         now = self.clock()
-        with self.mirror.write() as session:
+        with self._write() as session:
             current = session.get(TicketLink, link.id)
             if current is None:
                 return
@@ -727,7 +756,7 @@ class ConnectionRun:
             self._clear(ticket.id, version)
             return
         marker = f"tsync-{ticket.id}-{secrets.token_hex(4)}"
-        with self.mirror.write() as session:
+        with self._write() as session:
             link = TicketLink(
                 ticket_id=ticket.id,
                 connection=self.name,
@@ -744,6 +773,7 @@ class ConnectionRun:
     async def _send_create(self, link: TicketLink, values: dict[str, str | None]) -> None:
         assert link.marker is not None
         try:
+            self._before_send()
             remote = await self.adapter.create(values, link.marker)
         except ItemError as exc:
             self._record_ticket_failure(link, exc, backoff=True)
@@ -752,7 +782,7 @@ class ConnectionRun:
             self._record_ticket_failure(link, exc, backoff=False)
             raise
         crashpoint("after_vendor_ack")
-        with self.mirror.write() as session:
+        with self._write() as session:
             current = session.get(TicketLink, link.id)
             if current is not None:
                 self._activate(session, current, remote, note="created")
@@ -827,7 +857,7 @@ class ConnectionRun:
                 assert link.marker is not None
                 found = await self.adapter.find_marker(link.marker, since=link.created_at)
                 if found is not None:
-                    with self.mirror.write() as session:
+                    with self._write() as session:
                         current = session.get(TicketLink, link.id)
                         if current is not None:
                             self._activate(session, current, found, note="recovered by marker")
@@ -846,7 +876,7 @@ class ConnectionRun:
             f"{self.adapter.vendor} cannot be searched for marker {link.marker}; check the "
             "vendor for that ticket before letting ticketsync create it again"
         )
-        with self.mirror.write() as session:
+        with self._write() as session:
             current = session.get(TicketLink, link.id)
             if current is not None and current.last_error_kind != "unknown_create":
                 current.last_error = self._ticket_message(current, message)
@@ -854,7 +884,7 @@ class ConnectionRun:
         self.counts.errors += 1
 
     def _connection_error(self, exc: VendorError, ticket_id: int | None) -> None:
-        with self.mirror.write() as session:
+        with self._write() as session:
             row = session.get(SyncConnection, self.name)
             if row is not None:
                 row.last_error = {

@@ -33,3 +33,27 @@ def test_every_vendor_accepts_the_example_options():
         "sirportly",
         "zoho_desk",
     }
+
+
+def test_on_postgresql_leases_must_outlast_a_vendor_call():
+    import pytest
+
+    from sync.config import parse_config
+    from sync.errors import ConfigError
+
+    data = {
+        "database": {"url": "postgresql://ticketsync@db.internal/ticketsync"},
+        "sync": {"lease_seconds": 30},
+        "connections": {
+            "m": {
+                "vendor": "memory",
+                "base_url": "http://127.0.0.1:9",
+                "http": {"total_timeout": 45},
+            }
+        },
+    }
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data, env={})
+    assert any("connections.m.http.total_timeout" in p for p in raised.value.problems)
+    data["database"] = {"url": "sqlite:///x.db"}
+    parse_config(data, env={})  # one instance on SQLite: no lease, no rule
