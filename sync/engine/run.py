@@ -643,12 +643,13 @@ class ConnectionRun:
         return refreshed[0], refreshed[1]
 
     async def _push(self, ticket: Ticket, link: TicketLink, version: int) -> None:
-        if self.caps.fetch_before_update:
+        merge = self._push_merge(link, ticket)
+        if merge.pushes and self.caps.fetch_before_update:
             refreshed = await self._refresh(ticket, link)
             if refreshed is None:
                 return
             ticket, link = refreshed
-        merge = self._push_merge(link, ticket)
+            merge = self._push_merge(link, ticket)
         errors = [d.error for d in merge.decisions if d.error]
         pushes = merge.pushes
         reply: RemoteTicket | None = None
