@@ -146,3 +146,48 @@ def test_status_names_the_running_daemon(daemon):
     assert result.returncode == 0
     holder = json.loads(result.stdout)["connections"]["mem"]["holder"]
     assert holder["pid"] == proc.pid
+
+
+def test_sigusr1_syncs_now(tmp_path):
+    port = _free_port()
+    config = _write_config(tmp_path, port, interval=30)
+    proc = _start(config)
+    try:
+        assert _wait(lambda: _get(port, "/healthz")[0] == 200)
+        db = tmp_path / "mirror.db"
+        assert _wait(lambda: "ticketsync_runs_total{" in _get(port, "/metrics")[1])
+        with sqlite3.connect(db) as conn:
+            conn.execute("INSERT INTO tickets (title, status) VALUES ('now', 'open')")
+        time.sleep(0.5)
+        assert _links(db) == 0, "the next scheduled run is 30 s away"
+        proc.send_signal(signal.SIGUSR1)
+        assert _wait(lambda: _links(db) == 1, timeout=5)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=25)
+    assert proc.returncode == 0
+
+
+def test_sigterm_during_a_run_stops_between_tickets(tmp_path):
+    from tests.system.harness import PLUGINS, Setup
+
+    setup = Setup(PLUGINS["zoho_desk"], tmp_path)
+    try:
+        setup.vendor.seed(*(PLUGINS["zoho_desk"].remote_ticket(i) for i in range(3)))
+        assert setup.run().returncode == 0
+        setup.sql("UPDATE tickets SET status = 'closed'")
+        setup.vendor.call("POST", "/_sandbox/config", {"latency": 0.5})
+        proc = _start(setup.config)
+        assert _wait(lambda: any(e["method"] == "PATCH" for e in setup.vendor.log()), 20)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=25)
+        assert proc.returncode == 0
+        pushed = {r[0] for r in setup.sql("SELECT ticket_id FROM journal WHERE action = 'push'")}
+        dirty = {r[0] for r in setup.sql("SELECT ticket_id FROM ticket_dirty")}
+        assert pushed | dirty == {1, 2, 3}, "every ticket is pushed or still pending"
+        assert not pushed & dirty, "nothing half-written: a pushed ticket is no longer pending"
+        setup.vendor.call("POST", "/_sandbox/config", {"latency": 0})
+        assert setup.run().returncode == 0
+        assert setup.sql("SELECT count(*) FROM ticket_dirty") == [(0,)]
+    finally:
+        setup.stop()

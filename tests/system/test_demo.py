@@ -21,3 +21,41 @@ def test_demo_walks_through_every_step(tmp_path):
     assert status.returncode == 0
     connections = json.loads(status.stdout)["connections"]
     assert connections and all(c["last_run"]["outcome"] == "ok" for c in connections.values())
+
+
+def test_demo_keep_running_stops_cleanly_on_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.system.conftest import ROOT
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sync",
+            "demo",
+            "--dir",
+            str(tmp_path / "d"),
+            "--tickets",
+            "4",
+            "--keep-running",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    for line in proc.stdout:
+        if "Ctrl-C stops them" in line or time.monotonic() > deadline:
+            break
+    time.sleep(1.0)
+    assert proc.poll() is None, "still serving"
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
