@@ -10,9 +10,9 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import create_engine
 
 from tests.system.conftest import ROOT, run_cli
 
@@ -288,20 +289,36 @@ PLUGINS = {
 }
 
 
+LEASE_SECONDS = 2.0
+
+
 class Setup:
-    """A mirror file, a config file and an emulator process for one vendor."""
+    """A mirror (a SQLite file, or the given database URL), a config file and an emulator
+    process for one vendor."""
 
     def __init__(
-        self, plugin: VendorPlugin, tmp: Path, connection: Mapping[str, Any] | None = None
+        self,
+        plugin: VendorPlugin,
+        tmp: Path,
+        connection: Mapping[str, Any] | None = None,
+        db_url: str | None = None,
     ) -> None:
         self.plugin = plugin
         self.vendor = VendorProcess(plugin.vendor)
         self.db = tmp / "mirror.db"
+        self.url = db_url or f"sqlite:///{self.db}"
+        self.engine = create_engine(self.url)
         self.config = tmp / "config.yaml"
+        block = {**plugin.connection(self.vendor), **(connection or {})}
+        sync: dict[str, Any] = {"state_dir": str(tmp), "guard": {"share": 1.0, "min_count": 1000}}
+        if self.engine.dialect.name == "postgresql":
+            # short leases, so a killed run's lease expires quickly (calls must stay shorter)
+            sync["lease_seconds"] = LEASE_SECONDS
+            block["http"] = {**block.get("http", {}), "total_timeout": LEASE_SECONDS - 0.5}
         data = {
-            "database": {"url": f"sqlite:///{self.db}"},
-            "sync": {"state_dir": str(tmp), "guard": {"share": 1.0, "min_count": 1000}},
-            "connections": {"v": {**plugin.connection(self.vendor), **(connection or {})}},
+            "database": {"url": self.url},
+            "sync": sync,
+            "connections": {"v": block},
         }
         self.config.write_text(yaml.safe_dump(data))
 
@@ -310,9 +327,22 @@ class Setup:
     ) -> subprocess.CompletedProcess[str]:
         return run_cli("--config", str(self.config), "--run-once", *args, env=env)
 
-    def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.db) as conn:
-            return conn.execute(statement, params).fetchall()
+    def rerun(self, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """A run after a killed one: on PostgreSQL the dead run's lease must expire first."""
+        deadline = time.monotonic() + LEASE_SECONDS + 3
+        while True:
+            result = self.run(env=env)
+            if result.returncode != 3 or time.monotonic() > deadline:
+                return result
+            time.sleep(0.5)
+
+    def sql(self, statement: str, *params: Any) -> list[Any]:
+        """Raw SQL as another program would send it (``?`` placeholders on every database)."""
+        if self.engine.dialect.name != "sqlite":
+            statement = statement.replace("?", "%s")
+        with self.engine.begin() as conn:
+            result = conn.exec_driver_sql(statement, tuple(params))
+            return list(result) if result.returns_rows else []
 
     def vendor_writes(self) -> int:
         return sum(
@@ -334,6 +364,7 @@ class Setup:
 
     def stop(self) -> None:
         self.vendor.stop()
+        self.engine.dispose()
 
 
 def prepare_pending(setup: Setup) -> dict[int, str]:

@@ -16,8 +16,8 @@ from tests.system.harness import PLUGINS, Setup, assert_converged, prepare_pendi
 
 
 @pytest.fixture(params=sorted(PLUGINS))
-def setup(request, tmp_path):
-    s = Setup(PLUGINS[request.param], tmp_path)
+def setup(request, tmp_path, db_url):
+    s = Setup(PLUGINS[request.param], tmp_path, db_url=db_url)
     yield s
     s.stop()
 
@@ -28,7 +28,7 @@ def test_killed_run_converges(setup, point):
     killed = setup.run(env={"TICKETSYNC_CRASH_AT": point})
     assert killed.returncode == -signal.SIGKILL, (point, killed.returncode, killed.stderr)
     for _ in range(2):  # the rerun, and one more to settle what the rerun pushed
-        rerun = setup.run()
+        rerun = setup.rerun()
         assert rerun.returncode == 0, rerun.stderr
     assert_converged(setup)
 
@@ -36,9 +36,9 @@ def test_killed_run_converges(setup, point):
 def test_killed_twice_in_a_row_still_converges(setup):
     prepare_pending(setup)
     for point in ("after_vendor_ack", "after_plan"):
-        killed = setup.run(env={"TICKETSYNC_CRASH_AT": point})
+        killed = setup.rerun(env={"TICKETSYNC_CRASH_AT": point})
         assert killed.returncode == -signal.SIGKILL
-    assert setup.run().returncode == 0
+    assert setup.rerun().returncode == 0
     assert setup.run().returncode == 0
     assert_converged(setup)
 
@@ -56,7 +56,7 @@ def test_killed_between_the_create_reply_and_our_commit(setup):
     assert killed.returncode == -signal.SIGKILL
     assert setup.sql("SELECT state FROM ticket_links WHERE ticket_id = 2") == [("creating",)]
     assert len(setup.vendor.tickets()) == 2, "the vendor has the ticket; we have no reply"
-    assert setup.run().returncode == 0
+    assert setup.rerun().returncode == 0
     assert len(setup.vendor.tickets()) == 2, "found by its marker, not created again"
     ((state, external_id),) = setup.sql(
         "SELECT state, external_id FROM ticket_links WHERE ticket_id = 2"

@@ -38,8 +38,8 @@ def plugin(request):
     MATRIX,
     ids=lambda v: str(v) if not isinstance(v, dict) else "",
 )
-def test_fault_then_clean_run_converges(plugin, tmp_path, kind, route, params, code):
-    setup = Setup(plugin, tmp_path, FAST)
+def test_fault_then_clean_run_converges(plugin, tmp_path, db_url, kind, route, params, code):
+    setup = Setup(plugin, tmp_path, FAST, db_url=db_url)
     try:
         prepare_pending(setup)
         setup.inject(kind, route, **params)
@@ -55,8 +55,8 @@ def test_fault_then_clean_run_converges(plugin, tmp_path, kind, route, params, c
         setup.stop()
 
 
-def test_a_bad_page_writes_nothing_and_keeps_the_cursor(plugin, tmp_path):
-    setup = Setup(plugin, tmp_path, FAST)
+def test_a_bad_page_writes_nothing_and_keeps_the_cursor(plugin, tmp_path, db_url):
+    setup = Setup(plugin, tmp_path, FAST, db_url=db_url)
     try:
         prepare_pending(setup)
         cursor = setup.status()["cursor"]
@@ -69,8 +69,8 @@ def test_a_bad_page_writes_nothing_and_keeps_the_cursor(plugin, tmp_path):
         setup.stop()
 
 
-def test_revoked_credentials_fail_clearly(plugin, tmp_path):
-    setup = Setup(plugin, tmp_path, FAST)
+def test_revoked_credentials_fail_clearly(plugin, tmp_path, db_url):
+    setup = Setup(plugin, tmp_path, FAST, db_url=db_url)
     try:
         setup.vendor.seed(plugin.remote_ticket(0))
         assert setup.run().returncode == 0

@@ -16,8 +16,8 @@ from tests.system.harness import PLUGINS, Setup
 
 
 @pytest.fixture(params=sorted(PLUGINS))
-def setup(request, tmp_path):
-    s = Setup(PLUGINS[request.param], tmp_path)
+def setup(request, tmp_path, db_url):
+    s = Setup(PLUGINS[request.param], tmp_path, db_url=db_url)
     yield s
     s.stop()
 
@@ -73,7 +73,7 @@ def test_full_cycle(setup):
 def test_one_vendor_down_fails_only_its_connection(setup):
     data = yaml.safe_load(setup.config.read_text())
     down = dict(data["connections"]["v"], base_url="http://127.0.0.1:9")
-    down["http"] = {"backoff_base": 0.01, "backoff_cap": 0.02, "max_attempts": 2}
+    down["http"] = {**down.get("http", {}), "backoff_cap": 0.02, "max_attempts": 2}
     if "accounts_url" in down.get("credentials", {}):
         down["credentials"] = dict(down["credentials"], accounts_url="http://127.0.0.1:9")
     data["connections"]["down"] = down
