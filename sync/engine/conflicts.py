@@ -84,10 +84,12 @@ def resolve(mirror: Mirror, config: Config, conflict_id: int, take: str) -> str:
             )
             base[conflict.field] = {"local": canonical, "remote": conflict.remote_value}
         else:
-            # keep the local value; the vendor's value becomes the base, so it is pushed
+            # keep the local value; the vendor's value becomes the base and the local side is
+            # marked still to send, so it is pushed even if it went back to the old base value
             base[conflict.field] = {
                 "local": conflict.base_value,
                 "remote": conflict.remote_value,
+                "pending_push": True,
             }
             store.mark_dirty(session, connection, ticket.id)
         link.base = base

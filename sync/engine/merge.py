@@ -104,8 +104,9 @@ def merge_field(
     """Decide one field from its base, the local (canonical) and remote (vendor) values."""
     name = ctx.fmap.field
     if base is not None and base.get("conflict") is not None:
-        # an open manual conflict: nothing moves until the operator settles it
-        return FieldDecision(name, Action.WAITING)
+        # an open manual conflict: nothing moves until the operator settles it (the values
+        # go along, so the conflict can show the vendor's latest one)
+        return FieldDecision(name, Action.WAITING, local=local, remote=remote)
     if base is None:
         # first sight of this field on this link: the vendor's value is the truth
         return _take_remote(name, local, remote, ctx, first=True)

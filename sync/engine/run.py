@@ -44,7 +44,7 @@ from sync.errors import (
     SyncError,
     VendorError,
 )
-from sync.vendors.base import Adapter, Page, RemoteTicket
+from sync.vendors.base import Adapter, Page, RemoteTicket, Watch
 
 log = logging.getLogger(__name__)
 
@@ -286,16 +286,17 @@ class ConnectionRun:
         """Linked tickets to re-poll (vendors without a changed-since API): tickets not yet
         resolved or closed first, then the others, each in ticket order (§7.12)."""
         if self.caps.changed_since:
-            return ()
+            return Watch()
         done = Ticket.status.in_(("resolved", "closed"))
         with self.mirror.read() as session:
             rows = session.execute(
-                select(TicketLink.external_id)
+                select(TicketLink.external_id, case((done, 1), else_=0))
                 .join(Ticket, Ticket.id == TicketLink.ticket_id)
                 .where(TicketLink.connection == self.name, TicketLink.state == "active")
-                .order_by(case((done, 1), else_=0), Ticket.id)
-            )
-            return [external_id for (external_id,) in rows if external_id]
+                .order_by(Ticket.id)
+            ).all()
+        ids = [(external_id, closed) for external_id, closed in rows if external_id]
+        return Watch([e for e, c in ids if not c], [e for e, c in ids if c])
 
     def _plan(self, pages: list[Page] | None) -> int:
         """Count (and, on a dry run, print) the planned writes; hold the guard if need be."""
@@ -442,6 +443,8 @@ class ConnectionRun:
                 )
             if d.action in (Action.CONFLICT, Action.MANUAL):
                 base = self._conflict(session, link, d, base)
+            if d.action is Action.WAITING:
+                self._still_waiting(session, link, d)
         if merge.pushes:
             store.mark_dirty(session, self.name, ticket.id)
         if pulls:
@@ -452,6 +455,24 @@ class ConnectionRun:
         if remote.modified_at is not None and remote.modified_at != link.remote_modified_at:
             link.remote_modified_at = remote.modified_at
         self._link_error(link, errors)
+
+    def _still_waiting(self, session: Session, link: TicketLink, d: Any) -> None:
+        """A manual conflict waits; the vendor's value it holds stays the latest one."""
+        conflict_id = (link.base.get(d.field) or {}).get("conflict")
+        conflict = store.refresh_pending_conflict(session, conflict_id, d.remote)
+        if conflict is not None:
+            store.journal(
+                session,
+                run_id=self.run_id,
+                connection=self.name,
+                action="conflict",
+                ticket_id=link.ticket_id,
+                external_id=link.external_id,
+                field=d.field,
+                old=d.local,
+                new=d.remote,
+                note=f"conflict #{conflict.id}: pending, the vendor's value changed",
+            )
 
     def _conflict(
         self, session: Session, link: TicketLink, d: Any, base: dict[str, Any]

@@ -22,7 +22,7 @@ from sync.db.models import (
     TicketLink,
     utcnow,
 )
-from sync.engine.mapping import canonical_text
+from sync.engine.mapping import canonical_text, same_vendor_value
 from sync.vendors.base import SYNC_FIELDS
 
 
@@ -210,6 +210,24 @@ def journal(
             note=note,
         )
     )
+
+
+def refresh_pending_conflict(
+    session: Session, conflict_id: int | None, remote: str | None
+) -> Conflict | None:
+    """Give a pending conflict the vendor's latest value; return it if that value changed.
+
+    Settling ``--take remote`` writes the conflict's vendor value into the mirror, and
+    ``--take local`` pushes against it: a value the vendor has since replaced would leave
+    the two sides apart, since the pull's cursor has moved past that ticket.
+    """
+    conflict = session.get(Conflict, conflict_id) if conflict_id is not None else None
+    if conflict is None or conflict.resolution != "pending":
+        return None
+    if same_vendor_value(conflict.remote_value, remote):
+        return None
+    conflict.remote_value = remote
+    return conflict
 
 
 def record_conflict(session: Session, **values: Any) -> Conflict:

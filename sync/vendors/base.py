@@ -96,6 +96,19 @@ class RemoteTicket:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+class Watch(tuple[str, ...]):
+    """Linked external ids to re-poll (vendors without changed-since): the ``open_count``
+    first ones are tickets not yet resolved or closed, the rest are, so an adapter can give
+    the closed ones a lower share of its budget (§7.12)."""
+
+    open_count: int
+
+    def __new__(cls, open_ids: Sequence[str] = (), closed_ids: Sequence[str] = ()) -> Watch:
+        watch = super().__new__(cls, (*open_ids, *closed_ids))
+        watch.open_count = len(open_ids)
+        return watch
+
+
 @dataclass(frozen=True)
 class Page:
     """A page of changed tickets and the cursor to resume *after* this page."""

@@ -38,15 +38,13 @@ Operator notes (for the README)
   public client does; whether some tenants need them is UNCONFIRMED).
 - Freshness. New tickets appear on the run after their creation (today's created-date pull
   is repeated every run, so its cost follows the tickets created today). Changes to linked
-  tickets are seen only by re-polling: with N links and budget B, a run re-reads B of them,
-  cycling (not-closed tickets first in the engine's order), so every linked ticket, closed
-  ones included, is re-read at least once every ceil(N / B) runs, i.e. within
-  ceil(N / B) x ``interval`` plus one run (a ticket can slip one cycle when tickets ahead of
-  it leave the list). With the defaults (B = 500, interval 60 s) a mirror of 5,000 links
-  sees a remote edit within about 11 minutes, a mirror of 500 within one run. Raise
-  ``repoll_budget`` for fresher data (each 50 ids cost one call). Kapture has no modified
-  time: an edit is known only to lie between two polls, so a local edit of the same field
-  in that interval is settled by ``sync.tie_break`` (design §7.2).
+  tickets are seen only by re-polling: a run re-reads B = ``repoll_budget`` links, 80% of
+  B cycling through the tickets not resolved or closed and 20% through the others (a side
+  that needs less leaves the rest to the other; ``kapture_pull.CLOSED_SHARE``). An open
+  ticket is re-read at least once every ceil(open / 0.8 B) runs, a closed one every
+  ceil(closed / 0.2 B) runs, i.e. within that many ``interval`` plus one run. Kapture has
+  no modified time: an edit is known only to lie between two polls, so a local edit of the
+  same field in that interval is settled by ``sync.tie_break`` (design §7.2).
 - Create marker: the engine's marker goes into ``ticket_details`` as a last line
   ``[ticketsync:<marker>]`` (stripped again when the description is read) and into an extra
   body field ``ticketsync_marker`` (the add-ticket page invites extra fields). Kapture has
@@ -84,6 +82,7 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
+    Watch,
     register,
 )
 from sync.vendors.kapture_mapping import (
@@ -166,7 +165,9 @@ class KaptureAdapter(Adapter):
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
         """New tickets by created day, then ``repoll_budget`` of ``watch`` (``kapture_pull``)."""
-        return self.reads.pages(cursor, [i for i in watch if _plain_id(i)])
+        split = getattr(watch, "open_count", len(watch))
+        plain = [[i for i in part if _plain_id(i)] for part in (watch[:split], watch[split:])]
+        return self.reads.pages(cursor, Watch(*plain))
 
     async def get(self, external_id: str) -> RemoteTicket | None:
         if not _plain_id(external_id):

@@ -16,8 +16,9 @@ The cursor is ``{"created_day": "YYYY-MM-DD", "repoll": <int>}``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -29,16 +30,20 @@ from sync.vendors.kapture_wire import KaptureWire
 #: A day's created-date pull is repeated until this long after the day ended (tenant time),
 #: for tickets that reach Kapture's index late or a clock running behind Kapture's.
 DAY_GRACE = timedelta(hours=1)
+#: The share of each run's re-poll budget that goes to resolved and closed tickets, so a
+#: reopen is seen too, while open tickets, which change more, are re-read more often.
+CLOSED_SHARE = 0.2
 
 
 @dataclass(frozen=True)
 class PullCursor:
     created_day: date | None = None
     repoll: int = 0
+    repoll_closed: int = 0
 
     def dump(self) -> dict[str, Any]:
         day = self.created_day.isoformat() if self.created_day else None
-        return {"created_day": day, "repoll": self.repoll}
+        return {"created_day": day, "repoll": self.repoll, "repoll_closed": self.repoll_closed}
 
     @classmethod
     def load(cls, cursor: Cursor | None, connection: str) -> PullCursor:
@@ -46,10 +51,11 @@ class PullCursor:
             return cls()
         try:
             day = cursor.get("created_day")
-            repoll = cursor.get("repoll", 0)
-            if isinstance(repoll, bool) or not isinstance(repoll, int) or repoll < 0:
-                raise ValueError(repoll)
-            return cls(date.fromisoformat(day) if day else None, repoll)
+            positions = [cursor.get("repoll", 0), cursor.get("repoll_closed", 0)]
+            for value in positions:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(value)
+            return cls(date.fromisoformat(day) if day else None, *positions)
         except (AttributeError, TypeError, ValueError):
             raise ProtocolError(
                 f"{connection}: stored cursor {cursor!r} is not a Kapture cursor",
@@ -96,26 +102,39 @@ class KaptureReads:
             async for tickets, last in self.created_on(day):
                 if last and complete and resume == day:
                     resume = day + timedelta(days=1)
-                yield Page(tickets, PullCursor(resume, state.repoll).dump())
+                yield Page(tickets, replace(state, created_day=resume).dump())
             day += timedelta(days=1)
-        async for page in self._repoll(watch, resume, state.repoll):
+        state = replace(state, created_day=resume)
+        async for page in self._repoll(watch, state):
             yield page
 
-    async def _repoll(
-        self, watch: Sequence[str], resume: date, position: int
-    ) -> AsyncIterator[Page]:
-        ids = list(dict.fromkeys(watch))
-        if not ids:
-            return
-        start = position % len(ids)
-        take = min(self.settings.repoll_budget, len(ids))
-        chosen = [ids[(start + i) % len(ids)] for i in range(take)]
+    def _shares(self, open_ids: int, closed_ids: int) -> tuple[int, int]:
+        """The budget split: closed tickets get ``CLOSED_SHARE`` of it, unless the open ones
+        leave more; neither side takes more than it has."""
+        budget = self.settings.repoll_budget
+        closed = min(closed_ids, math.ceil(budget * CLOSED_SHARE)) if closed_ids else 0
+        opened = min(open_ids, budget - closed)
+        return opened, min(closed_ids, budget - opened)
+
+    async def _repoll(self, watch: Sequence[str], state: PullCursor) -> AsyncIterator[Page]:
+        open_count = getattr(watch, "open_count", len(watch))
+        active = list(dict.fromkeys(watch[:open_count]))
+        closed = [i for i in dict.fromkeys(watch[open_count:]) if i not in set(active)]
+        take_open, take_closed = self._shares(len(active), len(closed))
         size = self.settings.batch_size
-        for done in range(0, take, size):
-            batch = chosen[done : done + size]
-            tickets = await self.by_ids(batch)
-            position = (start + done + len(batch)) % len(ids)
-            yield Page(tickets, PullCursor(resume, position).dump())
+        for ids, take, field in (
+            (active, take_open, "repoll"),
+            (closed, take_closed, "repoll_closed"),
+        ):
+            if not take:
+                continue
+            start = getattr(state, field) % len(ids)
+            chosen = [ids[(start + i) % len(ids)] for i in range(take)]
+            for done in range(0, take, size):
+                batch = chosen[done : done + size]
+                tickets = await self.by_ids(batch)
+                state = replace(state, **{field: (start + done + len(batch)) % len(ids)})
+                yield Page(tickets, state.dump())
 
     def today(self) -> date:
         return self.clock().astimezone(self.settings.zone).date()

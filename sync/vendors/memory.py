@@ -131,10 +131,14 @@ class MemoryAdapter(Adapter):
     def _remote(self, external_id: str, record: _Record) -> RemoteTicket:
         return RemoteTicket(
             external_id=external_id,
-            fields=dict(record.fields),
+            fields=self._fields(record.fields),
             modified_at=record.modified_at,
             marker=record.marker,
         )
+
+    def _fields(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
+        """Every readable field, None where the ticket has no value (the contract's shape)."""
+        return {n: values.get(n) for n in SYNC_FIELDS if n in self.capabilities.readable}
 
     async def changed_since(
         self, cursor: Cursor | None, watch: Sequence[str] = ()
@@ -158,7 +162,7 @@ class MemoryAdapter(Adapter):
         if record is None:
             return None
         if fault is not None and fault[0] == "stale" and record.previous is not None:
-            return RemoteTicket(external_id, dict(record.previous), record.modified_at)
+            return RemoteTicket(external_id, self._fields(record.previous), record.modified_at)
         return self._remote(external_id, record)
 
     async def update(

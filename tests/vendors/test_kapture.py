@@ -420,7 +420,7 @@ def test_marker_written_and_stripped() -> None:
 def test_cursor_shape() -> None:
     assert PullCursor.load(None, "k") == PullCursor()
     cursor = PullCursor.load({"created_day": "2026-03-04", "repoll": 7}, "k")
-    assert cursor.dump() == {"created_day": "2026-03-04", "repoll": 7}
+    assert cursor.dump() == {"created_day": "2026-03-04", "repoll": 7, "repoll_closed": 0}
     for bad in ({"created_day": "yesterday"}, {"repoll": -1}, "2026-03-04"):
         with pytest.raises(ProtocolError, match="not a Kapture cursor"):
             PullCursor.load(bad, "k")
@@ -681,7 +681,7 @@ async def test_first_import_reads_one_day_per_call(
         (today - timedelta(days=n)).isoformat() for n in (2, 1, 0)
     ]
     cursor = await last_cursor(adapter)
-    assert cursor == {"created_day": today.isoformat(), "repoll": 0}
+    assert cursor == {"created_day": today.isoformat(), "repoll": 0, "repoll_closed": 0}
 
 
 async def test_created_pull_pages_with_limit_and_offset(
@@ -763,6 +763,27 @@ async def test_repoll_cycles_through_watch_under_budget(
         assert [len(s.split(",")) for s in searched] == [2, 1]
     assert rounds == [watch[0:3], watch[3:6], [watch[6], watch[0], watch[1]]]
     assert cursor is not None and cursor["repoll"] == 2
+
+
+async def test_closed_tickets_get_a_lower_share_of_the_budget(
+    make_adapter: MakeAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
+) -> None:
+    from sync.vendors.base import Watch
+
+    adapter = make_adapter(options={"repoll_budget": 5, "batch_size": 50, "initial_days": 1})
+    opened = [vendor.seed(title=f"o{i}", modified_ago=3 * 86400) for i in range(8)]
+    closed = [vendor.seed(title=f"c{i}", modified_ago=3 * 86400) for i in range(4)]
+    cursor = None
+    for _ in range(8):
+        async for page in adapter.changed_since(cursor, Watch(opened, closed)):
+            cursor = page.cursor
+    reads: dict[str, int] = {}
+    for body in bodies(emulator, "get"):
+        for external_id in body["ticket_ids"].split(","):
+            reads[external_id] = reads.get(external_id, 0) + 1
+    # 5 a run: 4 open (8 open tickets every 2 runs) and 1 closed (4 closed every 4 runs)
+    assert [reads.get(i) for i in opened + closed] == [4] * 8 + [2] * 4, reads
+    assert all(reads[i] == 2 for i in closed), "closed ones are re-read too, less often"
 
 
 async def test_short_batch_answer_falls_back_to_single_ids(
