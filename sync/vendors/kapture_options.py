@@ -14,6 +14,8 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sync.vendors.options import boolean, problems
+
 DEFAULT_TIME_ZONE = "Asia/Kolkata"  # reference §1.11 infers IST from the create example
 #: The sub-statuses Kapture's own pages name: ``US`` on a new ticket (add-ticket example),
 #: ``P`` Pending and ``CL`` Closed (update-ticket page). Tenants define their own.
@@ -106,10 +108,6 @@ def _count(low: int, high: int | None = None) -> Callable[[Any], str | None]:
     return check
 
 
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "expected true or false"
-
-
 _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "time_zone": _time_zone,
     "sub_statuses": _key_name_table(required=True),
@@ -120,18 +118,10 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "page_size": _count(1, 500),
     "initial_days": _count(1, 3660),
     "marker_days": _count(1, 366),
-    "api_key_headers": _boolean,
+    "api_key_headers": boolean,
 }
 
 
 def validate_options(options: Mapping[str, Any]) -> list[str]:
     """Every problem with ``options``, each as ``options.KEY: message``."""
-    problems = []
-    for key, value in options.items():
-        check = _CHECKS.get(key)
-        if check is None:
-            known = ", ".join(sorted(_CHECKS))
-            problems.append(f"options.{key}: unknown key (Kapture knows {known})")
-        elif (problem := check(value)) is not None:
-            problems.append(f"options.{key}: {problem}")
-    return problems
+    return problems(options, _CHECKS, "Kapture")

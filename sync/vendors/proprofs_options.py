@@ -16,6 +16,8 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sync.vendors.options import email, problems, seconds
+
 #: The ticket-list path. UNCONFIRMED (reference §2.4): the help page "How to Retrieve Ticket
 #: List via API" was not captured with its endpoint; this default follows the verb/noun
 #: pattern of the two documented paths (``/app/api/v1/create/ticket/``, ``.../update/ticket/``).
@@ -139,18 +141,6 @@ def _import_since(value: Any) -> str | None:
     return None
 
 
-def _lookback(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        return "expected a number of seconds >= 0"
-    return None
-
-
-def _email(value: Any) -> str | None:
-    if not isinstance(value, str) or not _EMAIL.fullmatch(value):
-        return "expected an e-mail address"
-    return None
-
-
 _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "list_path": _list_path,
     "list_fields": _list_fields,
@@ -158,19 +148,11 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "marker_field_id": _marker_field_id,
     "marker_days": _marker_days,
     "import_since": _import_since,
-    "lookback_seconds": _lookback,
-    "default_requester_email": _email,
+    "lookback_seconds": seconds,
+    "default_requester_email": email,
 }
 
 
 def validate_options(options: Mapping[str, Any]) -> list[str]:
     """Every problem with ``options``, each as ``options.KEY: message``."""
-    problems = []
-    for key, value in options.items():
-        check = _CHECKS.get(key)
-        if check is None:
-            known = ", ".join(sorted(_CHECKS))
-            problems.append(f"options.{key}: unknown key (ProProfs knows {known})")
-        elif (problem := check(value)) is not None:
-            problems.append(f"options.{key}: {problem}")
-    return problems
+    return problems(options, _CHECKS, "ProProfs")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sync.vendors.options import boolean, email, problems, seconds
 from sync.vendors.sirportly_mapping import parse_queue
 
 DEFAULT_MARKER_FIELD = "ticketsync_marker"
@@ -47,19 +48,9 @@ class SirportlyOptions:
         )
 
 
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "expected true or false"
-
-
 def _marker_field(value: Any) -> str | None:
     if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
         return "expected a custom field's system name (letters, digits, _), e.g. ticketsync_marker"
-    return None
-
-
-def _lookback(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        return "expected a number of seconds >= 0"
     return None
 
 
@@ -70,32 +61,18 @@ def _queue(value: Any) -> str | None:
     return None
 
 
-def _email(value: Any) -> str | None:
-    if not isinstance(value, str) or not _EMAIL.fullmatch(value):
-        return "expected an e-mail address"
-    return None
-
-
 _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
-    "disable_rules": _boolean,
+    "disable_rules": boolean,
     "marker_field": _marker_field,
-    "lookback_seconds": _lookback,
+    "lookback_seconds": seconds,
     "default_queue": _queue,
-    "default_requester_email": _email,
+    "default_requester_email": email,
 }
 
 
 def validate_options(options: Mapping[str, Any]) -> list[str]:
     """Every problem with ``options``, each as ``options.KEY: message``."""
-    problems = []
-    for key, value in options.items():
-        check = _CHECKS.get(key)
-        if check is None:
-            known = ", ".join(sorted(_CHECKS))
-            problems.append(f"options.{key}: unknown key (Sirportly knows {known})")
-        elif (problem := check(value)) is not None:
-            problems.append(f"options.{key}: {problem}")
-    return problems
+    return problems(options, _CHECKS, "Sirportly")
 
 
 def submit_params(

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sync.vendors.options import boolean, problems, seconds
+
 DEFAULT_MARKER_FIELD = "cf_ticketsync_marker"
 
 # A Zoho custom field's API name: "cf_" and letters, digits, underscores.
@@ -47,12 +49,6 @@ class ZohoOptions:
         )
 
 
-def _lookback(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        return "expected a number of seconds >= 0"
-    return None
-
-
 def _marker_field(value: Any) -> str | None:
     if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
         return "expected a custom field's API name, such as cf_ticketsync_marker"
@@ -66,27 +62,15 @@ def _zoho_id(value: Any) -> str | None:
     return None
 
 
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "expected true or false"
-
-
 _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
-    "lookback_seconds": _lookback,
+    "lookback_seconds": seconds,
     "marker_field": _marker_field,
     "default_department_id": _zoho_id,
     "default_contact_id": _zoho_id,
-    "disable_closure_notification": _boolean,
+    "disable_closure_notification": boolean,
 }
 
 
 def validate_options(options: Mapping[str, Any]) -> list[str]:
     """Every problem with ``options``, each as ``options.KEY: message``."""
-    problems = []
-    for key, value in options.items():
-        check = _CHECKS.get(key)
-        if check is None:
-            known = ", ".join(sorted(_CHECKS))
-            problems.append(f"options.{key}: unknown key (Zoho Desk knows {known})")
-        elif (problem := check(value)) is not None:
-            problems.append(f"options.{key}: {problem}")
-    return problems
+    return problems(options, _CHECKS, "Zoho Desk")
