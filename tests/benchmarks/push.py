@@ -1,0 +1,121 @@
+"""Push throughput against its physical bound (issue 11 item 1, design §7.15).
+
+One emulator and one mirror per vendor: N tickets are seeded and imported with no latency,
+then, for each of a latency-bound run (no rate limit) and a rate-bound run (R below C/L),
+another program edits all N tickets locally and one run pushes them with the emulator
+answering every request after L seconds (an unmeasured run then pulls our own writes
+back, so that the next measured run only pushes). The bound counts the requests the emulator
+logged during the run (a push may take more than one: Kapture reads before it updates):
+bound = max(requests·L/C, requests/R); efficiency = bound / achieved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sync.db import Mirror, migrate
+from sync.runner import Selection, run_connections
+from tests.benchmarks.support import BENCHES, CONNECTION, config_for, log_requests
+
+TARGET = 0.85
+#: A short look-back, so that the unmeasured run after a push absorbs our own writes and the
+#: next measured run re-reads none of them (with the default 300 s it would re-read all N).
+LOOKBACK = 1.0
+
+
+async def push_benchmark(
+    vendor: str,
+    *,
+    edits: int,
+    latency: float,
+    concurrency: int,
+    rate: float | None = None,
+    settle: float = LOOKBACK,
+) -> list[dict[str, Any]]:
+    """The latency-bound and the rate-bound row for ``vendor``.
+
+    ``settle``: seconds to wait before the unmeasured run after each push (less than the
+    look-back lets the next measured run re-read some of our writes; the smoke test's way).
+    """
+    bench = BENCHES[vendor]
+    rate = rate if rate is not None else concurrency / latency / 2
+    emulator = bench.emulator()
+    await emulator.start()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tsbench-push-") as tmp:
+        directory = Path(tmp)
+        mirror: Mirror | None = None
+        try:
+            bench.seed(emulator, edits)
+            config = config_for(
+                emulator, directory, concurrency=concurrency, extra=bench.extra, lookback=LOOKBACK
+            )
+            mirror = Mirror(config.database.url)
+            migrate(mirror)
+            (imported,) = await run_connections(mirror, config, Selection([CONNECTION]))
+            if getattr(imported, "outcome", None) != "ok":
+                raise RuntimeError(f"{vendor}: the import failed: {imported}")
+            for kind, limit in (("latency-bound", None), ("rate-bound", rate)):
+                config = config_for(
+                    emulator,
+                    directory,
+                    concurrency=concurrency,
+                    rate=limit,
+                    extra=bench.extra,
+                    lookback=LOOKBACK,
+                )
+                rows.append(
+                    await _one_push(bench.local_edit, emulator, mirror, config, edits, latency)
+                    | {"vendor": vendor, "kind": kind, "concurrency": concurrency, "rate": limit}
+                )
+                # Our pushes come back as changes at the vendor; one unmeasured run pulls
+                # them (past the look-back), so the next measured run pushes and nothing else.
+                await asyncio.sleep(settle)
+                await run_connections(mirror, config, Selection([CONNECTION]))
+        finally:
+            emulator.configure(latency=0)
+            await emulator.stop()
+            if mirror is not None:
+                mirror.dispose()
+    return rows
+
+
+async def _one_push(
+    local_edit: str, emulator: Any, mirror: Mirror, config: Any, edits: int, latency: float
+) -> dict[str, Any]:
+    path = mirror.sqlite_path
+    assert path is not None
+    with sqlite3.connect(path) as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM tickets ORDER BY id LIMIT ?", (edits,))]
+        db.execute(local_edit.format(ids=",".join(map(str, ids))))
+    http = config.connections[CONNECTION].http
+    emulator.configure(latency=latency)
+    mark = len(emulator.log)
+    started = time.perf_counter()
+    try:
+        (result,) = await run_connections(mirror, config, Selection([CONNECTION]))
+    finally:
+        emulator.configure(latency=0)
+    achieved = time.perf_counter() - started
+    requests = log_requests(emulator, mark)
+    total = sum(requests.values())
+    bound = max(total * latency / http.concurrency, total / http.rate if http.rate else 0.0)
+    pushed = getattr(getattr(result, "counts", None), "pushed", 0)
+    return {
+        "edits": edits,
+        "pushed": pushed,
+        "outcome": getattr(result, "outcome", str(result)),
+        "latency_s": latency,
+        "requests": total,
+        "requests_per_push": round(total / pushed, 3) if pushed else None,
+        "requests_by_route": dict(requests),
+        "achieved_s": round(achieved, 3),
+        "bound_s": round(bound, 3),
+        "efficiency": round(bound / achieved, 3) if achieved else None,
+        "target": TARGET,
+    }

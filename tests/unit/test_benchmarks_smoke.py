@@ -1,0 +1,61 @@
+"""The benchmarks (``python -m tests.benchmarks``) still run: a tiny version of each.
+
+Only that they produce numbers is asserted, and that an idle run writes no synced data;
+what the numbers are is the benchmarks' business, not the suite's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.benchmarks.__main__ import NAMES, Plan, run_plan
+from tests.benchmarks.support import VENDORS
+
+TINY = Plan(
+    edits=20,
+    latency=0.005,
+    concurrency=4,
+    pull_sizes=(20, 40),
+    change_sizes=(20, 40),
+    isolated=False,
+    settle=0.0,
+)
+
+
+async def test_every_benchmark_runs_and_reports_numbers() -> None:
+    printed: list[str] = []
+    results = await run_plan(TINY, NAMES, VENDORS, ["zoho_desk"], out=printed.append)
+
+    assert len(printed) == 4 and all("\n" in t for t in printed)
+    json.dumps(results)
+
+    push = results["push"]
+    assert {(r["vendor"], r["kind"]) for r in push} == {
+        (v, k) for v in VENDORS for k in ("latency-bound", "rate-bound")
+    }
+    for row in push:
+        assert row["outcome"] == "ok" and row["pushed"] == TINY.edits, row
+        assert row["requests_per_push"] >= 1
+        assert row["bound_s"] > 0 and row["achieved_s"] > 0 and row["efficiency"] > 0
+
+    pull = {m["size"]: m["import"] for m in results["pull"]}
+    assert set(pull) == set(TINY.pull_sizes)
+    for size, row in pull.items():
+        assert row["outcome"] == "ok" and row["tickets"] == size
+        assert row["http_requests"] >= row["min_requests"] > 0
+        assert row["peak_rss_mb"] > 0 and row["tickets_per_s"] > 0
+
+    (idle,) = results["idle"]
+    assert idle["outcome"] == "ok" and idle["http_requests"] >= 1
+    assert idle["sql_statements"] > 0
+    assert idle["sql_data_writes"] == 0, idle["writes_by_table"]
+
+    changes: list[dict[str, Any]] = results["changes"]
+    assert {r["kind"] for r in changes} == {"local", "remote"}
+    for row in changes:
+        assert row["small_sql"] > 0 and row["large_sql"] > 0 and row["sql_ratio"] is not None
+    local = next(r for r in changes if r["kind"] == "local")
+    assert local["small_run"]["pushed"] == 20 and local["large_run"]["pushed"] == 40
+    remote = next(r for r in changes if r["kind"] == "remote")
+    assert remote["small_run"]["pulled"] == 20 and remote["large_run"]["pulled"] == 40
