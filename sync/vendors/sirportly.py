@@ -39,8 +39,8 @@ Operator notes
 - Options (``connections.NAME.options``): ``disable_rules`` (true: our writes send
   ``X-Sirportly-Rules: disabled``, so Sirportly's rules do not answer them with more
   changes; a header the vendor's own gem sends, not in the retrieved docs),
-  ``marker_field``, ``lookback_seconds`` (300: each pull re-reads this much before its
-  cursor), ``default_queue``, ``default_requester_email``.
+  ``marker_field``, ``lookback_seconds`` (default ``sync.lookback_seconds``: each pull
+  re-reads this much before its cursor), ``default_queue``, ``default_requester_email``.
 - Pull and freshness: SPQL needs reporting access for user tokens; when Sirportly refuses
   the query (403 or 422) the adapter lists ``tickets/all`` sorted by ``updated_at`` instead
   (logged once), which reads more per run. Each changed ticket is then fetched in full
@@ -150,7 +150,10 @@ class SirportlyAdapter(Adapter):
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
         after = _cursor_time(cursor, self.name)
-        start = after - timedelta(seconds=self.options.lookback_seconds) if after else EPOCH
+        lookback = self.options.lookback_seconds
+        if lookback is None:
+            lookback = self.context.lookback_seconds
+        start = after - timedelta(seconds=lookback) if after else EPOCH
         if self._spql_refused is None:
             try:
                 async for page in self._spql_pages(max(start, EPOCH), after):

@@ -16,7 +16,6 @@ from sync.vendors.options import boolean, email, problems, seconds
 from sync.vendors.sirportly_mapping import parse_queue
 
 DEFAULT_MARKER_FIELD = "ticketsync_marker"
-DEFAULT_LOOKBACK = 300.0
 
 # A custom field's system name, as it goes into ``custom[NAME]``.
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -27,7 +26,8 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 class SirportlyOptions:
     disable_rules: bool = True
     marker_field: str = DEFAULT_MARKER_FIELD
-    lookback_seconds: float = DEFAULT_LOOKBACK
+    #: None: the connection uses ``sync.lookback_seconds`` (``AdapterContext.lookback_seconds``).
+    lookback_seconds: float | None = None
     default_queue: str | None = None
     default_requester_email: str | None = None
 
@@ -42,7 +42,9 @@ class SirportlyOptions:
         return cls(
             disable_rules=bool(options.get("disable_rules", True)),
             marker_field=str(options.get("marker_field", DEFAULT_MARKER_FIELD)),
-            lookback_seconds=float(options.get("lookback_seconds", DEFAULT_LOOKBACK)),
+            lookback_seconds=(
+                float(options["lookback_seconds"]) if "lookback_seconds" in options else None
+            ),
             default_queue=text("default_queue"),
             default_requester_email=text("default_requester_email"),
         )
