@@ -110,6 +110,7 @@ class TicketLink(Base):
         UniqueConstraint("connection", "ticket_id"),
         UniqueConstraint("connection", "external_key"),
         Index(None, "connection", "next_retry_at"),
+        Index(None, "connection", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

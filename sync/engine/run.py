@@ -406,7 +406,7 @@ class ConnectionRun:
             remote_modified_at=remote.modified_at,
         )
         session.add(link)
-        self._link_error(link, problems)
+        self._link_error(link, remote=problems)
         self.counts.pulled += 1
         store.journal(
             session,
@@ -449,12 +449,11 @@ class ConnectionRun:
             store.mark_dirty(session, self.name, ticket.id)
         if pulls:
             self.counts.pulled += 1
-        errors = [d.error for d in merge.decisions if d.error]
         if base != link.base:
             link.base = base
         if remote.modified_at is not None and remote.modified_at != link.remote_modified_at:
             link.remote_modified_at = remote.modified_at
-        self._link_error(link, errors)
+        self._link_error(link, *_problems(merge))
 
     def _still_waiting(self, session: Session, link: TicketLink, d: Any) -> None:
         """A manual conflict waits; the vendor's value it holds stays the latest one."""
@@ -512,14 +511,29 @@ class ConnectionRun:
             base = {**base, d.field: entry}
         return base
 
-    def _link_error(self, link: TicketLink, problems: Sequence[str | None]) -> None:
-        found = [p for p in problems if p]
+    def _link_error(
+        self,
+        link: TicketLink,
+        local: Sequence[str | None] = (),
+        remote: Sequence[str | None] = (),
+        *,
+        saw_remote: bool = True,
+    ) -> None:
+        """Record the ticket's unmapped values on its link, or clear those that are gone.
+
+        ``local`` / ``remote``: problems with a mirror / a vendor value. A problem with a
+        vendor value is cleared only by a merge that saw the vendor's values (``saw_remote``).
+        """
+        found = [p for p in (*local, *remote) if p]
+        kind = "unmapped_remote" if any(remote) else "unmapped"
         if found:
             message = self._ticket_message(link, "; ".join(found))
-            if link.last_error != message:
-                link.last_error, link.last_error_kind = message, "unmapped"
+            if (link.last_error, link.last_error_kind) != (message, kind):
+                link.last_error, link.last_error_kind = message, kind
             self.counts.errors += 1
-        elif link.last_error is not None and link.last_error_kind == "unmapped":
+        elif link.last_error_kind == "unmapped" or (
+            saw_remote and link.last_error_kind == "unmapped_remote"
+        ):
             link.last_error = link.last_error_kind = None
 
     def _ticket_message(self, link: TicketLink, text: str) -> str:
@@ -695,7 +709,8 @@ class ConnectionRun:
                 current.remote_modified_at = reply.modified_at
             if pushes:
                 current.fail_count, current.next_retry_at = 0, None
-                current.last_error = current.last_error_kind = None
+                if current.last_error_kind != "unmapped_remote":  # not a failure to send
+                    current.last_error = current.last_error_kind = None
                 current.missing_count = 0
             for d in merge.decisions:
                 if d.pushes:
@@ -710,7 +725,9 @@ class ConnectionRun:
                         old=d.was_remote,
                         new=d.remote,
                     )
-            self._link_error(current, errors)
+            # the push merged against the base, not the vendor's values: a problem with a
+            # vendor value the pull reported is still there
+            self._link_error(current, errors, saw_remote=False)
             store.clear_dirty(session, self.name, ticket.id, version)
         if pushes:
             self.counts.pushed += 1
@@ -815,23 +832,29 @@ class ConnectionRun:
     ) -> None:
         """A create intent found its ticket at the vendor: the link becomes active.
 
-        Where the vendor holds another value than we sent, our value did not land (a
-        create is two calls at some vendors: Kapture sets the sub-status, Sirportly posts
-        the description afterwards, and a lost reply loses the second call). That is not an
-        edit at the vendor: the base takes the vendor's value, and a field the vendor can
-        write is marked ``pending_push``, so the next merge sends the mirror's value again.
+        Where the vendor holds another value than we sent, either our value did not land
+        or someone edited the ticket since. A field the adapter sets in a second call of the
+        create (``create_followups``: Kapture's sub-status, Sirportly's first message) is
+        taken as not landed: the base takes the vendor's value and, where the vendor can
+        write it, is marked ``pending_push`` so the next merge sends the mirror's value. A
+        field the vendor cannot write takes the vendor's value (we cannot have set it). Any
+        other difference is an edit at the vendor: the base keeps what we sent, and the
+        next merge pulls it (or settles a conflict).
         """
         pending = False
         base = {}
+        followups = self.caps.create_followups
         for name, entry in link.base.items():
             vendor = remote.fields.get(name, entry.get("remote"))
             if same_vendor_value(vendor, entry.get("remote")):
                 base[name] = entry
-            elif name in self.rules.writable:
+            elif name not in self.rules.writable:
+                base[name] = {**entry, "remote": vendor}
+            elif name in followups:
                 base[name] = {**entry, "remote": vendor, "pending_push": True}
                 pending = True
             else:
-                base[name] = {**entry, "remote": vendor}
+                base[name] = entry
         link.base = base
         if pending:
             store.mark_dirty(session, self.name, link.ticket_id)
@@ -939,6 +962,13 @@ class ConnectionRun:
                     "  (conflict, manual)"
                 )
             self._act(f"{self.name}: {line}")
+
+
+def _problems(merge: TicketMerge) -> tuple[list[str | None], list[str | None]]:
+    """A merge's unmapped values: with a mirror value, and with a vendor value."""
+    errors = merge.of(Action.ERROR)
+    local = [d.error for d in errors if d.was_remote is None]
+    return local, [d.error for d in errors if d.was_remote is not None]
 
 
 def _backoff(failures: int) -> timedelta:

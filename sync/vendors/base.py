@@ -67,6 +67,8 @@ class Capabilities:
     ticket just before the update and merges against that fresh copy. ``markers_in_pull``:
     pulled tickets carry their create marker, so a complete pull that started after a
     create intent and did not bring its marker proves the create never landed.
+    ``create_followups``: fields a create sets with a second call (Kapture's sub-status,
+    Sirportly's first message), which a lost reply may leave unset.
     """
 
     readable: frozenset[str]
@@ -76,6 +78,7 @@ class Capabilities:
     changed_since: bool = True
     fetch_before_update: bool = False
     markers_in_pull: bool = False
+    create_followups: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

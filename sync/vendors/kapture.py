@@ -119,6 +119,7 @@ class KaptureAdapter(Adapter):
         finds_markers=True,
         changed_since=False,
         fetch_before_update=True,
+        create_followups=frozenset({"status"}),  # add-ticket cannot set the sub-status
     )
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:

@@ -124,6 +124,8 @@ class SirportlyAdapter(Adapter):
         finds_markers=False,
         markers_in_pull=True,
         changed_since=True,
+        # the due date is set by an update after submit; the description, by post_update
+        create_followups=frozenset({"due_at", "description"}),
     )
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:

@@ -108,3 +108,91 @@ def links(mirror: Mirror, name: str = "mem") -> dict[int, str]:
         c=name,
     )
     return {r[0]: r[1] for r in rows}
+
+
+#: A local ``updated_at`` older than any vendor time the memory vendor hands out.
+OLD = "2020-01-01 00:00:00.000000"
+
+#: Every table the engine may write, in a fixed order (for before/after dumps).
+TABLES = (
+    "tickets",
+    "ticket_links",
+    "ticket_dirty",
+    "sync_connections",
+    "sync_origin",
+    "journal",
+    "conflicts",
+    "runs",
+)
+
+
+def dump(mirror: Mirror, tables: tuple[str, ...] = TABLES) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every engine table, as plain tuples in a stable order."""
+    return {t: [tuple(r) for r in sql(mirror, f"SELECT * FROM {t} ORDER BY 1, 2")] for t in tables}
+
+
+def insert_ticket(mirror: Mirror, **values: Any) -> int:
+    """INSERT a ticket through raw SQL, as another program would; return its id."""
+    columns = ", ".join(values)
+    params = ", ".join(f":{k}" for k in values)
+    ((ticket_id,),) = sql(
+        mirror, f"INSERT INTO tickets ({columns}) VALUES ({params}) RETURNING id", **values
+    )
+    return int(ticket_id)
+
+
+def update_ticket(mirror: Mirror, ticket_id: int, **values: Any) -> None:
+    """UPDATE a ticket through raw SQL, as another program would."""
+    assignments = ", ".join(f"{k} = :{k}" for k in values)
+    sql(mirror, f"UPDATE tickets SET {assignments} WHERE id = :_id", _id=ticket_id, **values)
+
+
+def journal(mirror: Mirror, name: str | None = None) -> list[dict[str, Any]]:
+    rows = sql(
+        mirror,
+        "SELECT connection, action, ticket_id, external_id, field, old_value, new_value, note"
+        " FROM journal ORDER BY id",
+    )
+    keys = ("connection", "action", "ticket_id", "external_id", "field", "old", "new", "note")
+    entries = [dict(zip(keys, r, strict=True)) for r in rows]
+    return [e for e in entries if name is None or e["connection"] == name]
+
+
+def conflicts(mirror: Mirror) -> list[dict[str, Any]]:
+    rows = sql(
+        mirror,
+        "SELECT id, connection, ticket_id, field, base_value, local_value, remote_value,"
+        " policy, resolution FROM conflicts ORDER BY id",
+    )
+    keys = ("id", "connection", "ticket_id", "field", "base", "local", "remote", "policy")
+    return [dict(zip((*keys, "resolution"), r, strict=True)) for r in rows]
+
+
+def link_row(mirror: Mirror, ticket_id: int, name: str = "mem") -> dict[str, Any]:
+    """The link of ``ticket_id`` to ``name`` (any state), as a dict."""
+    keys = ("external_id", "state", "marker", "fail_count", "next_retry_at", "last_error")
+    rows = sql(
+        mirror,
+        f"SELECT {', '.join(keys)}, missing_count, last_error_kind FROM ticket_links"
+        " WHERE connection = :c AND ticket_id = :t",
+        c=name,
+        t=ticket_id,
+    )
+    assert len(rows) == 1, rows
+    return dict(zip((*keys, "missing_count", "last_error_kind"), rows[0], strict=True))
+
+
+def dirty(mirror: Mirror, name: str = "mem") -> set[int]:
+    rows = sql(mirror, "SELECT ticket_id FROM ticket_dirty WHERE connection = :c", c=name)
+    return {r[0] for r in rows}
+
+
+def memory_config(*names: str, fields: Mapping[str, Mapping[str, str] | None] = FIELDS) -> Any:
+    """A validated ``Config`` with memory connections ``names`` (for conflicts.resolve)."""
+    from sync.config import parse_config
+
+    connections = {
+        n: {"vendor": "memory", "base_url": "http://127.0.0.1:9", "fields": dict(fields)}
+        for n in names
+    }
+    return parse_config({"connections": connections})
