@@ -17,11 +17,11 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
@@ -47,6 +47,7 @@ from sync.errors import (
 from sync.vendors.base import Adapter, Page, RemoteTicket, Watch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=1)
@@ -134,6 +135,7 @@ class ConnectionRun:
         self.run_id: int | None = None
         self._actions: list[str] = []
         self._pages = self._seen = 0
+        self._gate = asyncio.Semaphore(max(1, self.options.concurrency))
 
     @property
     def caps(self) -> Any:
@@ -264,6 +266,19 @@ class ConnectionRun:
             yield session
             if self.options.fence is not None:
                 self.options.fence.before_commit(session)
+
+    async def _vendor(self, call: Awaitable[T]) -> T:
+        """One vendor call under the concurrency gate.
+
+        The gate is released as soon as the vendor answers, and the caller yields once
+        before its commit, so the next call goes out while this one's bookkeeping runs
+        (otherwise replies that arrive together would be committed in lock-step, each
+        holding up the next request).
+        """
+        async with self._gate:
+            result = await call
+        await asyncio.sleep(0)
+        return result
 
     def _before_send(self) -> None:
         if self.options.fence is not None:
@@ -589,19 +604,15 @@ class ConnectionRun:
         tickets: dict[int, Ticket],
         links: dict[int, TicketLink],
     ) -> None:
-        """Up to ``concurrency`` tickets in flight at the vendor; each commits on its own.
+        """Every ticket of the batch at once; ``_vendor`` keeps ``concurrency`` calls in flight.
 
         The database work of a ticket runs between awaits, so transactions never interleave.
         The first connection-level failure ends the run once the tickets in flight are done.
         """
-        gate = asyncio.Semaphore(self.options.concurrency)
 
         async def one(ticket_id: int, version: int) -> None:
-            async with gate:
-                self._check_stop()
-                await self._one_dirty(
-                    tickets.get(ticket_id), links.get(ticket_id), ticket_id, version
-                )
+            self._check_stop()
+            await self._one_dirty(tickets.get(ticket_id), links.get(ticket_id), ticket_id, version)
 
         results = await asyncio.gather(*(one(t, v) for t, v in batch), return_exceptions=True)
         for result in results:
@@ -648,7 +659,7 @@ class ConnectionRun:
         """
         assert link.external_id is not None
         try:
-            fresh = await self.adapter.get(link.external_id)
+            fresh = await self._vendor(self.adapter.get(link.external_id))
             if fresh is None:
                 raise NotFound(
                     f"{self.name}: ticket {link.external_id} not found", connection=self.name
@@ -692,7 +703,7 @@ class ConnectionRun:
             assert link.external_id is not None
             try:
                 self._before_send()
-                reply = await self.adapter.update(link.external_id, pushes)
+                reply = await self._vendor(self.adapter.update(link.external_id, pushes))
             except ItemError as exc:
                 await self._push_failed(link, exc)
                 return
@@ -813,7 +824,7 @@ class ConnectionRun:
         assert link.marker is not None
         try:
             self._before_send()
-            remote = await self.adapter.create(values, link.marker)
+            remote = await self._vendor(self.adapter.create(values, link.marker))
         except ItemError as exc:
             self._record_ticket_failure(link, exc, backoff=True)
             return

@@ -127,11 +127,13 @@ def dirty_batch(session: Session, connection: str, after: int, limit: int) -> li
 def clear_dirty(session: Session, connection: str, ticket_id: int, version: int) -> None:
     """Remove the mark, unless a writer touched the ticket again since ``version`` was read."""
     session.execute(
-        delete(TicketDirty).where(
+        delete(TicketDirty)
+        .where(
             TicketDirty.connection == connection,
             TicketDirty.ticket_id == ticket_id,
             TicketDirty.version == version,
         )
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -197,8 +199,10 @@ def journal(
     new: str | None = None,
     note: str | None = None,
 ) -> None:
-    session.add(
-        JournalEntry(
+    # a Core insert: journal rows are never read back in the transaction that writes them
+    session.execute(
+        insert(JournalEntry).values(
+            at=utcnow(),
             run_id=run_id,
             connection=connection,
             action=action,
