@@ -4,7 +4,8 @@
 adapters may share one by name (``options.store``, default the connection's name), the
 way two runs of the daemon share one real vendor. Faults on demand:
 
-- ``fail(method, error, times=1)``: raise ``error`` on the next calls of ``method``;
+- ``fail(method, error, times=1, after=0)``: raise ``error`` on calls of ``method``, from
+  the ``after + 1``-th on;
 - ``lose_reply(method, times=1)``: apply the write, then raise ``Retriable``;
 - ``stale(times=1)``: ``get`` answers with the ticket as it was before the last write.
 
@@ -70,8 +71,10 @@ class MemoryVendor:
         record.fields.update(fields)
         record.modified_at = self.tick()
 
-    def fail(self, method: str, error: VendorError, times: int = 1) -> None:
-        self._faults.extend([(method, "fail", error)] * times)
+    def fail(self, method: str, error: VendorError, times: int = 1, after: int = 0) -> None:
+        """Raise ``error`` on ``times`` calls of ``method``, once ``after`` calls went through
+        (``after=2``: the third call fails)."""
+        self._faults.extend([(method, "pass", None)] * after + [(method, "fail", error)] * times)
 
     def lose_reply(self, method: str, times: int = 1) -> None:
         self._faults.extend([(method, "lose", None)] * times)

@@ -191,3 +191,42 @@ def test_sigterm_during_a_run_stops_between_tickets(tmp_path):
         assert setup.sql("SELECT count(*) FROM ticket_dirty") == [(0,)]
     finally:
         setup.stop()
+
+
+def test_systemd_notify_ready_and_stopping(tmp_path):
+    import socket as socketlib
+
+    address = str(tmp_path / "notify.sock")
+    sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(15)
+    port = _free_port()
+    config = _write_config(tmp_path, port)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NOTIFY_SOCKET": address,
+        "WATCHDOG_USEC": "400000",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sync", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        messages = [sock.recv(256).decode() for _ in range(3)]
+        assert "READY=1" in messages
+        assert "WATCHDOG=1" in messages, "pings at half the watchdog interval"
+        proc.send_signal(signal.SIGTERM)
+        seen = []
+        while "STOPPING=1" not in seen:
+            seen.append(sock.recv(256).decode())
+        proc.communicate(timeout=25)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=25)
+        sock.close()
+    assert proc.returncode == 0

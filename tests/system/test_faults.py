@@ -84,3 +84,22 @@ def test_revoked_credentials_fail_clearly(plugin, tmp_path, db_url):
         assert "v:" in status["last_error"]["message"]
     finally:
         setup.stop()
+
+
+def test_a_long_cool_down_is_kept_for_the_next_run(plugin, tmp_path, db_url):
+    """A 429 asking for longer than a run may wait is stored, and the next cron pass
+    fails fast for that connection instead of hammering the vendor."""
+    setup = Setup(plugin, tmp_path, FAST, db_url=db_url)
+    try:
+        setup.vendor.seed(plugin.remote_ticket(0))
+        assert setup.run().returncode == 0
+        setup.inject("status", "pull", status=429, headers={"Retry-After": "900"})
+        assert setup.run().returncode == 1
+        assert setup.status()["cooldown_until"] is not None
+        before = len(setup.vendor.log())
+        again = setup.run()
+        assert again.returncode == 1
+        assert len(setup.vendor.log()) == before, "no request during the cool-down"
+        assert "Traceback" not in again.stderr
+    finally:
+        setup.stop()
