@@ -14,17 +14,17 @@ from tests.system.harness import PLUGINS, Setup, assert_converged, prepare_pendi
 
 FAST = {"http": {"backoff_base": 0.01, "backoff_cap": 0.05, "read_timeout": 1.0}}
 
-# (fault kind, route, params, exit code of the faulted run)
+# (fault kind, route, params, exit code of the faulted run, whether the database matters)
 MATRIX = [
-    ("status", "pull", {"status": 429, "headers": {"Retry-After": "1"}}, 0),
-    ("status", "pull", {"status": 503, "times": 2}, 0),
-    ("drop", "pull", {"times": 2}, 0),
-    ("latency", "pull", {"seconds": 2.5}, 0),
-    ("html200", "pull", {}, 1),
-    ("truncated", "pull", {}, 1),
-    ("apply_then_drop", "update", {}, 1),
-    ("apply_then_drop", "create", {}, 1),
-    ("status", "update", {"status": 503}, 1),
+    ("status", "pull", {"status": 429, "headers": {"Retry-After": "1"}}, 0, False),
+    ("status", "pull", {"status": 503, "times": 2}, 0, False),
+    ("drop", "pull", {"times": 2}, 0, False),
+    ("latency", "pull", {"seconds": 2.5}, 0, False),
+    ("html200", "pull", {}, 1, True),
+    ("truncated", "pull", {}, 1, False),
+    ("apply_then_drop", "update", {}, 1, True),
+    ("apply_then_drop", "create", {}, 1, True),
+    ("status", "update", {"status": 503}, 1, True),
 ]
 
 
@@ -34,11 +34,15 @@ def plugin(request):
 
 
 @pytest.mark.parametrize(
-    ("kind", "route", "params", "code"),
+    ("kind", "route", "params", "code", "stateful"),
     MATRIX,
-    ids=lambda v: str(v) if not isinstance(v, dict) else "",
+    ids=lambda v: "" if isinstance(v, dict | bool) else str(v),
 )
-def test_fault_then_clean_run_converges(plugin, tmp_path, db_url, kind, route, params, code):
+def test_fault_then_clean_run_converges(
+    plugin, tmp_path, db_url, kind, route, params, code, stateful
+):
+    if db_url.startswith("postgresql") and not stateful:
+        pytest.skip("a retried read leaves no state behind: the SQLite run covers it")
     setup = Setup(plugin, tmp_path, FAST, db_url=db_url)
     try:
         prepare_pending(setup)
