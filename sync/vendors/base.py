@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -185,6 +185,11 @@ class Adapter(ABC):
         vendors that can only scan by date.
         """
         raise NotImplementedError(f"{self.vendor} cannot search for create markers")
+
+    def lookback(self, override: float | None = None) -> timedelta:
+        """How far a pull reaches back before its cursor: the connection's own
+        ``options.lookback_seconds`` when given, else ``sync.lookback_seconds``."""
+        return timedelta(seconds=self.context.lookback_seconds if override is None else override)
 
     def id_key(self, external_id: str) -> str:
         """The form of an external id used for comparisons (ProProfs drops leading zeros)."""

@@ -165,10 +165,11 @@ class ProProfsAdapter(Adapter):
         """
         started = datetime.now(UTC)
         after = _cursor_time(cursor, self.name)
-        lookback = self.options.lookback_seconds
-        if lookback is None:
-            lookback = self.context.lookback_seconds
-        begin = after - timedelta(seconds=lookback) if after else self.options.import_since
+        begin = (
+            after - self.lookback(self.options.lookback_seconds)
+            if after
+            else self.options.import_since
+        )
         held, sent = after, after
         for low, high in windows(begin, started + _END_AHEAD):
             newest: datetime | None = None

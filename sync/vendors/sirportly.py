@@ -59,7 +59,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sync import redact
@@ -152,10 +152,7 @@ class SirportlyAdapter(Adapter):
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
         after = _cursor_time(cursor, self.name)
-        lookback = self.options.lookback_seconds
-        if lookback is None:
-            lookback = self.context.lookback_seconds
-        start = after - timedelta(seconds=lookback) if after else EPOCH
+        start = after - self.lookback(self.options.lookback_seconds) if after else EPOCH
         if self._spql_refused is None:
             try:
                 async for page in self._spql_pages(max(start, EPOCH), after):

@@ -132,10 +132,7 @@ class ZohoDeskAdapter(Adapter):
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
         after = _cursor_time(cursor, self.name)
-        lookback = self.options.lookback_seconds
-        if lookback is None:
-            lookback = self.context.lookback_seconds
-        start = after - timedelta(seconds=lookback) if after else EPOCH
+        start = after - self.lookback(self.options.lookback_seconds) if after else EPOCH
         end = datetime.now(UTC) + timedelta(days=1)
         newest = after
         async for items in WindowScan(self.name, self._search).pages(max(start, EPOCH), end):
