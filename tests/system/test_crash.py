@@ -12,7 +12,7 @@ import signal
 import pytest
 
 from sync.engine.crash import POINTS
-from tests.system.harness import PLUGINS, Setup, assert_converged, prepare_pending
+from tests.system.harness import PLUGINS, Setup, assert_converged, prepare_pending, sqlite_only
 
 
 @pytest.fixture(params=sorted(PLUGINS))
@@ -34,6 +34,7 @@ def test_killed_run_converges(setup, point):
 
 
 def test_killed_twice_in_a_row_still_converges(setup):
+    sqlite_only(setup)
     prepare_pending(setup)
     for point in ("after_vendor_ack", "after_plan"):
         killed = setup.rerun(env={"TICKETSYNC_CRASH_AT": point})
@@ -45,6 +46,7 @@ def test_killed_twice_in_a_row_still_converges(setup):
 
 def test_killed_between_the_create_reply_and_our_commit(setup):
     """Only a create is pending, so the first acknowledgement is the vendor's create reply."""
+    sqlite_only(setup)
     plugin = setup.plugin
     setup.vendor.seed(plugin.remote_ticket(0))
     assert setup.run().returncode == 0

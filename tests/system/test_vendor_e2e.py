@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.system.conftest import run_cli
-from tests.system.harness import PLUGINS, Setup
+from tests.system.harness import PLUGINS, Setup, sqlite_only
 
 
 @pytest.fixture(params=sorted(PLUGINS))
@@ -71,6 +71,7 @@ def test_full_cycle(setup):
 
 
 def test_one_vendor_down_fails_only_its_connection(setup):
+    sqlite_only(setup)
     data = yaml.safe_load(setup.config.read_text())
     down = dict(data["connections"]["v"], base_url="http://127.0.0.1:9")
     down["http"] = {**down.get("http", {}), "backoff_cap": 0.02, "max_attempts": 2}
