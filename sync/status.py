@@ -95,11 +95,11 @@ def _connection(
         "credentials": row.credentials if row else "unknown",
         "unwritable_fields": build_rules(cfg, config, adapter).unwritable(),
         "guard": row.guard_held if row else None,
-        "holder": holder if mirror_is_sqlite(session) else _lease_holder(session, name, now),
+        "holder": holder if _is_sqlite(session) else _lease_holder(session, name, now),
     }
 
 
-def mirror_is_sqlite(session: Session) -> bool:
+def _is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 

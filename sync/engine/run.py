@@ -423,13 +423,11 @@ class ConnectionRun:
         session.add(link)
         self._link_error(link, remote=problems)
         self.counts.pulled += 1
-        store.journal(
+        self._journal(
             session,
-            run_id=self.run_id,
-            connection=self.name,
-            action="import",
-            ticket_id=ticket.id,
-            external_id=remote.external_id,
+            "import",
+            ticket.id,
+            remote.external_id,
         )
 
     def _apply_remote_merge(
@@ -445,13 +443,11 @@ class ConnectionRun:
         base = merge.new_base(link.base, pushed=False)
         for d in merge.decisions:
             if d.pulls:
-                store.journal(
+                self._journal(
                     session,
-                    run_id=self.run_id,
-                    connection=self.name,
-                    action="pull",
-                    ticket_id=ticket.id,
-                    external_id=link.external_id,
+                    "pull",
+                    ticket.id,
+                    link.external_id,
                     field=d.field,
                     old=d.was_local,
                     new=d.local,
@@ -475,13 +471,11 @@ class ConnectionRun:
         conflict_id = (link.base.get(d.field) or {}).get("conflict")
         conflict = store.refresh_pending_conflict(session, conflict_id, d.remote)
         if conflict is not None:
-            store.journal(
+            self._journal(
                 session,
-                run_id=self.run_id,
-                connection=self.name,
-                action="conflict",
-                ticket_id=link.ticket_id,
-                external_id=link.external_id,
+                "conflict",
+                link.ticket_id,
+                link.external_id,
                 field=d.field,
                 old=d.local,
                 new=d.remote,
@@ -507,13 +501,11 @@ class ConnectionRun:
             run_id=self.run_id,
             resolved_at=None if resolution == "pending" else self.clock(),
         )
-        store.journal(
+        self._journal(
             session,
-            run_id=self.run_id,
-            connection=self.name,
-            action="conflict",
-            ticket_id=link.ticket_id,
-            external_id=link.external_id,
+            "conflict",
+            link.ticket_id,
+            link.external_id,
             field=d.field,
             old=d.was_local,
             new=d.was_remote,
@@ -554,6 +546,25 @@ class ConnectionRun:
     def _ticket_message(self, link: TicketLink, text: str) -> str:
         return (
             f"{self.name}: ticket #{link.ticket_id} <-> {link.external_id or '(creating)'}: {text}"
+        )
+
+    def _journal(
+        self,
+        session: Session,
+        action: str,
+        ticket_id: int | None,
+        external_id: str | None,
+        **entry: Any,
+    ) -> None:
+        """Journal one entry of this run (``entry``: field, old, new, note)."""
+        store.journal(
+            session,
+            run_id=self.run_id,
+            connection=self.name,
+            action=action,
+            ticket_id=ticket_id,
+            external_id=external_id,
+            **entry,
         )
 
     # -- push and create -----------------------------------------------------------
@@ -725,13 +736,11 @@ class ConnectionRun:
                 current.missing_count = 0
             for d in merge.decisions:
                 if d.pushes:
-                    store.journal(
+                    self._journal(
                         session,
-                        run_id=self.run_id,
-                        connection=self.name,
-                        action="push",
-                        ticket_id=ticket.id,
-                        external_id=link.external_id,
+                        "push",
+                        ticket.id,
+                        link.external_id,
                         field=d.field,
                         old=d.was_remote,
                         new=d.remote,
@@ -875,13 +884,11 @@ class ConnectionRun:
         link.remote_modified_at = remote.modified_at
         link.fail_count, link.next_retry_at = 0, None
         link.last_error = link.last_error_kind = None
-        store.journal(
+        self._journal(
             session,
-            run_id=self.run_id,
-            connection=self.name,
-            action="create",
-            ticket_id=link.ticket_id,
-            external_id=remote.external_id,
+            "create",
+            link.ticket_id,
+            remote.external_id,
             note=note,
         )
 

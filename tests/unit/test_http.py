@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sync import __version__, redact
+from sync.config import HttpSettings
 from sync.errors import (
     AuthRejected,
     ConfigError,
@@ -33,25 +34,6 @@ from sync.errors import (
 )
 from sync.http import HttpClient, Response, error_class, parse_retry_after
 from sync.redact import Redactor
-
-try:
-    from sync.config import HttpSettings
-except ImportError:  # sync.config is written concurrently; same fields, attribute access only
-
-    @dataclass(frozen=True)
-    class HttpSettings:  # type: ignore[no-redef]
-        connect_timeout: float = 5.0
-        read_timeout: float = 30.0
-        total_timeout: float = 60.0
-        max_attempts: int = 4
-        backoff_base: float = 0.5
-        backoff_cap: float = 30.0
-        retry_after_cap: float = 300.0
-        retry_budget: int = 50
-        concurrency: int = 4
-        rate: float | None = None
-        ca_bundle: str | None = None
-
 
 SECRET = "s3ntinel-SECRET-9f2c"
 Reply = Callable[[web.Request], Awaitable[web.StreamResponse]]
