@@ -16,6 +16,11 @@ Fencing, so a paused instance that wakes up after a takeover cannot do harm:
   first, and a lease that cannot be renewed stops the run before the write.
 
 Expiry is judged in database time (``now()``), so the instances' clocks need not agree.
+
+Who holds a lease between runs is the caller's choice: ``PerRunLeases`` (``--run-once``)
+takes it for one run and releases it after; the daemon keeps it between runs and spreads
+the connections over the live instances (``sync.spread``). A lease that is found gone
+(renewal or a fence fails) is *lost*: ``on_lost`` is told once per generation.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from sync.db import Mirror
+from sync.engine.run import RunResult
 from sync.errors import LeaseLost
 
 log = logging.getLogger("sync.lease")
@@ -53,7 +60,7 @@ _ACQUIRE = text(
             THEN sync_leases.acquired_at ELSE now() END,
         expires_at = EXCLUDED.expires_at
     WHERE sync_leases.expires_at < now() OR sync_leases.instance = EXCLUDED.instance
-    RETURNING generation
+    RETURNING generation, acquired_at = now() AS fresh
     """
 )
 _RENEW = text(
@@ -76,7 +83,12 @@ INSTANCE = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Lease:
-    """One connection's lease, held by this process."""
+    """One connection's lease, held by this process.
+
+    After ``acquire`` returned True, ``took_over`` tells whether another instance held the
+    connection before (the generation grew); ``lost`` becomes True once a renewal or a
+    fence finds the lease gone, and ``on_lost(connection)`` is called then, once.
+    """
 
     def __init__(
         self,
@@ -86,13 +98,17 @@ class Lease:
         *,
         instance: str = INSTANCE,
         clock: Callable[[], float] = time.monotonic,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.mirror = mirror
         self.connection = connection
         self.seconds = seconds
         self.instance = instance
         self.clock = clock
+        self.on_lost = on_lost
         self.generation: int | None = None
+        self.took_over = False
+        self.lost = False
         self._deadline = 0.0
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -108,16 +124,38 @@ class Lease:
         """Take the lease if it is free, expired or ours; False when another instance holds it."""
         started = self.clock()
         with self.mirror.engine.begin() as conn:
-            generation = conn.execute(
+            row = conn.execute(
                 _ACQUIRE, {**self._params(), "h": socket.gethostname(), "p": os.getpid()}
-            ).scalar()
-        if generation is None:
+            ).first()
+        if row is None:
             return False
-        if self.generation is not None and generation != self.generation:
+        generation, fresh = int(row[0]), bool(row[1])
+        self.took_over = fresh and generation > 1
+        if self.took_over:
             log.info("%s: lease taken over (generation %d)", self.connection, generation)
-        self.generation = int(generation)
+        self.generation = generation
+        self.lost = False
         self._deadline = started + self.seconds
         return True
+
+    @property
+    def remaining(self) -> float:
+        """Seconds the lease is known to last on the monotonic clock (0 when lost)."""
+        return max(0.0, self._deadline - self.clock())
+
+    def _lose(self) -> None:
+        self._deadline = 0.0
+        if self.lost:
+            return
+        self.lost = True
+        log.warning(
+            "%s: lease lost (generation %s): another instance took the connection over or "
+            "the lease expired; this instance stops writing for it",
+            self.connection,
+            self.generation,
+        )
+        if self.on_lost is not None:
+            self.on_lost(self.connection)
 
     def renew(self) -> bool:
         """Extend the lease; False (and the lease is lost) when it is no longer ours."""
@@ -129,11 +167,11 @@ class Lease:
         if ok:
             self._deadline = started + self.seconds
         else:
-            self._deadline = 0.0
-            log.warning("%s: lease lost to another instance; stopping", self.connection)
+            self._lose()
         return ok
 
     def release(self) -> None:
+        """Give the lease up at once (it expires now), so another instance may take it."""
         if self.generation is None:
             return
         with contextlib.suppress(Exception), self.mirror.engine.begin() as conn:
@@ -143,6 +181,7 @@ class Lease:
     def before_commit(self, session: Session) -> None:
         """Raise ``LeaseLost`` unless this transaction may commit under our lease."""
         if session.execute(_FENCE, self._params()).scalar() is None:
+            self._lose()
             raise LeaseLost(
                 f"{self.connection}: our lease (generation {self.generation}) was taken over; "
                 "this run stops without committing",
@@ -180,3 +219,38 @@ class Lease:
                 continue
             if not alive:
                 return
+
+
+class LeaseSource(Protocol):
+    """Where a run gets its connection's lease, and gives it back (``runner.run_connection``).
+
+    ``take`` returns the lease to run under, or None when this instance is not to sync the
+    connection now (another instance holds it, or it is not this instance's share);
+    ``done`` is called after the run, with its result (None when the run raised).
+    """
+
+    async def take(self, connection: str) -> Lease | None: ...
+
+    async def done(self, connection: str, lease: Lease, result: RunResult | None) -> None: ...
+
+
+class PerRunLeases:
+    """Take the lease for one run, renew it while the run lasts, release it after.
+
+    What ``--run-once`` does: a pass holds nothing once it is over.
+    """
+
+    def __init__(self, mirror: Mirror, seconds: float) -> None:
+        self.mirror = mirror
+        self.seconds = seconds
+
+    async def take(self, connection: str) -> Lease | None:
+        lease = Lease(self.mirror, connection, self.seconds)
+        if not lease.acquire():
+            return None
+        lease.start_heartbeat()
+        return lease
+
+    async def done(self, connection: str, lease: Lease, result: RunResult | None) -> None:
+        await lease.stop_heartbeat()
+        lease.release()

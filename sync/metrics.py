@@ -4,6 +4,9 @@
 ``/healthz`` answers 200, or 503 naming the connections that failed
 ``UNHEALTHY_AFTER`` runs in a row. It listens on loopback unless configured otherwise,
 and exposes no secret: labels are connection names, vendor ids, outcomes and statuses.
+On PostgreSQL the lease metrics count takeovers (``ticketsync_lease_takeovers_total``),
+lost leases (``ticketsync_leases_lost_total``) and the leases held now
+(``ticketsync_leases_held``); see ``sync.spread``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,21 @@ class Metrics:
         )
         self.failures = Gauge(
             "ticketsync_consecutive_failures", "Failed runs in a row", ["connection"], registry=r
+        )
+        self.lease_takeovers = Counter(
+            "ticketsync_lease_takeovers",
+            "Leases this instance acquired that another instance held before",
+            ["connection"],
+            registry=r,
+        )
+        self.leases_lost = Counter(
+            "ticketsync_leases_lost",
+            "Leases a renewal or a fence of this instance found gone",
+            ["connection"],
+            registry=r,
+        )
+        self.leases_held = Gauge(
+            "ticketsync_leases_held", "Connection leases this instance holds", registry=r
         )
         self._last_ok: dict[str, datetime] = {}
         self._failing: dict[str, int] = {}

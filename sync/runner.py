@@ -23,7 +23,7 @@ from sync.engine.guard import Guard
 from sync.engine.run import ConnectionRun, Counts, RunOptions, RunResult
 from sync.errors import LockHeld
 from sync.http import HttpClient
-from sync.lease import Lease
+from sync.lease import Lease, LeaseSource, PerRunLeases
 from sync.redact import current as current_redactor
 from sync.vendors.base import Adapter, AdapterContext, adapter_class
 
@@ -44,6 +44,8 @@ class Selection:
     progress: Callable[[str, int, int], None] | None = None
     #: Makes the per-request hook for a vendor (the daemon's HTTP metrics).
     http_hook: Callable[[str], Callable[[str, str, int | None, float], None]] | None = None
+    #: Where runs get their leases on PostgreSQL (the daemon's sticky ones); None: one per run.
+    leases: LeaseSource | None = None
 
 
 def state_dir(config: Config, mirror: Mirror) -> Path | None:
@@ -115,14 +117,17 @@ async def run_connection(
     selection: Selection,
     report: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run one connection once, under its lock; raises ``LockHeld`` when another instance has it."""
-    lease = None
+    """Run one connection once, under its lease on PostgreSQL (``selection.leases``, else
+    one taken for this run); raises ``LockHeld`` when this instance is not to sync it now."""
+    leases: LeaseSource | None = None
+    lease: Lease | None = None
     if mirror.dialect == "postgresql" and not selection.dry_run:
-        lease = Lease(mirror, connection.name, config.sync.lease_seconds)
-        if not lease.acquire():
-            log.debug("%s: another instance holds the lease; skipping", connection.name)
+        leases = selection.leases or PerRunLeases(mirror, config.sync.lease_seconds)
+        lease = await leases.take(connection.name)
+        if lease is None:
+            log.debug("%s: not this instance's to sync now; skipping", connection.name)
             raise LockHeld(f"{connection.name}: another instance is syncing this connection")
-        lease.start_heartbeat()
+    result: RunResult | None = None
     hook = selection.http_hook(connection.vendor) if selection.http_hook else None
     adapter = build_adapter(
         connection,
@@ -159,9 +164,8 @@ async def run_connection(
             _save_cooldown(mirror, connection.name, adapter)
     finally:
         await adapter.aclose()
-        if lease is not None:
-            await lease.stop_heartbeat()
-            lease.release()
+        if leases is not None and lease is not None:
+            await leases.done(connection.name, lease, result)
     _log_summary(connection, result)
     if selection.on_result is not None:
         selection.on_result(result)

@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import OperationalError
 
 from sync.config import Config
 from sync.db import Mirror
 from sync.db.models import SyncConnection
 from sync.engine.run import RunResult
-from sync.errors import LockHeld
+from sync.errors import LeaseLost, LockHeld
+from sync.lease import LeaseSource
 from sync.locks import InstanceLock
 from sync.metrics import Metrics
 from sync.progress import TerminalProgress, for_terminal
@@ -126,9 +128,11 @@ class Jobs:
         names: Sequence[str],
         should_stop: Callable[[], bool] = lambda: False,
         metrics: Metrics | None = None,
+        leases: LeaseSource | None = None,
     ) -> None:
         self.should_stop = should_stop
         self.metrics = metrics
+        self.leases = leases
         self.mirror = mirror
         self.config = config
         self.names = list(names)
@@ -185,13 +189,21 @@ class Jobs:
                     should_stop=self.should_stop,
                     on_result=self.metrics.observe_run if self.metrics else None,
                     http_hook=self.metrics.http_hook if self.metrics else None,
+                    leases=self.leases,
                 ),
             )
         except LockHeld:
             return  # another instance syncs it: skip quietly (§7.3)
+        except OperationalError as exc:
+            # The database went away mid-run (restart, pg_terminate_backend, network): the
+            # pool reconnects on the next checkout, and the next run resumes.
+            log.warning("%s: database error; the next run retries: %s", name, _first_line(exc))
+            return
         finally:
             self.running.discard(task)
         self.results[name] = result
+        if isinstance(result.error, LeaseLost):
+            return  # the connection's schedule belongs to the instance that took it over
         self._reschedule(name, result)
 
     def _reschedule(self, name: str, result: RunResult) -> None:
@@ -223,3 +235,7 @@ class Jobs:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]

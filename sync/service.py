@@ -4,6 +4,8 @@
   by ``STOP_TIMEOUT_S``), exit 0; a second signal exits at once.
 - SIGHUP: reload the configuration; a bad file is reported and the old one kept.
 - SIGUSR1: sync every connection now.
+- PostgreSQL: the instance registers in ``sync_instances`` and keeps its leases between
+  runs (``sync.spread``); a clean stop releases them, so another instance takes over at once.
 - systemd (``Type=notify``): READY=1 once started, WATCHDOG=1 pings at half of
   ``$WATCHDOG_USEC`` while the loop is alive, STOPPING=1 on shutdown; no-ops elsewhere.
 """
@@ -23,6 +25,7 @@ from sync.db import Mirror
 from sync.errors import ConfigError
 from sync.metrics import Metrics
 from sync.scheduler import Jobs
+from sync.spread import StickyLeases
 
 log = logging.getLogger("sync.service")
 
@@ -56,7 +59,19 @@ class Service:
         self.config_path = config_path
         self._stop = asyncio.Event()
         self.metrics = Metrics()
-        self.jobs = Jobs(mirror, config, names, should_stop=self._stop.is_set, metrics=self.metrics)
+        self.leases = (
+            StickyLeases(mirror, config.sync.lease_seconds, names, metrics=self.metrics)
+            if mirror.dialect == "postgresql"
+            else None
+        )
+        self.jobs = Jobs(
+            mirror,
+            config,
+            names,
+            should_stop=self._stop.is_set,
+            metrics=self.metrics,
+            leases=self.leases,
+        )
         self._signals = 0
 
     async def serve(self) -> int:
@@ -70,6 +85,8 @@ class Service:
         if address is not None:
             endpoint = await self.metrics.serve(*address)
             log.info("health and metrics on http://%s:%d/", *address)
+        if self.leases is not None:
+            await self.leases.start()
         self.jobs.start()
         watchdog = asyncio.ensure_future(self._watchdog())
         notify("READY=1")
@@ -83,6 +100,8 @@ class Service:
         log.info("shutting down: letting runs in hand finish")
         watchdog.cancel()
         await self.jobs.stop(STOP_TIMEOUT_S)
+        if self.leases is not None:
+            await self.leases.stop()  # hand every connection over at once
         if endpoint is not None:
             await endpoint.cleanup()
         log.info("stopped")
@@ -115,6 +134,8 @@ class Service:
         self.config = config
         self.names = names
         self.jobs.reload(config, names)
+        if self.leases is not None:
+            self.leases.set_connections(names)
         log.info("SIGHUP: configuration reloaded (%d connection(s))", len(names))
 
     async def _watchdog(self) -> None:

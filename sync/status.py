@@ -1,14 +1,17 @@
 """``ticketsync status``: what each connection is doing, from the database alone (§6).
 
 ``collect`` builds the stable JSON object (``schema: 1``); ``render`` turns it into a
-table for a terminal. Keys may be added; none is renamed or removed without bumping
-``schema``. Nothing here reads a secret.
+table for a terminal. On PostgreSQL each connection's ``holder`` is the instance whose
+lease is current (instance id, host, pid, since, generation, expires_at), and
+``instances`` lists the live daemon instances with the number of leases each holds.
+Keys may be added; none is renamed or removed without bumping ``schema``. Nothing here
+reads a secret.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,7 +19,15 @@ from sqlalchemy.orm import Session
 
 from sync.config import Config
 from sync.db import Mirror
-from sync.db.models import Conflict, Run, SyncConnection, SyncLease, TicketDirty, TicketLink
+from sync.db.models import (
+    Conflict,
+    Run,
+    SyncConnection,
+    SyncInstance,
+    SyncLease,
+    TicketDirty,
+    TicketLink,
+)
 from sync.locks import read_holder
 from sync.runner import build_adapter, build_rules
 
@@ -37,12 +48,40 @@ def collect(config: Config, mirror: Mirror, now: datetime | None = None) -> dict
         connections = {
             name: _connection(session, config, name, now, holder) for name in config.connections
         }
+        instances = _instances(session, config, now) if mirror.dialect == "postgresql" else []
     return {
         "schema": SCHEMA,
         "generated_at": _iso(now),
         "database": mirror.redacted_url(),
         "connections": connections,
+        "instances": instances,
     }
+
+
+def _instances(session: Session, config: Config, now: datetime) -> list[dict[str, Any]]:
+    """The live daemon instances (PostgreSQL) and how many leases each holds now."""
+    cutoff = now - timedelta(seconds=config.sync.lease_seconds)
+    held = dict(
+        session.execute(
+            select(SyncLease.instance, func.count())
+            .where(SyncLease.expires_at > now)
+            .group_by(SyncLease.instance)
+        ).all()
+    )
+    rows = session.scalars(
+        select(SyncInstance).where(SyncInstance.seen_at > cutoff).order_by(SyncInstance.started_at)
+    )
+    return [
+        {
+            "instance": row.id,
+            "host": row.host,
+            "pid": row.pid,
+            "started_at": _iso(row.started_at),
+            "seen_at": _iso(row.seen_at),
+            "leases": int(held.get(row.id, 0)),
+        }
+        for row in rows
+    ]
 
 
 def _holder(mirror: Mirror) -> dict[str, Any] | None:
@@ -171,7 +210,16 @@ def render(status: Mapping[str, Any]) -> str:
         if c["last_error"]:
             lines.append(f"  last error:      {c['last_error']['message']}")
         if c["holder"]:
-            lines.append(f"  held by:         pid {c['holder']['pid']} on {c['holder']['host']}")
+            h = c["holder"]
+            lines.append(
+                f"  held by:         pid {h['pid']} on {h['host']} since {h['since']}"
+                f" (instance {h['instance']})"
+            )
+    for i in status.get("instances", []):
+        lines.append(
+            f"instance {i['instance']}: pid {i['pid']} on {i['host']}, {i['leases']} lease(s), "
+            f"started {i['started_at']}, seen {i['seen_at']}"
+        )
     return "\n".join(lines)
 
 

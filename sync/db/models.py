@@ -5,6 +5,8 @@ Public (design §2.3; other programs read and write them with plain SQL):
 
 - ``sync_connections``: one row per configured connection: cursor, health, cool-down,
   guard, lease. Triggers read it to know which connections a local write concerns.
+- ``sync_leases`` and ``sync_instances`` (PostgreSQL): who syncs which connection, and
+  which daemon instances are alive to share them.
 - ``ticket_dirty``: the local change feed, one row per (connection, ticket) that some
   writer touched since that connection last synced it. Database triggers maintain it for
   every writer; ``version`` counts writes so a consumer removes only what it has seen.
@@ -169,6 +171,23 @@ class SyncLease(Base):
     generation: Mapped[int] = mapped_column(Integer, nullable=False)
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class SyncInstance(Base):
+    """A running daemon instance (PostgreSQL, several instances; ``sync.spread``).
+
+    Each daemon registers itself at start, refreshes ``seen_at`` (database time) with its
+    lease heartbeat and removes its row on a clean stop. An instance is live while
+    ``seen_at`` is less than ``sync.lease_seconds`` old; the live ones share the connections.
+    """
+
+    __tablename__ = "sync_instances"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
 
 class TicketDirty(Base):

@@ -14,11 +14,13 @@ from sync.engine.context import SyncRules
 from sync.engine.run import ConnectionRun, RunOptions
 from sync.errors import LeaseLost
 from sync.lease import Lease
+from sync.metrics import Metrics
+from sync.spread import Load, StickyLeases
 from sync.vendors.memory import MemoryAdapter, reset_stores
 from tests.unit.engine_helpers import FIELDS, sql
 
 # Leases are for PostgreSQL: SQLite has one instance per database file (the file lock).
-pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+on_pg = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 
 @pytest.fixture
@@ -26,6 +28,7 @@ def pg(mirror: Mirror) -> Mirror:
     return mirror
 
 
+@on_pg
 def test_one_holder_at_a_time_and_takeover_after_expiry(pg):
     a = Lease(pg, "zoho", 0.5, instance="host-a:1:aa")
     b = Lease(pg, "zoho", 0.5, instance="host-b:2:bb")
@@ -39,6 +42,7 @@ def test_one_holder_at_a_time_and_takeover_after_expiry(pg):
     assert not a.renew(), "the old holder cannot renew"
 
 
+@on_pg
 def test_a_superseded_holder_cannot_commit(pg):
     a = Lease(pg, "zoho", 0.3, instance="host-a:1:aa")
     assert a.acquire()
@@ -52,6 +56,7 @@ def test_a_superseded_holder_cannot_commit(pg):
     assert sql(pg, "SELECT count(*) FROM tickets") == [(0,)], "rolled back"
 
 
+@on_pg
 def test_no_vendor_write_when_the_lease_cannot_outlast_the_call(pg):
     lease = Lease(pg, "zoho", 2.0, instance="host-a:1:aa")
     assert lease.acquire()
@@ -60,6 +65,7 @@ def test_no_vendor_write_when_the_lease_cannot_outlast_the_call(pg):
         lease.before_send(5.0)
 
 
+@on_pg
 def test_a_run_that_lost_its_lease_writes_nothing(pg):
     reset_stores()
     connection = SimpleNamespace(name="mem", options={})
@@ -81,6 +87,7 @@ def test_a_run_that_lost_its_lease_writes_nothing(pg):
     reset_stores()
 
 
+@on_pg
 def test_heartbeat_keeps_a_long_run_leased(pg):
     lease = Lease(pg, "zoho", 0.6, instance="host-a:1:aa")
 
@@ -94,3 +101,123 @@ def test_heartbeat_keeps_a_long_run_leased(pg):
 
     asyncio.run(long_run())
     assert not Lease(pg, "zoho", 0.6, instance="host-b:2:bb").acquire()
+
+
+# -- spreading (sync.spread) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mine", "others", "total", "share", "take", "release"),
+    [
+        (0, (), 4, 4, True, False),  # alone: everything is ours
+        (4, (0,), 4, 2, False, True),  # a second instance joined: hand two over
+        (2, (2,), 4, 2, False, False),  # balanced
+        (0, (2,), 4, 2, True, False),
+        (1, (0,), 4, 2, False, False),  # the less loaded instance takes first
+        (2, (2, 0), 4, 2, False, True),  # 2,2,0 becomes 1,2,1 then 2,1,1
+        (2, (0,), 4, 2, False, False),  # two are free: the other takes those
+        (2, (1, 1), 4, 2, False, False),
+        (1, (1, 1), 4, 2, True, False),
+        (3, (3, 3), 6, 2, False, True),  # over the share (three instances, six connections)
+    ],
+)
+def test_fair_share(mine, others, total, share, take, release):
+    load = Load(mine, others, total)
+    assert load.share == share
+    assert load.may_take() is take
+    assert load.should_release() is release
+
+
+def _sticky(pg: Mirror, instance: str, names: list[str], seconds: float = 30) -> StickyLeases:
+    return StickyLeases(pg, seconds, names, instance=instance, metrics=Metrics())
+
+
+def _sample(leases: StickyLeases, name: str, connection: str | None = None) -> float:
+    assert leases.metrics is not None
+    labels = {"connection": connection} if connection else {}
+    value = leases.metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+@on_pg
+def test_a_joining_instance_gets_its_share_and_takeovers_are_counted(pg):
+    names = ["c1", "c2", "c3", "c4"]
+
+    async def scenario() -> tuple[set[str], set[str]]:
+        a = _sticky(pg, "host-a:1:aa", names)
+        await a.start()
+        assert all([await a.take(n) for n in names]), "alone, an instance takes everything"
+        assert _sample(a, "ticketsync_leases_held") == 4
+        b = _sticky(pg, "host-b:2:bb", names)
+        await b.start()
+        assert [await b.take(n) for n in names] == [None] * 4, "all held by a"
+        for n in names:  # a's runs end: it hands over what exceeds its share
+            lease = a.held[n]
+            await a.done(n, lease, None)
+        assert len(a.held) == 2 and _sample(a, "ticketsync_leases_held") == 2
+        taken = {n for n in names if await b.take(n) is not None}
+        assert not {n for n in names if await a.take(n) is not None} - set(a.held)
+        for n in taken:
+            assert _sample(b, "ticketsync_lease_takeovers_total", n) == 1, "generation grew"
+        await a.stop()
+        await b.stop()
+        return set(a.held), taken
+
+    kept, taken = asyncio.run(scenario())
+    assert not kept, "a clean stop releases every lease"
+    assert len(taken) == 2
+    assert sql(pg, "SELECT count(*) FROM sync_instances") == [(0,)], "both deregistered"
+
+
+@on_pg
+def test_a_dead_instances_connections_are_taken_and_its_loss_is_counted(pg):
+    async def scenario() -> None:
+        a = _sticky(pg, "host-a:1:aa", ["c1", "c2"], seconds=0.6)
+        await a.start()
+        lease = await a.take("c1")
+        assert lease is not None and await a.take("c2") is not None
+        assert a._beat_task is not None
+        a._beat_task.cancel()  # a stops renewing, as if it had died
+        b = _sticky(pg, "host-b:2:bb", ["c1", "c2"], seconds=0.6)
+        await b.start()
+        assert await b.take("c1") is None, "a's lease is still current"
+        await asyncio.sleep(0.8)
+        assert await b.take("c1") is not None and await b.take("c2") is not None
+        assert _sample(b, "ticketsync_lease_takeovers_total", "c1") == 1
+        with pytest.raises(LeaseLost), pg.write() as session:
+            lease.before_commit(session)
+        assert _sample(a, "ticketsync_leases_lost_total", "c1") == 1
+        assert await a.take("c1") is None, "a lost lease is forgotten, and b holds it now"
+        assert "c1" not in a.held
+        await b.stop()
+
+    asyncio.run(scenario())
+
+
+@on_pg
+def test_status_lists_the_live_instances_and_holders(pg, tmp_path):
+    from sync.config import parse_config
+    from sync.status import collect, render
+
+    config = parse_config(
+        {
+            "database": {"url": pg.redacted_url()},
+            "connections": {
+                "c1": {"vendor": "memory", "base_url": "http://127.0.0.1:9", "fields": {}}
+            },
+        },
+        base_dir=tmp_path,
+    )
+
+    async def scenario() -> dict:
+        a = _sticky(pg, "host-a:1:aa", ["c1"])
+        await a.start()
+        assert await a.take("c1") is not None
+        status = collect(config, pg)
+        await a.stop()
+        return status
+
+    status = asyncio.run(scenario())
+    assert status["connections"]["c1"]["holder"]["instance"] == "host-a:1:aa"
+    assert [(i["instance"], i["leases"]) for i in status["instances"]] == [("host-a:1:aa", 1)]
+    assert "instance host-a:1:aa" in render(status)
