@@ -272,6 +272,7 @@ def test_sigkill_the_holder_its_connections_move_within_the_lease_time(cluster):
         "the takeover",
     )
     took = time.monotonic() - killed
+    print(f"takeover of {len(theirs)} connection(s) {took:.1f}s after SIGKILL (lease {LEASE_S}s)")
     assert took <= TAKEOVER_BOUND_S, f"takeover took {took:.1f}s"
     _wait(
         lambda: all(cluster.arrived(c, edited[c.name], "closed") for c in theirs),
