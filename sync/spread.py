@@ -55,7 +55,7 @@ log = logging.getLogger("sync.spread")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Rows of instances unseen for this many lease times are deleted when an instance starts.
+#: Rows of instances unseen for this many lease times are deleted by any heartbeat.
 PRUNE_AFTER_LEASES = 100
 
 _REGISTER = text(
