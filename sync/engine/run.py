@@ -17,7 +17,16 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from asyncio import FIRST_COMPLETED
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +38,7 @@ from sqlalchemy.orm import Session
 from sync.db import Mirror
 from sync.db.models import Run, SyncConnection, Ticket, TicketLink, utcnow
 from sync.engine import store
+from sync.engine.acks import Ack, Acks
 from sync.engine.context import CREATE_FIELDS, SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import Guard, consume_approval
@@ -72,6 +82,7 @@ class RunResult:
     counts: Counts
     duration_s: float
     error: SyncError | None = None
+    #: Planned writes: exact on a dry run, else at most this many (see ``_plan``).
     planned: int = 0
     actions: list[str] = field(default_factory=list)
 
@@ -136,6 +147,7 @@ class ConnectionRun:
         self._actions: list[str] = []
         self._pages = self._seen = 0
         self._gate = asyncio.Semaphore(max(1, self.options.concurrency))
+        self._acks = Acks(limit=max(32, 4 * self.options.concurrency), window=0.2)
 
     @property
     def caps(self) -> Any:
@@ -267,7 +279,7 @@ class ConnectionRun:
             if self.options.fence is not None:
                 self.options.fence.before_commit(session)
 
-    async def _vendor(self, call: Awaitable[T]) -> T:
+    async def _vendor(self, call: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
         """One vendor call under the concurrency gate.
 
         The gate is released as soon as the vendor answers, and the caller yields once
@@ -276,7 +288,9 @@ class ConnectionRun:
         holding up the next request).
         """
         async with self._gate:
-            result = await call
+            if write:  # checked inside the gate: a call queued before a pause is fenced too
+                self._before_send()
+            result = await call()
         await asyncio.sleep(0)
         return result
 
@@ -314,19 +328,35 @@ class ConnectionRun:
         return Watch([e for e, c in ids if not c], [e for e, c in ids if c])
 
     def _plan(self, pages: list[Page] | None) -> int:
-        """Count (and, on a dry run, print) the planned writes; hold the guard if need be."""
-        planned = 0
+        """Count (and, on a dry run, print) the planned writes; hold the guard if need be.
+
+        A real run plans in detail only when the guard could hold it: the changed remote
+        tickets plus the dirty marks bound the planned writes from above, and a bound that
+        cannot trip the guard (or ``--force``, or an approval) makes the per-ticket merge
+        pass unneeded, so the pushes start at once. The count returned is then that bound.
+        """
         with self.mirror.read() as session:
-            for page in pages or ():
-                planned += sum(self._merge_remote(session, r, apply=False) for r in page.tickets)
-            planned += self._plan_dirty(session)
             links = store.count_links(session, self.name)
             approved = self._guard_approved(session)
+            if not self.options.dry_run:
+                bound = sum(len(p.tickets) for p in pages or ())
+                bound += store.count_dirty(session, self.name)
+                if self.options.force or approved:
+                    return bound
+                if not self.options.guard.trips(bound, links):
+                    self.options.guard.check(self.name, bound, links, self.mirror, self.clock())
+                    return bound
+            planned = 0
+            for page in pages or ():
+                known = self._page_links(session, page)
+                planned += sum(
+                    self._merge_remote(session, r, known, apply=False) for r in page.tickets
+                )
+            planned += self._plan_dirty(session)
         if self.options.dry_run:
             self.report(f"{self.name}: {planned} planned change(s)")
             return planned
-        if not self.options.force and not approved:
-            self.options.guard.check(self.name, planned, links, self.mirror, self.clock())
+        self.options.guard.check(self.name, planned, links, self.mirror, self.clock())
         return planned
 
     def _guard_approved(self, session: Session) -> bool:
@@ -349,28 +379,50 @@ class ConnectionRun:
         self._pages += 1
         self._seen += len(page.tickets)
         with self._write(origin=self.name) as session:
+            links = self._page_links(session, page)
             half = len(page.tickets) // 2
             for i, remote in enumerate(page.tickets):
                 if i == half:
                     crashpoint("mid_page")
-                self._merge_remote(session, remote, apply=True)
+                self._merge_remote(session, remote, links, apply=True)
             row = session.get(SyncConnection, self.name)
             assert row is not None
             row.cursor = page.cursor
         if self.options.progress is not None:
             self.options.progress(self.name, self._pages, self._seen)
 
-    def _merge_remote(self, session: Session, remote: RemoteTicket, *, apply: bool) -> int:
-        """Merge one remote ticket into the mirror; return 1 if it updates a linked ticket."""
+    def _page_links(self, session: Session, page: Page) -> dict[str, TicketLink]:
+        """The links of a page's tickets by external key, their tickets loaded: two queries
+        per page, not two per ticket (``session.get`` then finds each ticket loaded)."""
+        keys = [self.adapter.id_key(r.external_id) for r in page.tickets]
+        links = store.links_by_external(session, self.name, keys)
+        store.tickets_by_id(session, [link.ticket_id for link in links.values()])
+        return links
+
+    def _merge_remote(
+        self,
+        session: Session,
+        remote: RemoteTicket,
+        links: dict[str, TicketLink],
+        *,
+        apply: bool,
+    ) -> int:
+        """Merge one remote ticket into the mirror; return 1 if it updates a linked ticket.
+
+        ``links``: the page's links by external key (``_page_links``); a ticket this
+        merge links (imported, or found by its create marker) is added to it, so a page
+        that names a ticket twice never imports it twice.
+        """
         key = self.adapter.id_key(remote.external_id)
-        link = store.links_by_external(session, self.name, [key]).get(key)
+        link = links.get(key)
         if link is None and remote.marker:
             link = store.links_by_marker(session, self.name, [remote.marker]).get(remote.marker)
             if link is not None and apply:
                 self._activate(session, link, remote, note="found by its create marker")
+                links[key] = link
         if link is None:
             if apply:
-                self._import(session, remote)
+                links[key] = self._import(session, remote)
             else:
                 self._act(f"{self.name}: new <- {remote.external_id}: import")
             return 0
@@ -391,7 +443,7 @@ class ConnectionRun:
         self._apply_remote_merge(session, link, ticket, remote, merge)
         return 0
 
-    def _import(self, session: Session, remote: RemoteTicket) -> None:
+    def _import(self, session: Session, remote: RemoteTicket) -> TicketLink:
         values: dict[str, Any] = {}
         base: dict[str, Any] = {}
         problems = []
@@ -429,6 +481,7 @@ class ConnectionRun:
             ticket.id,
             remote.external_id,
         )
+        return link
 
     def _apply_remote_merge(
         self,
@@ -597,38 +650,63 @@ class ConnectionRun:
                         self._describe(link, merge, only=(Action.PUSH,))
 
     async def _push_and_create(self) -> None:
-        after = 0
-        while True:
-            with self.mirror.read() as session:
-                batch = store.dirty_batch(session, self.name, after, self.options.batch_size)
-                if not batch:
-                    return
-                after = batch[-1][0]
-                ids = [t for t, _ in batch]
-                links = store.links_by_ticket(session, self.name, ids)
-                tickets = store.tickets_by_id(session, ids)
-            await self._dirty_concurrently(batch, tickets, links)
+        """Push or create every dirty ticket, ``concurrency`` vendor calls in flight.
 
-    async def _dirty_concurrently(
+        Batches are pipelined: the next batch is read once the backlog has fallen to the
+        gate's width, so the vendor calls never wait for a batch's slowest ticket. The
+        database work of a ticket runs between awaits, so transactions never interleave.
+        The first connection-level failure stops reading batches and ends the run once the
+        tickets already started are done.
+        """
+        after = 0
+        pending: set[asyncio.Future[None]] = set()
+        failures: list[BaseException] = []
+        try:
+            while not failures:
+                batch = self._dirty_batch(after)
+                if not batch:
+                    break
+                after = batch[0][-1][0]
+                pending |= {asyncio.ensure_future(work) for work in self._dirty_work(*batch)}
+                while len(pending) > self.options.concurrency and not failures:
+                    done, pending = await asyncio.wait(pending, return_when=FIRST_COMPLETED)
+                    failures += _failures(done)
+            if pending:
+                done, pending = await asyncio.wait(pending)
+                failures += _failures(done)
+        finally:
+            for task in pending:  # cancelled run: stop what has not finished
+                task.cancel()
+            self._record_acks()
+        if failures:
+            raise failures[0]
+
+    def _dirty_batch(
+        self, after: int
+    ) -> tuple[list[tuple[int, int]], dict[int, Ticket], dict[int, TicketLink]] | None:
+        """The next batch of dirty marks past ticket ``after``, with tickets and links."""
+        with self.mirror.read() as session:
+            batch = store.dirty_batch(session, self.name, after, self.options.batch_size)
+            if not batch:
+                return None
+            ids = [t for t, _ in batch]
+            return (
+                batch,
+                store.tickets_by_id(session, ids),
+                store.links_by_ticket(session, self.name, ids),
+            )
+
+    def _dirty_work(
         self,
         batch: Sequence[tuple[int, int]],
         tickets: dict[int, Ticket],
         links: dict[int, TicketLink],
-    ) -> None:
-        """Every ticket of the batch at once; ``_vendor`` keeps ``concurrency`` calls in flight.
-
-        The database work of a ticket runs between awaits, so transactions never interleave.
-        The first connection-level failure ends the run once the tickets in flight are done.
-        """
-
+    ) -> list[Coroutine[Any, Any, None]]:
         async def one(ticket_id: int, version: int) -> None:
             self._check_stop()
             await self._one_dirty(tickets.get(ticket_id), links.get(ticket_id), ticket_id, version)
 
-        results = await asyncio.gather(*(one(t, v) for t, v in batch), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        return [one(t, v) for t, v in batch]
 
     async def _one_dirty(
         self, ticket: Ticket | None, link: TicketLink | None, ticket_id: int, version: int
@@ -649,8 +727,62 @@ class ConnectionRun:
             await self._push(ticket, link, version)
 
     def _clear(self, ticket_id: int, version: int) -> None:
+        self._finished(Ack(ticket_id, version))
+
+    def _finished(self, ack: Ack) -> None:
+        """Hand a finished ticket to the group commit; commit the group when it is due."""
+        self._acks.add(ack)
+        if self._acks.due():
+            self._record_acks()
+
+    def _record_acks(self) -> None:
+        """Record every finished ticket of the group in one transaction (see ``acks``)."""
+        acks = self._acks.take()
+        if not acks:
+            return
+        journal: list[dict[str, Any]] = []
         with self._write() as session:
-            store.clear_dirty(session, self.name, ticket_id, version)
+            links = store.links_by_id(session, [a.link_id for a in acks if a.link_id])
+            cleared = []
+            for ack in acks:
+                link = links.get(ack.link_id) if ack.link_id is not None else None
+                if ack.link_id is not None and link is None:
+                    continue  # the ticket went away meanwhile
+                if link is not None:
+                    journal += self._settle_push(link, ack)
+                cleared.append((ack.ticket_id, ack.version))
+            store.journal_many(session, journal)
+            store.clear_dirty_many(session, self.name, cleared)
+        self.counts.pushed += sum(1 for a in acks if a.pushed and a.link_id in links)
+
+    def _settle_push(self, link: TicketLink, ack: Ack) -> list[dict[str, Any]]:
+        """Give ``link`` the base ``ack``'s push agreed on; return its journal rows."""
+        assert ack.merge is not None
+        link.base = ack.merge.new_base(link.base)
+        if ack.modified_at is not None:
+            link.remote_modified_at = ack.modified_at
+        if ack.pushed:
+            link.fail_count, link.next_retry_at = 0, None
+            if link.last_error_kind != "unmapped_remote":  # not a failure to send
+                link.last_error = link.last_error_kind = None
+            link.missing_count = 0
+        # the push merged against the base, not the vendor's values: a problem with a
+        # vendor value the pull reported is still there
+        self._link_error(link, ack.errors, saw_remote=False)
+        return [
+            store.journal_row(
+                run_id=self.run_id,
+                connection=self.name,
+                action="push",
+                ticket_id=ack.ticket_id,
+                external_id=ack.external_id,
+                field=d.field,
+                old=d.was_remote,
+                new=d.remote,
+            )
+            for d in ack.merge.decisions
+            if d.pushes
+        ]
 
     def _push_merge(self, link: TicketLink, ticket: Ticket) -> TicketMerge:
         """Merge the local ticket against the vendor's last known values (the base)."""
@@ -670,7 +802,8 @@ class ConnectionRun:
         """
         assert link.external_id is not None
         try:
-            fresh = await self._vendor(self.adapter.get(link.external_id))
+            external_id = link.external_id
+            fresh = await self._vendor(lambda: self.adapter.get(external_id))
             if fresh is None:
                 raise NotFound(
                     f"{self.name}: ticket {link.external_id} not found", connection=self.name
@@ -713,8 +846,10 @@ class ConnectionRun:
         if pushes:
             assert link.external_id is not None
             try:
-                self._before_send()
-                reply = await self._vendor(self.adapter.update(link.external_id, pushes))
+                external_id = link.external_id
+                reply = await self._vendor(
+                    lambda: self.adapter.update(external_id, pushes), write=True
+                )
             except ItemError as exc:
                 await self._push_failed(link, exc)
                 return
@@ -722,35 +857,17 @@ class ConnectionRun:
                 self._record_ticket_failure(link, exc, backoff=False)
                 raise
             crashpoint("after_vendor_ack")
-        with self._write() as session:
-            current = session.get(TicketLink, link.id)
-            if current is None:
-                return
-            current.base = merge.new_base(current.base)
-            if reply is not None and reply.modified_at is not None:
-                current.remote_modified_at = reply.modified_at
-            if pushes:
-                current.fail_count, current.next_retry_at = 0, None
-                if current.last_error_kind != "unmapped_remote":  # not a failure to send
-                    current.last_error = current.last_error_kind = None
-                current.missing_count = 0
-            for d in merge.decisions:
-                if d.pushes:
-                    self._journal(
-                        session,
-                        "push",
-                        ticket.id,
-                        link.external_id,
-                        field=d.field,
-                        old=d.was_remote,
-                        new=d.remote,
-                    )
-            # the push merged against the base, not the vendor's values: a problem with a
-            # vendor value the pull reported is still there
-            self._link_error(current, errors, saw_remote=False)
-            store.clear_dirty(session, self.name, ticket.id, version)
-        if pushes:
-            self.counts.pushed += 1
+        self._finished(
+            Ack(
+                ticket.id,
+                version,
+                link_id=link.id,
+                external_id=link.external_id,
+                merge=merge,
+                modified_at=reply.modified_at if reply is not None else None,
+                errors=tuple(errors),
+            )
+        )
 
     async def _push_failed(self, link: TicketLink, exc: ItemError) -> None:
         missing = False
@@ -832,8 +949,8 @@ class ConnectionRun:
     async def _send_create(self, link: TicketLink, values: dict[str, str | None]) -> None:
         assert link.marker is not None
         try:
-            self._before_send()
-            remote = await self._vendor(self.adapter.create(values, link.marker))
+            marker = link.marker
+            remote = await self._vendor(lambda: self.adapter.create(values, marker), write=True)
         except ItemError as exc:
             self._record_ticket_failure(link, exc, backoff=True)
             return
@@ -987,6 +1104,10 @@ def _problems(merge: TicketMerge) -> tuple[list[str | None], list[str | None]]:
     errors = merge.of(Action.ERROR)
     local = [d.error for d in errors if d.was_remote is None]
     return local, [d.error for d in errors if d.was_remote is not None]
+
+
+def _failures(done: Iterable[asyncio.Future[None]]) -> list[BaseException]:
+    return [exc for task in done if not task.cancelled() and (exc := task.exception())]
 
 
 def _backoff(failures: int) -> timedelta:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, literal, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from sync.db.models import (
@@ -103,6 +103,15 @@ def links_by_ticket(
     return {row.ticket_id: row for row in rows}
 
 
+def links_by_id(session: Session, ids: Iterable[int]) -> dict[int, TicketLink]:
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    return {
+        row.id: row for row in session.scalars(select(TicketLink).where(TicketLink.id.in_(wanted)))
+    }
+
+
 def tickets_by_id(session: Session, ids: Iterable[int], *, lock: bool = False) -> dict[int, Ticket]:
     wanted = list(dict.fromkeys(ids))
     if not wanted:
@@ -124,17 +133,26 @@ def dirty_batch(session: Session, connection: str, after: int, limit: int) -> li
     return [(r[0], r[1]) for r in rows]
 
 
+_DIRTY = cast(Table, TicketDirty.__table__)
+#: Built once: a statement made per call spends more CPU in SQLAlchemy than in the database.
+_CLEAR_DIRTY = delete(_DIRTY).where(
+    _DIRTY.c.connection == bindparam("c"),
+    _DIRTY.c.ticket_id == bindparam("t"),
+    _DIRTY.c.version == bindparam("v"),
+)
+
+
 def clear_dirty(session: Session, connection: str, ticket_id: int, version: int) -> None:
     """Remove the mark, unless a writer touched the ticket again since ``version`` was read."""
-    session.execute(
-        delete(TicketDirty)
-        .where(
-            TicketDirty.connection == connection,
-            TicketDirty.ticket_id == ticket_id,
-            TicketDirty.version == version,
+    clear_dirty_many(session, connection, [(ticket_id, version)])
+
+
+def clear_dirty_many(session: Session, connection: str, marks: Sequence[tuple[int, int]]) -> None:
+    """``clear_dirty`` for each (ticket_id, version) of ``marks``, in one call."""
+    if marks:
+        session.connection().execute(
+            _CLEAR_DIRTY, [{"c": connection, "t": t, "v": v} for t, v in marks]
         )
-        .execution_options(synchronize_session=False)
-    )
 
 
 def mark_dirty(session: Session, connection: str, ticket_id: int) -> None:
@@ -186,8 +204,10 @@ def write_ticket(session: Session, ticket_id: int, values: Mapping[str, Any]) ->
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(**values))
 
 
-def journal(
-    session: Session,
+_JOURNAL = insert(cast(Table, JournalEntry.__table__))
+
+
+def journal_row(
     *,
     run_id: int | None,
     connection: str,
@@ -198,22 +218,32 @@ def journal(
     old: str | None = None,
     new: str | None = None,
     note: str | None = None,
-) -> None:
-    # a Core insert: journal rows are never read back in the transaction that writes them
-    session.execute(
-        insert(JournalEntry).values(
-            at=utcnow(),
-            run_id=run_id,
-            connection=connection,
-            action=action,
-            ticket_id=ticket_id,
-            external_id=external_id,
-            field=field,
-            old_value=old,
-            new_value=new,
-            note=note,
-        )
-    )
+) -> dict[str, Any]:
+    """One journal entry as the parameters ``journal_many`` writes."""
+    return {
+        "at": utcnow(),
+        "run_id": run_id,
+        "connection": connection,
+        "action": action,
+        "ticket_id": ticket_id,
+        "external_id": external_id,
+        "field": field,
+        "old_value": old,
+        "new_value": new,
+        "note": note,
+    }
+
+
+def journal(session: Session, **entry: Any) -> None:
+    """Write one journal entry (``entry``: the arguments of ``journal_row``)."""
+    journal_many(session, [journal_row(**entry)])
+
+
+def journal_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    # Core, with one statement built once: journal rows are never read back in the
+    # transaction that writes them
+    if rows:
+        session.connection().execute(_JOURNAL, list(rows))
 
 
 def refresh_pending_conflict(

@@ -1,6 +1,7 @@
 """Push throughput against its physical bound (issue 11 item 1, design §7.15).
 
-One emulator and one mirror per vendor: N tickets are seeded and imported with no latency,
+One emulator (in a process of its own: the vendor's CPU is not ours) and one mirror per
+vendor: N tickets are seeded and imported with no latency,
 then, for each of a latency-bound run (no rate limit) and a rate-bound run (R below C/L),
 another program edits all N tickets locally and one run pushes them with the emulator
 answering every request after L seconds (an unmeasured run then pulls our own writes
@@ -20,7 +21,13 @@ from typing import Any
 
 from sync.db import Mirror, migrate
 from sync.runner import Selection, run_connections
-from tests.benchmarks.support import BENCHES, CONNECTION, config_for, log_requests
+from tests.benchmarks.support import (
+    BENCHES,
+    CONNECTION,
+    EmulatorProcess,
+    config_for,
+    log_requests,
+)
 
 TARGET = 0.85
 #: A short look-back, so that the unmeasured run after a push absorbs our own writes and the
@@ -44,14 +51,15 @@ async def push_benchmark(
     """
     bench = BENCHES[vendor]
     rate = rate if rate is not None else concurrency / latency / 2
-    emulator = bench.emulator()
+    local = bench.emulator()
+    bench.seed(local, edits)
+    emulator = EmulatorProcess(local)
     await emulator.start()
     rows = []
     with tempfile.TemporaryDirectory(prefix="tsbench-push-") as tmp:
         directory = Path(tmp)
         mirror: Mirror | None = None
         try:
-            bench.seed(emulator, edits)
             config = config_for(
                 emulator, directory, concurrency=concurrency, extra=bench.extra, lookback=LOOKBACK
             )
