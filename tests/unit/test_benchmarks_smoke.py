@@ -1,7 +1,9 @@
 """The benchmarks (``python -m tests.benchmarks``) still run: a tiny version of each.
 
 Only that they produce numbers is asserted, and that an idle run writes no synced data;
-what the numbers are is the benchmarks' business, not the suite's.
+what the numbers are is the benchmarks' business, not the suite's. Two claims are cheap
+enough to hold here: a daemon's edit reaches the vendor within an interval and a run,
+and the naive baseline costs more than ticketsync.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ import json
 from typing import Any
 
 from tests.benchmarks.__main__ import NAMES, Plan, run_plan
+from tests.benchmarks.baseline import baseline_benchmark
+from tests.benchmarks.baseline import render as render_baseline
+from tests.benchmarks.latency import latency_benchmark
+from tests.benchmarks.latency import render as render_latency
 from tests.benchmarks.support import VENDORS
 
 TINY = Plan(
@@ -59,3 +65,27 @@ async def test_every_benchmark_runs_and_reports_numbers() -> None:
     assert local["small_run"]["pushed"] == 20 and local["large_run"]["pushed"] == 40
     remote = next(r for r in changes if r["kind"] == "remote")
     assert remote["small_run"]["pulled"] == 20 and remote["large_run"]["pulled"] == 40
+
+
+async def test_daemon_latency_stays_within_one_interval_and_a_run() -> None:
+    row = await latency_benchmark("zoho_desk", interval=1.0, edits=3, window=2.0, latency=0.005)
+
+    assert row["edits"] == 3 and row["runs"] >= 2, row
+    assert 0 < row["p50_s"] <= row["p95_s"] <= row["max_s"], row
+    # The margin is the scheduler's wake-up on a loaded machine; an edit left for the
+    # run after next would take another whole interval.
+    assert row["max_s"] <= row["bound_s"] + 0.5, row
+    assert "\n" in render_latency([row])
+
+
+async def test_naive_baseline_costs_more_requests_and_time_than_ticketsync() -> None:
+    result = await baseline_benchmark(tickets=300, edits=20, latency=0.005)
+
+    idle, push = result["idle"], result["push"]
+    assert idle["ticketsync"]["requests"] == 1, idle
+    assert idle["naive"]["pushed"] == 0 and idle["naive"]["pulled"] == 0, idle
+    # A token, then every page of 100 tickets and the empty one after them.
+    assert idle["naive"]["requests"] >= 1 + 300 // 100, idle
+    assert push["ticketsync"]["pushed"] == push["naive"]["pushed"] == 20, push
+    assert push["naive"]["seconds"] > push["ticketsync"]["seconds"], push
+    assert "\n" in render_baseline(result)
