@@ -1,4 +1,4 @@
-"""Finished pushes, recorded in groups (design §7.3).
+"""Work recorded in groups: finished pushes (design §7.3) and a page's new tickets.
 
 A push is recorded once the vendor acknowledged it: the link's new base, its journal rows,
 the ticket's dirty mark cleared. One transaction per ticket costs a commit (and, under a
@@ -20,8 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sync.engine.merge import TicketMerge
+from sync.vendors.base import RemoteTicket
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,31 @@ class Acks:
     def take(self) -> list[Ack]:
         entries, self.entries = self.entries, []
         return entries
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A remote ticket the page imports: its mirror columns, link base and problems."""
+
+    remote: RemoteTicket
+    values: dict[str, Any]
+    base: dict[str, Any]
+    problems: list[str]
+
+
+@dataclass
+class Imports:
+    """A page's new tickets by external key, written together at the end of the page (or
+    earlier, when the page names one of them twice)."""
+
+    staged: dict[str, Staged] = field(default_factory=dict)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.staged
+
+    def stage(self, key: str, item: Staged) -> None:
+        self.staged[key] = item
+
+    def take(self) -> dict[str, Staged]:
+        staged, self.staged = self.staged, {}
+        return staged

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from sync.db import Mirror
 from sync.db.models import Run, SyncConnection, Ticket, TicketLink, utcnow
 from sync.engine import store
-from sync.engine.acks import Ack, Acks
+from sync.engine.acks import Ack, Acks, Imports, Staged
 from sync.engine.context import CREATE_FIELDS, SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import Guard, consume_approval
@@ -349,9 +349,7 @@ class ConnectionRun:
             planned = 0
             for page in pages or ():
                 known = self._page_links(session, page)
-                planned += sum(
-                    self._merge_remote(session, r, known, apply=False) for r in page.tickets
-                )
+                planned += sum(self._merge_remote(session, r, known) for r in page.tickets)
             planned += self._plan_dirty(session)
         if self.options.dry_run:
             self.report(f"{self.name}: {planned} planned change(s)")
@@ -380,11 +378,13 @@ class ConnectionRun:
         self._seen += len(page.tickets)
         with self._write(origin=self.name) as session:
             links = self._page_links(session, page)
+            imports = Imports()
             half = len(page.tickets) // 2
             for i, remote in enumerate(page.tickets):
                 if i == half:
                     crashpoint("mid_page")
-                self._merge_remote(session, remote, links, apply=True)
+                self._merge_remote(session, remote, links, imports=imports)
+            self._write_imports(session, imports, links)
             row = session.get(SyncConnection, self.name)
             assert row is not None
             row.cursor = page.cursor
@@ -405,15 +405,19 @@ class ConnectionRun:
         remote: RemoteTicket,
         links: dict[str, TicketLink],
         *,
-        apply: bool,
+        imports: Imports | None = None,
     ) -> int:
         """Merge one remote ticket into the mirror; return 1 if it updates a linked ticket.
 
-        ``links``: the page's links by external key (``_page_links``); a ticket this
-        merge links (imported, or found by its create marker) is added to it, so a page
-        that names a ticket twice never imports it twice.
+        ``imports`` None: plan only (read-only). Otherwise new tickets are staged in it
+        and written for the whole page by ``_write_imports``. ``links``: the page's links
+        by external key (``_page_links``); a ticket this merge links is added to it, so a
+        page that names a ticket twice never imports it twice.
         """
+        apply = imports is not None
         key = self.adapter.id_key(remote.external_id)
+        if imports is not None and key in imports:  # named twice in one page
+            self._write_imports(session, imports, links)
         link = links.get(key)
         if link is None and remote.marker:
             link = store.links_by_marker(session, self.name, [remote.marker]).get(remote.marker)
@@ -421,8 +425,8 @@ class ConnectionRun:
                 self._activate(session, link, remote, note="found by its create marker")
                 links[key] = link
         if link is None:
-            if apply:
-                links[key] = self._import(session, remote)
+            if imports is not None:
+                imports.stage(key, self._import_values(remote))
             else:
                 self._act(f"{self.name}: new <- {remote.external_id}: import")
             return 0
@@ -443,7 +447,8 @@ class ConnectionRun:
         self._apply_remote_merge(session, link, ticket, remote, merge)
         return 0
 
-    def _import(self, session: Session, remote: RemoteTicket) -> TicketLink:
+    def _import_values(self, remote: RemoteTicket) -> Staged:
+        """A new remote ticket's mirror columns, link base and unmapped-value problems."""
         values: dict[str, Any] = {}
         base: dict[str, Any] = {}
         problems = []
@@ -460,28 +465,46 @@ class ConnectionRun:
         for name in CREATE_FIELDS:
             if name not in values and name in remote.fields and name not in self.rules.maps:
                 values[name] = column_value(name, remote.fields[name])
-        ticket = Ticket(**values)
-        session.add(ticket)
+        return Staged(remote, values, base, problems)
+
+    def _write_imports(
+        self, session: Session, imports: Imports, links: dict[str, TicketLink]
+    ) -> None:
+        """Write the staged new tickets, their links and journal rows: three statements."""
+        staged = imports.take()
+        if not staged:
+            return
+        ids = store.insert_tickets(session, [s.values for s in staged.values()])
+        new_links = []
+        for (key, item), ticket_id in zip(staged.items(), ids, strict=True):
+            link = TicketLink(
+                ticket_id=ticket_id,
+                connection=self.name,
+                external_id=item.remote.external_id,
+                external_key=key,
+                state="active",
+                base=item.base,
+                remote_modified_at=item.remote.modified_at,
+            )
+            self._link_error(link, remote=item.problems)
+            new_links.append(link)
+            links[key] = link
+        session.add_all(new_links)
         session.flush()
-        link = TicketLink(
-            ticket_id=ticket.id,
-            connection=self.name,
-            external_id=remote.external_id,
-            external_key=self.adapter.id_key(remote.external_id),
-            state="active",
-            base=base,
-            remote_modified_at=remote.modified_at,
-        )
-        session.add(link)
-        self._link_error(link, remote=problems)
-        self.counts.pulled += 1
-        self._journal(
+        self.counts.pulled += len(staged)
+        store.journal_many(
             session,
-            "import",
-            ticket.id,
-            remote.external_id,
+            [
+                store.journal_row(
+                    run_id=self.run_id,
+                    connection=self.name,
+                    action="import",
+                    ticket_id=link.ticket_id,
+                    external_id=link.external_id,
+                )
+                for link in new_links
+            ],
         )
-        return link
 
     def _apply_remote_merge(
         self,

@@ -199,6 +199,18 @@ def creating_links(session: Session, connection: str, now: datetime) -> Sequence
     ).all()
 
 
+_TICKETS = cast(Table, Ticket.__table__)
+_INSERT_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, sort_by_parameter_order=True)
+
+
+def insert_tickets(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert new tickets (``rows``: column values) in one statement; their ids, in order."""
+    columns = sorted({name for row in rows for name in row}) or ["title"]
+    params = [{name: row.get(name) for name in columns} for row in rows]
+    result = session.connection().execute(_INSERT_TICKETS, params)
+    return [row[0] for row in result]
+
+
 def write_ticket(session: Session, ticket_id: int, values: Mapping[str, Any]) -> None:
     if values:
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(**values))

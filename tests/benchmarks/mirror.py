@@ -21,7 +21,6 @@ import asyncio
 import json
 import math
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -37,6 +36,8 @@ from tests.benchmarks.support import (
     RequestCounter,
     SqlCounter,
     config_data,
+    database_url,
+    edit_locally,
     peak_rss_mb,
 )
 
@@ -82,10 +83,7 @@ class MirrorSession:
         return row | {"tickets": tickets, "rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
 
     def edit_locally(self, ids: list[int]) -> None:
-        path = self.mirror.sqlite_path
-        assert path is not None
-        with sqlite3.connect(path) as db:
-            db.execute(self.local_edit.format(ids=",".join(map(str, ids))))
+        edit_locally(self.mirror, self.local_edit, ids)
 
     def close(self) -> None:
         self.sql.close()
@@ -139,20 +137,31 @@ class _Child:
 
 
 async def mirror_benchmark(
-    vendor: str, size: int, *, isolated: bool = True, latency: float = 0.0, concurrency: int = 8
+    vendor: str,
+    size: int,
+    *,
+    isolated: bool = True,
+    latency: float = 0.0,
+    concurrency: int = 8,
+    db: str = "sqlite",
 ) -> dict[str, Any]:
     """Seed ``size`` tickets, import them, then the idle, local and remote runs."""
     bench = BENCHES[vendor]
     emulator = bench.emulator()
     await emulator.start()
-    with tempfile.TemporaryDirectory(prefix="tsbench-mirror-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="tsbench-mirror-") as tmp,
+        database_url(db, Path(tmp)) as url,
+    ):
         directory = Path(tmp)
         try:
             seeded = time.perf_counter()
             external_ids = bench.seed(emulator, size)
             seed_s = time.perf_counter() - seeded
             emulator.configure(latency=latency)
-            data = config_data(emulator, directory, concurrency=concurrency, extra=bench.extra)
+            data = config_data(
+                emulator, directory, url=url, concurrency=concurrency, extra=bench.extra
+            )
             session: MirrorSession | _Child
             if isolated:
                 proc = await asyncio.create_subprocess_exec(
@@ -185,7 +194,7 @@ async def mirror_benchmark(
         "tickets_per_s": round(size / result["import"]["seconds"], 1),
         "seed_s": round(seed_s, 2),
     }
-    return {"vendor": vendor, "size": size, "isolated": isolated, **result}
+    return {"vendor": vendor, "db": db, "size": size, "isolated": isolated, **result}
 
 
 async def _scenario(

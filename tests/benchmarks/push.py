@@ -13,19 +13,23 @@ bound = max(requests·L/C, requests/R); efficiency = bound / achieved.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from sync.db import Mirror, migrate
+from sync.db.models import Ticket
 from sync.runner import Selection, run_connections
 from tests.benchmarks.support import (
     BENCHES,
     CONNECTION,
     EmulatorProcess,
     config_for,
+    database_url,
+    edit_locally,
     log_requests,
 )
 
@@ -43,6 +47,7 @@ async def push_benchmark(
     concurrency: int,
     rate: float | None = None,
     settle: float = LOOKBACK,
+    db: str = "sqlite",
 ) -> list[dict[str, Any]]:
     """The latency-bound and the rate-bound row for ``vendor``.
 
@@ -56,12 +61,20 @@ async def push_benchmark(
     emulator = EmulatorProcess(local)
     await emulator.start()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="tsbench-push-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="tsbench-push-") as tmp,
+        database_url(db, Path(tmp)) as url,
+    ):
         directory = Path(tmp)
         mirror: Mirror | None = None
         try:
             config = config_for(
-                emulator, directory, concurrency=concurrency, extra=bench.extra, lookback=LOOKBACK
+                emulator,
+                directory,
+                url=url,
+                concurrency=concurrency,
+                extra=bench.extra,
+                lookback=LOOKBACK,
             )
             mirror = Mirror(config.database.url)
             migrate(mirror)
@@ -72,6 +85,7 @@ async def push_benchmark(
                 config = config_for(
                     emulator,
                     directory,
+                    url=url,
                     concurrency=concurrency,
                     rate=limit,
                     extra=bench.extra,
@@ -79,7 +93,13 @@ async def push_benchmark(
                 )
                 rows.append(
                     await _one_push(bench.local_edit, emulator, mirror, config, edits, latency)
-                    | {"vendor": vendor, "kind": kind, "concurrency": concurrency, "rate": limit}
+                    | {
+                        "vendor": vendor,
+                        "db": db,
+                        "kind": kind,
+                        "concurrency": concurrency,
+                        "rate": limit,
+                    }
                 )
                 # Our pushes come back as changes at the vendor; one unmeasured run pulls
                 # them (past the look-back), so the next measured run pushes and nothing else.
@@ -96,11 +116,9 @@ async def push_benchmark(
 async def _one_push(
     local_edit: str, emulator: Any, mirror: Mirror, config: Any, edits: int, latency: float
 ) -> dict[str, Any]:
-    path = mirror.sqlite_path
-    assert path is not None
-    with sqlite3.connect(path) as db:
-        ids = [row[0] for row in db.execute("SELECT id FROM tickets ORDER BY id LIMIT ?", (edits,))]
-        db.execute(local_edit.format(ids=",".join(map(str, ids))))
+    with mirror.read() as session:
+        ids = list(session.scalars(select(Ticket.id).order_by(Ticket.id).limit(edits)))
+    edit_locally(mirror, local_edit, ids)
     http = config.connections[CONNECTION].http
     emulator.configure(latency=latency)
     mark = len(emulator.log)

@@ -6,9 +6,9 @@ schema of ``TICKETSYNC_TEST_PG_URL``, dropped afterwards). For each instance cou
 ``ticketsync run`` daemons start, import, and spread the connections (the benchmark waits
 until every connection is held and no instance holds two more than another); then
 another program edits ``edits`` tickets, spread evenly over the connections, in one
-statement, and the clock runs until every emulator shows every edit. The emulators serve
-from the benchmark's own event loop, so on a small machine they compete with the daemons
-for CPU, at the same cost for both instance counts.
+statement, and the clock runs until every emulator shows every edit. Each emulator serves
+from a process of its own (``EmulatorProcess``); on a small machine they still share its
+cores with the daemons, at the same cost for both instance counts.
 
 ``python -m tests.benchmarks.scaleout [--quick]`` prints the table and the JSON result.
 """
@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -32,11 +31,15 @@ from typing import Any
 
 import yaml
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 
 from sync.db import Mirror, migrate
-from sync.sandbox.base import Emulator
-from tests.benchmarks.support import BENCHES, CONNECTION, config_data
+from tests.benchmarks.support import (
+    BENCHES,
+    CONNECTION,
+    EmulatorProcess,
+    config_data,
+    database_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get(
@@ -74,36 +77,43 @@ def run_scaleout(quick: bool) -> dict[str, Any]:
 
 async def _one(instances: int, edits: int, latency: float, concurrency: int) -> dict[str, Any]:
     per_connection = edits // CONNECTIONS
-    emulators = [BENCHES[VENDORS[i % len(VENDORS)]].emulator() for i in range(CONNECTIONS)]
-    for emulator in emulators:
-        await emulator.start()
-    url, schema = _scratch_schema()
-    engine = create_engine(url)
+    emulators = []
+    for i in range(CONNECTIONS):
+        bench = BENCHES[VENDORS[i % len(VENDORS)]]
+        local = bench.emulator()
+        bench.seed(local, per_connection)
+        emulators.append(EmulatorProcess(local))
     daemons: list[subprocess.Popen[bytes]] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="tsbench-scaleout-") as tmp:
-            config = _config(emulators, Path(tmp), url, concurrency)
-            for emulator in emulators:
-                BENCHES[emulator.vendor].seed(emulator, per_connection)
-            mirror = Mirror(url)
-            migrate(mirror)
-            mirror.dispose()
-            daemons = [_daemon(config, Path(tmp) / f"daemon-{i}.log") for i in range(instances)]
-            await _until(lambda: _imported(engine, per_connection), 120, "the import")
-            spread = await _until(lambda: _spread(engine, instances), 60, "the spread")
-            for emulator in emulators:
-                emulator.configure(latency=latency)
-            started = time.monotonic()
-            _edit(engine, emulators)
-            await _until(lambda: _arrived(emulators, per_connection), 600, "every edit")
-            took = time.monotonic() - started
+        for emulator in emulators:
+            await emulator.start()
+        with (
+            tempfile.TemporaryDirectory(prefix="tsbench-scaleout-") as tmp,
+            database_url("postgresql", Path(tmp)) as url,
+        ):
+            engine = create_engine(url)
+            try:
+                config = _config(emulators, Path(tmp), url, concurrency)
+                mirror = Mirror(url)
+                migrate(mirror)
+                mirror.dispose()
+                logs = [Path(tmp) / f"daemon-{i}.log" for i in range(instances)]
+                daemons = [_daemon(config, log) for log in logs]
+                await _until(lambda: _imported(engine, per_connection), 120, "the import")
+                spread = await _until(lambda: _spread(engine, instances), 60, "the spread")
+                for emulator in emulators:
+                    emulator.configure(latency=latency)
+                started = time.monotonic()
+                _edit(engine, emulators)
+                await _until(lambda: _arrived(emulators, per_connection), 600, "every edit")
+                took = time.monotonic() - started
+            finally:
+                for proc in daemons:
+                    _stop(proc)
+                engine.dispose()
     finally:
-        for proc in daemons:
-            _stop(proc)
         for emulator in emulators:
             await emulator.stop()
-        engine.dispose()
-        _drop_schema(schema)
     return {
         "instances": instances,
         "edits": per_connection * CONNECTIONS,
@@ -113,7 +123,7 @@ async def _one(instances: int, edits: int, latency: float, concurrency: int) -> 
     }
 
 
-def _config(emulators: list[Emulator], directory: Path, url: str, concurrency: int) -> Path:
+def _config(emulators: list[EmulatorProcess], directory: Path, url: str, concurrency: int) -> Path:
     connections = {}
     for index, emulator in enumerate(emulators):
         data = config_data(emulator, directory, concurrency=concurrency, lookback=5.0)
@@ -176,7 +186,7 @@ def _spread(engine: Engine, instances: int) -> Counter[str] | None:
     return held if sum(held.values()) == CONNECTIONS and len(held) == instances and even else None
 
 
-def _edit(engine: Engine, emulators: list[Emulator]) -> None:
+def _edit(engine: Engine, emulators: list[EmulatorProcess]) -> None:
     """Every linked ticket edited locally, one statement per vendor's kind of edit."""
     with engine.begin() as conn:
         for vendor in {e.vendor for e in emulators}:
@@ -188,29 +198,12 @@ def _edit(engine: Engine, emulators: list[Emulator]) -> None:
             conn.execute(text(BENCHES[vendor].local_edit.format(ids=",".join(map(str, ids)))))
 
 
-def _arrived(emulators: list[Emulator], per_connection: int) -> bool:
+def _arrived(emulators: list[EmulatorProcess], per_connection: int) -> bool:
     return all(
-        sum(1 for t in e.tickets.values() if str(t.get("subject", "")).endswith("(edited)"))
+        sum(1 for t in e.ticket_list() if str(t.get("subject", "")).endswith("(edited)"))
         == per_connection
         for e in emulators
     )
-
-
-def _scratch_schema() -> tuple[str, str]:
-    schema = "bench_" + secrets.token_hex(6)
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine.dispose()
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), schema
-
-
-def _drop_schema(schema: str) -> None:
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-    engine.dispose()
 
 
 def render(result: dict[str, Any]) -> str:

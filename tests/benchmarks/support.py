@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import json
 import multiprocessing
+import os
 import re
 import resource
+import secrets
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
 
 from sync.config import Config, parse_config
 from sync.db import Mirror
@@ -35,6 +39,11 @@ from sync.sandbox.base import Emulator, emulators
 from sync.sandbox.zoho_desk import ZohoDeskEmulator, iso_ms, parse_iso
 
 CONNECTION = "bench"
+#: The PostgreSQL server the benchmarks use (a scratch schema each), as the tests do.
+PG_URL = os.environ.get(
+    "TICKETSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+DATABASES = ("sqlite", "postgresql")
 VENDORS = ("zoho_desk", "kapture", "sirportly", "proprofs")
 #: Seeded tickets are this far apart in modification time, and the newest this old.
 SEED_SPACING = timedelta(minutes=1)
@@ -128,6 +137,10 @@ class EmulatorProcess:
     @property
     def log(self) -> list[dict[str, Any]]:
         return list(self._control("GET", "log")["log"])
+
+    def ticket_list(self) -> list[dict[str, Any]]:
+        """Every ticket the emulator holds, as its control API lists them."""
+        return list(self._control("GET", "tickets")["tickets"])
 
     def _control(self, method: str, what: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
@@ -247,16 +260,44 @@ BENCHES: dict[str, VendorBench] = {
 }
 
 
+@contextlib.contextmanager
+def database_url(kind: str, directory: Path) -> Iterator[str]:
+    """A mirror URL of ``kind``: a SQLite file in ``directory``, or a scratch schema of
+    ``PG_URL`` (dropped afterwards)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'mirror.db'}"
+        return
+    schema = "bench_" + secrets.token_hex(6)
+    engine = create_engine(PG_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        engine.dispose()
+
+
+def edit_locally(mirror: Mirror, statement: str, ids: list[int]) -> None:
+    """Another program's edit of mirror tickets ``ids`` (plain SQL; any dialect)."""
+    with mirror.engine.begin() as conn:
+        conn.execute(text(statement.format(ids=",".join(map(str, ids)))))
+
+
 def config_data(
     emulator: Emulator | EmulatorProcess,
     directory: Path,
     *,
+    url: str | None = None,
     concurrency: int = 8,
     rate: float | None = None,
     extra: Mapping[str, Any] | None = None,
     lookback: float | None = None,
 ) -> dict[str, Any]:
-    """Config data (plain JSON) of one connection to ``emulator``, the mirror in ``directory``.
+    """Config data (plain JSON) of one connection to ``emulator``; the mirror at ``url``
+    (default: SQLite in ``directory``).
 
     ``lookback``: ``sync.lookback_seconds`` (default 300: each run re-reads what changed at
     the vendor in the five minutes before its cursor).
@@ -271,7 +312,7 @@ def config_data(
     if rate is not None:
         http["rate"] = rate
     return {
-        "database": {"url": f"sqlite:///{directory / 'mirror.db'}"},
+        "database": {"url": url or f"sqlite:///{directory / 'mirror.db'}"},
         "sync": {
             "state_dir": str(directory),
             # Benchmarks change every ticket at once on purpose; the guard would hold them.
