@@ -1,7 +1,8 @@
-"""``python -m tests.benchmarks [--quick] [--only NAME] [--vendor V] [--out FILE.json]``.
+"""``python -m tests.benchmarks [--quick] [--only NAME] [--vendor V] [--db D] [--out FILE]``.
 
-Runs the selected benchmarks (``push``, ``pull``, ``idle``, ``changes``; default all),
-prints a table for each and writes every number to one JSON file (default
+Runs the selected benchmarks (``push``, ``pull``, ``idle``, ``changes``, ``latency``,
+``baseline``, ``scaleout``; default all, in under ten minutes on two cores), prints a
+table for each and writes every number to one JSON file (default
 ``tests/benchmarks/results/<UTC timestamp>.json``, ignored by git). ``pull``, ``idle`` and
 ``changes`` share the mirrors they build: each mirror size is seeded, imported and then
 measured idle and with 100 changed tickets, in its own process.
@@ -23,33 +24,69 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.benchmarks.baseline import baseline_benchmark
+from tests.benchmarks.baseline import render as render_baseline
+from tests.benchmarks.latency import render as render_latency
+from tests.benchmarks.latency import run_latency_async
 from tests.benchmarks.mirror import CHANGED, mirror_benchmark
 from tests.benchmarks.push import TARGET, push_benchmark
-from tests.benchmarks.support import VENDORS
+from tests.benchmarks.scaleout import render as render_scaleout
+from tests.benchmarks.scaleout import run_scaleout_async
+from tests.benchmarks.support import DATABASES, VENDORS, table
 
-NAMES = ("push", "pull", "idle", "changes")
+#: The engine's own benchmarks (one table each), then the daemon's latency, the naive
+#: baseline and scale-out (PostgreSQL only).
+CORE = ("push", "pull", "idle", "changes")
+NAMES = (*CORE, "latency", "baseline", "scaleout")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Sizes and settings of one invocation."""
+    """Sizes and settings of one invocation.
 
-    edits: int = 2000
+    Every vendor runs every measurement on SQLite; PostgreSQL runs them for ``pg_vendors``
+    (the database's share of the work is the engine's, the same for every vendor). The
+    mirror benchmarks reach full scale (``pull_sizes``, ``change_sizes``) for the first of
+    ``full_scale``'s vendors and databases; the other targets measure ``small_sizes``, so
+    the whole matrix stays within ten minutes on two cores.
+    """
+
+    edits: int = 1000
     latency: float = 0.05
     concurrency: int = 8
     pull_sizes: tuple[int, ...] = (10_000, 100_000)
     change_sizes: tuple[int, int] = (1_000, 100_000)
+    small_sizes: tuple[int, int] = (1_000, 10_000)
+    full_scale: tuple[str, str] = ("zoho_desk", "sqlite")
+    pg_vendors: tuple[str, ...] = ("zoho_desk",)
+    dbs: tuple[str, ...] = ("sqlite", "postgresql")
     isolated: bool = True
+    #: latency, baseline and scaleout at their quick sizes.
+    quick_extras: bool = False
     #: push: the wait before the run that absorbs our own writes (see ``push_benchmark``).
     settle: float = 1.0
 
     @classmethod
     def quick(cls) -> Plan:
         # The pull measures the two mirrors the changes benchmark builds anyway.
-        return cls(edits=200, pull_sizes=(1_000, 10_000), change_sizes=(1_000, 10_000))
+        return cls(
+            edits=200,
+            pull_sizes=(1_000, 10_000),
+            change_sizes=(1_000, 10_000),
+            small_sizes=(200, 1_000),
+            quick_extras=True,
+        )
 
-    def mirror_sizes(self, names: Sequence[str]) -> list[int]:
+    def targets(self, vendors: Sequence[str]) -> list[tuple[str, str]]:
+        """(vendor, database) pairs to measure."""
+        return [
+            (v, db) for v in vendors for db in self.dbs if db == "sqlite" or v in self.pg_vendors
+        ]
+
+    def mirror_sizes(self, names: Sequence[str], target: tuple[str, str]) -> list[int]:
+        if target != self.full_scale:
+            return list(self.small_sizes) if set(names) & {"pull", "idle", "changes"} else []
         sizes: set[int] = set()
         if "pull" in names:
             sizes.update(self.pull_sizes)
@@ -64,60 +101,97 @@ async def run_plan(
     plan: Plan,
     names: Sequence[str],
     vendors: Sequence[str],
-    mirror_vendors: Sequence[str] = ("zoho_desk",),
+    mirror_vendors: Sequence[str] | None = None,
     out: Any = print,
 ) -> dict[str, Any]:
     """Run the benchmarks; print their tables through ``out``; return the JSON document.
 
-    ``vendors`` get the push benchmark, ``mirror_vendors`` the pull, idle and changes ones.
+    ``vendors`` get the push benchmark, ``mirror_vendors`` (default: the same) the pull,
+    idle and changes ones, each on the databases ``plan.targets`` names.
     """
     results: dict[str, Any] = {"plan": plan.__dict__, "benchmarks": list(names)}
     if "push" in names:
         rows = []
-        for vendor in vendors:
+        for vendor, db in plan.targets(vendors):
             rows += await push_benchmark(
                 vendor,
                 edits=plan.edits,
                 latency=plan.latency,
                 concurrency=plan.concurrency,
+                rate=0.75 * plan.concurrency / plan.latency,
                 settle=plan.settle,
+                db=db,
             )
         results["push"] = rows
         out(push_table(rows))
-    sizes = plan.mirror_sizes(names)
+    # The latency sessions mostly wait for their daemons' intervals: they run meanwhile.
+    latency = (
+        asyncio.ensure_future(run_latency_async(plan.quick_extras, vendors))
+        if "latency" in names
+        else None
+    )
     mirrors = []
-    for vendor in mirror_vendors if sizes else ():
-        for size in sizes:
-            mirrors.append(await mirror_benchmark(vendor, size, isolated=plan.isolated))
+    for target in plan.targets(vendors if mirror_vendors is None else mirror_vendors):
+        for size in plan.mirror_sizes(names, target):
+            vendor, db = target
+            mirrors.append(await mirror_benchmark(vendor, size, isolated=plan.isolated, db=db))
     if "pull" in names:
-        results["pull"] = [m for m in mirrors if m["size"] in plan.pull_sizes]
+        results["pull"] = [m for m in mirrors if _is_pull(plan, m)]
         out(pull_table(results["pull"]))
     if "idle" in names:
-        biggest = max(plan.pull_sizes + plan.change_sizes)
-        results["idle"] = [m["idle"] | _key(m) for m in mirrors if m["size"] == biggest]
+        results["idle"] = [m["idle"] | _key(m) for m in _largest(mirrors)]
         out(idle_table(results["idle"]))
     if "changes" in names:
-        results["changes"] = changes_rows(mirrors, plan.change_sizes)
+        results["changes"] = changes_rows(mirrors)
         out(changes_table(results["changes"]))
+    if latency is not None:
+        results["latency"] = await latency
+        out(render_latency(results["latency"]))
+    if "baseline" in names:
+        tickets, edits, wait = (1_000, 50, 0.02) if plan.quick_extras else (10_000, 200, 0.05)
+        results["baseline"] = await baseline_benchmark(tickets=tickets, edits=edits, latency=wait)
+        out(render_baseline(results["baseline"]))
+    if "scaleout" in names and "postgresql" in plan.dbs:
+        results["scaleout"] = await run_scaleout_async(plan.quick_extras)
+        out(render_scaleout(results["scaleout"]))
     return results
 
 
+def _is_pull(plan: Plan, mirror: dict[str, Any]) -> bool:
+    full = (mirror["vendor"], mirror["db"]) == plan.full_scale
+    return not full or mirror["size"] in plan.pull_sizes
+
+
+def _targets(mirrors: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys((m["vendor"], m["db"]) for m in mirrors))
+
+
+def _largest(mirrors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The biggest mirror of each (vendor, database)."""
+    return [
+        max((m for m in mirrors if (m["vendor"], m["db"]) == t), key=lambda m: m["size"])
+        for t in _targets(mirrors)
+    ]
+
+
 def _key(mirror: dict[str, Any]) -> dict[str, Any]:
-    return {"vendor": mirror["vendor"], "size": mirror["size"]}
+    return {"vendor": mirror["vendor"], "db": mirror["db"], "size": mirror["size"]}
 
 
-def changes_rows(mirrors: list[dict[str, Any]], sizes: tuple[int, int]) -> list[dict[str, Any]]:
+def changes_rows(mirrors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (vendor, database): the smallest and the largest mirror's changed-ticket runs."""
     rows = []
-    small, large = sizes
-    for vendor in dict.fromkeys(m["vendor"] for m in mirrors):
-        by_size = {m["size"]: m for m in mirrors if m["vendor"] == vendor}
-        if small not in by_size or large not in by_size:
+    for vendor, db in _targets(mirrors):
+        by_size = {m["size"]: m for m in mirrors if (m["vendor"], m["db"]) == (vendor, db)}
+        if len(by_size) < 2:
             continue
+        small, large = min(by_size), max(by_size)
         for kind in ("local", "remote"):
             a, b = by_size[small][kind], by_size[large][kind]
             rows.append(
                 {
                     "vendor": vendor,
+                    "db": db,
                     "kind": kind,
                     "changed": CHANGED,
                     "small": small,
@@ -144,32 +218,14 @@ def _ratio(a: float, b: float) -> float | None:
 # -- tables ------------------------------------------------------------------------------
 
 
-def table(title: str, columns: str, rows: Sequence[Sequence[Any]]) -> str:
-    """A right-aligned text table; ``columns`` names the columns, separated by ``|``."""
-    header = columns.split("|")
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    lines = [f"\n{title}", "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
-    return str(value)
-
-
 def push_table(rows: list[dict[str, Any]]) -> str:
     return table(
         f"Push throughput (target efficiency >= {TARGET})",
-        "vendor|kind|N|L s|C|R/s|req|req/push|bound s|achieved s|efficiency",
+        "vendor|db|kind|N|L s|C|R/s|req|req/push|bound s|achieved s|efficiency",
         [
             (
                 r["vendor"],
+                r["db"],
                 r["kind"],
                 r["edits"],
                 r["latency_s"],
@@ -189,10 +245,11 @@ def push_table(rows: list[dict[str, Any]]) -> str:
 def pull_table(rows: list[dict[str, Any]]) -> str:
     return table(
         "Pull / backfill (first import; each size in its own process)",
-        "vendor|tickets|wall s|tickets/s|requests|minimum|SQL stmts|RSS before MB|peak RSS MB",
+        "vendor|db|tickets|wall s|tickets/s|requests|minimum|SQL stmts|RSS before MB|peak RSS MB",
         [
             (
                 m["vendor"],
+                m["db"],
                 m["size"],
                 m["import"]["seconds"],
                 m["import"]["tickets_per_s"],
@@ -210,10 +267,11 @@ def pull_table(rows: list[dict[str, Any]]) -> str:
 def idle_table(rows: list[dict[str, Any]]) -> str:
     return table(
         "Idle run (nothing changed; writes: data tables / all incl. run bookkeeping)",
-        "vendor|mirror|wall s|requests|SQL stmts|data writes|all writes",
+        "vendor|db|mirror|wall s|requests|SQL stmts|data writes|all writes",
         [
             (
                 r["vendor"],
+                r["db"],
                 r["size"],
                 r["seconds"],
                 r["http_requests"],
@@ -229,11 +287,12 @@ def idle_table(rows: list[dict[str, Any]]) -> str:
 def changes_table(rows: list[dict[str, Any]]) -> str:
     return table(
         f"Cost follows changes ({CHANGED} changed tickets; ratio = large / small)",
-        "vendor|changes|small|large|small s|large s|time x|small SQL|large SQL|SQL x|small req"
-        "|large req",
+        "vendor|db|changes|small|large|small s|large s|time x|small SQL|large SQL|SQL x"
+        "|small req|large req",
         [
             (
                 r["vendor"],
+                r["db"],
                 r["kind"],
                 r["small"],
                 r["large"],
@@ -278,11 +337,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
     parser.add_argument("--only", choices=NAMES, action="append", help="one benchmark (repeat)")
+    parser.add_argument("--vendor", choices=VENDORS, action="append", help="vendor(s) (all)")
     parser.add_argument(
-        "--vendor",
-        choices=VENDORS,
-        action="append",
-        help="vendor(s): push defaults to all four, the mirror benchmarks to zoho_desk",
+        "--db", choices=DATABASES, action="append", help="database(s) (both; see Plan)"
     )
     parser.add_argument("--out", type=Path, help="the JSON file (default: results/<time>.json)")
     parser.add_argument("--edits", type=int, help="push: local edits N")
@@ -300,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("edits", args.edits),
             ("latency", args.latency),
             ("concurrency", args.concurrency),
+            ("dbs", tuple(args.db) if args.db else None),
         )
         if v is not None
     }
@@ -307,8 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = args.only or list(NAMES)
     vendors = args.vendor or list(VENDORS)
     started = time.perf_counter()
-    mirror_vendors = args.vendor or ["zoho_desk"]
-    results = asyncio.run(run_plan(plan, names, vendors, mirror_vendors))
+    results = asyncio.run(run_plan(plan, names, vendors))
     results["machine"] = _machine()
     results["total_s"] = round(time.perf_counter() - started, 1)
     out = args.out or RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"

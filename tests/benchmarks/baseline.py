@@ -36,7 +36,7 @@ import aiohttp
 from sync.config import Config
 from sync.db import Mirror, migrate
 from sync.runner import Selection, run_connections
-from tests.benchmarks.support import BENCHES, CONNECTION, EmulatorProcess, config_for
+from tests.benchmarks.support import BENCHES, CONNECTION, EmulatorProcess, config_for, table
 
 VENDOR = "zoho_desk"
 PAGE = 100
@@ -230,7 +230,6 @@ def run_baseline(quick: bool) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     """The result as a table."""
     # Imported here: the benchmarks' entry point imports this module.
-    from tests.benchmarks.__main__ import table
 
     rows = []
     for kind in ("idle", "push"):

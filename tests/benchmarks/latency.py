@@ -38,8 +38,15 @@ from sync.config import SyncSettings
 from sync.db import Mirror, migrate
 from sync.sandbox.kapture import PATHS as KAPTURE_PATHS
 from sync.sandbox.proprofs import UPDATE_PATH as PROPROFS_UPDATE
-from tests.benchmarks.scaleout import _daemon, _stop
-from tests.benchmarks.support import BENCHES, VENDORS, EmulatorProcess, config_data
+from tests.benchmarks.support import (
+    BENCHES,
+    VENDORS,
+    EmulatorProcess,
+    config_data,
+    start_daemon,
+    stop_daemon,
+    table,
+)
 
 SEEDED = 20
 LATENCY_S = 0.05
@@ -96,18 +103,18 @@ async def latency_benchmark(
             directory = Path(tmp)
             config = _config(emulator, directory, interval)
             emulator.configure(latency=latency)
-            daemon = _daemon(config, directory / "daemon.log")
+            daemon = start_daemon(config, directory / "daemon.log")
             database = directory / "mirror.db"
             links = await _until(lambda: _imported(database, max(SEEDED, edits)), 60, "import")
             committed = await _edit(database, bench.local_edit, links, edits, window)
             wait = interval + _jitter(interval) + 60
             arrived = await _until(lambda: _arrived(emulator, vendor, committed), wait, "writes")
-            _stop(daemon)
+            stop_daemon(daemon)
             daemon = None
             runs = _runs(database)
     finally:
         if daemon is not None:
-            _stop(daemon)
+            stop_daemon(daemon)
         await emulator.stop()
     return _row(vendor, interval, latency, window, committed, arrived, runs)
 
@@ -277,7 +284,6 @@ def run_latency(quick: bool, vendors: Sequence[str] | None = None) -> list[dict[
 def render(rows: list[dict[str, Any]]) -> str:
     """The rows as a table."""
     # Imported here: the benchmarks' entry point imports this module.
-    from tests.benchmarks.__main__ import table
 
     return table(
         "Propagation latency in daemon mode (local UPDATE commit -> the vendor's log)",

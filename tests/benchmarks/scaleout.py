@@ -19,9 +19,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -39,6 +37,8 @@ from tests.benchmarks.support import (
     EmulatorProcess,
     config_data,
     database_url,
+    start_daemon,
+    stop_daemon,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +98,7 @@ async def _one(instances: int, edits: int, latency: float, concurrency: int) -> 
                 migrate(mirror)
                 mirror.dispose()
                 logs = [Path(tmp) / f"daemon-{i}.log" for i in range(instances)]
-                daemons = [_daemon(config, log) for log in logs]
+                daemons = [start_daemon(config, log) for log in logs]
                 await _until(lambda: _imported(engine, per_connection), 120, "the import")
                 spread = await _until(lambda: _spread(engine, instances), 60, "the spread")
                 for emulator in emulators:
@@ -109,7 +109,7 @@ async def _one(instances: int, edits: int, latency: float, concurrency: int) -> 
                 took = time.monotonic() - started
             finally:
                 for proc in daemons:
-                    _stop(proc)
+                    stop_daemon(proc)
                 engine.dispose()
     finally:
         for emulator in emulators:
@@ -138,27 +138,6 @@ def _config(emulators: list[EmulatorProcess], directory: Path, url: str, concurr
     return path
 
 
-def _daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "sync", "--config", str(config), "run"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 async def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``predicate`` (letting the emulators serve in between) until it is truthy."""
     deadline = time.monotonic() + timeout
@@ -173,7 +152,7 @@ async def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any
 def _imported(engine: Engine, per_connection: int) -> bool:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT connection, count(*) FROM ticket_links GROUP BY 1"))
-        counts = dict(rows.all())
+        counts: dict[str, int] = {str(c): int(n) for c, n in rows.all()}
     return len(counts) == CONNECTIONS and all(n == per_connection for n in counts.values())
 
 

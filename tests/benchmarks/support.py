@@ -20,10 +20,12 @@ import os
 import re
 import resource
 import secrets
+import signal
+import subprocess
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +40,7 @@ from sync.db import Mirror
 from sync.sandbox.base import Emulator, emulators
 from sync.sandbox.zoho_desk import ZohoDeskEmulator, iso_ms, parse_iso
 
+ROOT = Path(__file__).resolve().parents[2]
 CONNECTION = "bench"
 #: The PostgreSQL server the benchmarks use (a scratch schema each), as the tests do.
 PG_URL = os.environ.get(
@@ -419,3 +422,45 @@ def log_requests(emulator: Emulator | EmulatorProcess, since: int) -> Counter[st
     for entry in emulator.log[since:]:
         found[f"{entry['method']} {route(entry['path'])}"] += 1
     return found
+
+
+def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """A real ``ticketsync run`` daemon on ``config``; its output goes to ``log``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sync", "--config", str(config), "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def table(title: str, columns: str, rows: Sequence[Sequence[Any]]) -> str:
+    """A right-aligned text table; ``columns`` names the columns, separated by ``|``."""
+    header = columns.split("|")
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    lines = [f"\n{title}", "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    return str(value)

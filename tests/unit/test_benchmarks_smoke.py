@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.benchmarks.__main__ import NAMES, Plan, run_plan
+import pytest
+
+from tests.benchmarks.__main__ import CORE, Plan, run_plan
 from tests.benchmarks.baseline import baseline_benchmark
 from tests.benchmarks.baseline import render as render_baseline
 from tests.benchmarks.latency import latency_benchmark
 from tests.benchmarks.latency import render as render_latency
 from tests.benchmarks.support import VENDORS
+from tests.conftest import pg_unavailable
 
 TINY = Plan(
     edits=20,
@@ -26,12 +29,14 @@ TINY = Plan(
     change_sizes=(20, 40),
     isolated=False,
     settle=0.0,
+    small_sizes=(20, 40),
+    dbs=("sqlite",),
 )
 
 
 async def test_every_benchmark_runs_and_reports_numbers() -> None:
     printed: list[str] = []
-    results = await run_plan(TINY, NAMES, VENDORS, ["zoho_desk"], out=printed.append)
+    results = await run_plan(TINY, CORE, VENDORS, ["zoho_desk"], out=printed.append)
 
     assert len(printed) == 4 and all("\n" in t for t in printed)
     json.dumps(results)
@@ -89,3 +94,18 @@ async def test_naive_baseline_costs_more_requests_and_time_than_ticketsync() -> 
     assert push["ticketsync"]["pushed"] == push["naive"]["pushed"] == 20, push
     assert push["naive"]["seconds"] > push["ticketsync"]["seconds"], push
     assert "\n" in render_baseline(result)
+
+
+async def test_the_benchmarks_run_on_postgresql() -> None:
+    if reason := pg_unavailable():
+        pytest.skip(reason)
+    plan = Plan(**{**TINY.__dict__, "dbs": ("postgresql",)})
+    results = await run_plan(plan, ["push", "changes"], ["zoho_desk"], out=lambda _: None)
+
+    assert {(r["db"], r["kind"]) for r in results["push"]} == {
+        ("postgresql", "latency-bound"),
+        ("postgresql", "rate-bound"),
+    }
+    assert all(r["outcome"] == "ok" and r["pushed"] == TINY.edits for r in results["push"])
+    local = next(r for r in results["changes"] if r["kind"] == "local")
+    assert local["db"] == "postgresql" and local["large_run"]["pushed"] == 40
