@@ -239,6 +239,8 @@ class JournalEntry(Base):
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
+    #: The lease generation a ``send`` entry's update went out under (PostgreSQL).
+    generation: Mapped[int | None] = mapped_column(Integer)
 
 
 class Conflict(Base):

@@ -42,7 +42,7 @@ from sync.engine.acks import Ack, Acks, Imports, Staged
 from sync.engine.context import CREATE_FIELDS, SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import Guard, consume_approval
-from sync.engine.mapping import Unmapped, column_value, same_vendor_value
+from sync.engine.mapping import Unmapped, canonical_text, column_value, same_vendor_value
 from sync.engine.merge import Action, TicketMerge, merge_ticket
 from sync.errors import (
     AuthRejected,
@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_BASE = timedelta(seconds=30)
+#: How far back (in lease times) a superseded generation's send can still land late.
+LATE_WRITE_LEASES = 10
 RETRY_CAP = timedelta(hours=1)
 
 
@@ -93,6 +95,10 @@ class RunResult:
 
 class Fence(Protocol):
     """What a run asks of its lease before it commits or writes to the vendor (§7.3)."""
+
+    #: The lease's generation (None before it was taken) and its length in seconds.
+    generation: int | None
+    seconds: float
 
     def before_commit(self, session: Session) -> None: ...
 
@@ -147,6 +153,8 @@ class ConnectionRun:
         self._actions: list[str] = []
         self._pages = self._seen = 0
         self._gate = asyncio.Semaphore(max(1, self.options.concurrency))
+        #: (link id, field) -> the value a ``send`` entry of this run holds (§7.3).
+        self._sent: dict[tuple[int, str], Any] = {}
         self._acks = Acks(limit=max(32, 4 * self.options.concurrency), window=0.2)
 
     @property
@@ -433,8 +441,9 @@ class ConnectionRun:
         ticket = session.get(Ticket, link.ticket_id)
         if ticket is None:
             return 0
+        base = self._without_late_writes(session, link, remote, apply=apply)
         merge = merge_ticket(
-            link.base,
+            base,
             store.local_values(ticket),
             remote.fields,
             self.rules.contexts(ticket.updated_at, remote.modified_at),
@@ -446,6 +455,58 @@ class ConnectionRun:
             link.state, link.missing_count = "active", 0
         self._apply_remote_merge(session, link, ticket, remote, merge)
         return 0
+
+    def _without_late_writes(
+        self, session: Session, link: TicketLink, remote: RemoteTicket, *, apply: bool
+    ) -> dict[str, Any]:
+        """The link's base, with late writes of ours taken out of the vendor's changes.
+
+        Under a lease (§7.3), a vendor value that an update of a superseded lease
+        generation sent is a late write of ours (a request a paused holder sent before the
+        takeover, applied since), not an agent's edit: the base takes it as the vendor's
+        value with ``pending_push``, so the merge pushes the mirror's value again instead
+        of pulling the stale one. Only sends of the last ``LATE_WRITE_LEASES`` lease times
+        count; a value that old is history, not a request still on its way.
+        """
+        fence = self.options.fence
+        if fence is None or fence.generation is None:
+            return link.base
+        changed = {
+            name: value
+            for name, value in remote.fields.items()
+            if isinstance(link.base.get(name), dict)
+            and not same_vendor_value(value, link.base[name].get("remote"))
+        }
+        if not changed:
+            return link.base
+        since = self.clock() - timedelta(seconds=fence.seconds * LATE_WRITE_LEASES)
+        sent = store.superseded_sends(
+            session, self.name, link.ticket_id, fence.generation, since, list(changed)
+        )
+        late = {
+            name: value
+            for name, value in changed.items()
+            if any(same_vendor_value(value, old) for old in sent.get(name, ()))
+        }
+        if not late:
+            return link.base
+        base = dict(link.base)
+        for name, value in late.items():
+            base[name] = {**base[name], "remote": value, "pending_push": True}
+        if apply:
+            link.base = base
+        for name, value in late.items():
+            if apply:
+                self._journal(
+                    session,
+                    "late_write",
+                    link.ticket_id,
+                    link.external_id,
+                    field=name,
+                    new=value,
+                    note="a superseded lease generation's update; the mirror's value is sent again",
+                )
+        return base
 
     def _import_values(self, remote: RemoteTicket) -> Staged:
         """A new remote ticket's mirror columns, link base and unmapped-value problems."""
@@ -729,7 +790,44 @@ class ConnectionRun:
             self._check_stop()
             await self._one_dirty(tickets.get(ticket_id), links.get(ticket_id), ticket_id, version)
 
+        self._journal_sends(
+            [
+                (link, self._push_merge(link, ticket).pushes)
+                for ticket_id, _ in batch
+                if (ticket := tickets.get(ticket_id)) is not None
+                and (link := links.get(ticket_id)) is not None
+                and link.state == "active"
+                and self.direction != "pull"
+            ]
+        )
         return [one(t, v) for t, v in batch]
+
+    def _journal_sends(self, pushes: Sequence[tuple[TicketLink, dict[str, Any]]]) -> None:
+        """Journal the updates about to be sent with the lease generation (§7.3): one
+        transaction for a batch, before any of its sends. Without a lease: nothing."""
+        fence = self.options.fence
+        if fence is None:
+            return
+        rows = []
+        for link, values in pushes:
+            unsent = {k: v for k, v in values.items() if self._sent.get((link.id, k)) != v}
+            for name, value in unsent.items():
+                self._sent[(link.id, name)] = value
+                rows.append(
+                    store.journal_row(
+                        run_id=self.run_id,
+                        connection=self.name,
+                        action="send",
+                        ticket_id=link.ticket_id,
+                        external_id=link.external_id,
+                        field=name,
+                        new=canonical_text(value),
+                        generation=fence.generation,
+                    )
+                )
+        if rows:
+            with self._write() as session:
+                store.journal_many(session, rows)
 
     async def _one_dirty(
         self, ticket: Ticket | None, link: TicketLink | None, ticket_id: int, version: int
@@ -868,6 +966,7 @@ class ConnectionRun:
         reply: RemoteTicket | None = None
         if pushes:
             assert link.external_id is not None
+            self._journal_sends([(link, pushes)])  # a no-op unless the refresh changed them
             try:
                 external_id = link.external_id
                 reply = await self._vendor(

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from sync.db.models import (
@@ -147,12 +147,27 @@ def clear_dirty(session: Session, connection: str, ticket_id: int, version: int)
     clear_dirty_many(session, connection, [(ticket_id, version)])
 
 
+#: PostgreSQL: a mark another transaction holds (a writer bumping its version, right now)
+#: is skipped, not waited for. It is about to change, so the version match would fail
+#: anyway; and a group commit that never waits on marks cannot deadlock with a bulk
+#: UPDATE whose trigger locks the same marks in another order.
+_CLEAR_DIRTY_PG = text(
+    "DELETE FROM ticket_dirty WHERE (connection, ticket_id) IN ("
+    "SELECT connection, ticket_id FROM ticket_dirty "
+    "WHERE connection = :c AND ticket_id = :t AND version = :v FOR UPDATE SKIP LOCKED)"
+)
+
+
 def clear_dirty_many(session: Session, connection: str, marks: Sequence[tuple[int, int]]) -> None:
-    """``clear_dirty`` for each (ticket_id, version) of ``marks``, in one call."""
-    if marks:
-        session.connection().execute(
-            _CLEAR_DIRTY, [{"c": connection, "t": t, "v": v} for t, v in marks]
-        )
+    """``clear_dirty`` for each (ticket_id, version) of ``marks``, in one call.
+
+    On PostgreSQL a mark locked by another transaction stays (see ``_CLEAR_DIRTY_PG``):
+    the ticket is looked at again on the next run, which finds nothing to do.
+    """
+    if not marks:
+        return
+    statement = _CLEAR_DIRTY_PG if session.get_bind().dialect.name == "postgresql" else _CLEAR_DIRTY
+    session.connection().execute(statement, [{"c": connection, "t": t, "v": v} for t, v in marks])
 
 
 def mark_dirty(session: Session, connection: str, ticket_id: int) -> None:
@@ -230,6 +245,7 @@ def journal_row(
     old: str | None = None,
     new: str | None = None,
     note: str | None = None,
+    generation: int | None = None,
 ) -> dict[str, Any]:
     """One journal entry as the parameters ``journal_many`` writes."""
     return {
@@ -243,6 +259,7 @@ def journal_row(
         "old_value": old,
         "new_value": new,
         "note": note,
+        "generation": generation,
     }
 
 
@@ -256,6 +273,32 @@ def journal_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     # transaction that writes them
     if rows:
         session.connection().execute(_JOURNAL, list(rows))
+
+
+def superseded_sends(
+    session: Session,
+    connection: str,
+    ticket_id: int,
+    generation: int,
+    since: datetime,
+    fields: Sequence[str],
+) -> dict[str, list[str | None]]:
+    """Values that updates of lease generations before ``generation`` sent for ``fields``
+    of the ticket since ``since``, by field (``send`` journal entries, §7.3)."""
+    rows = session.execute(
+        select(JournalEntry.field, JournalEntry.new_value).where(
+            JournalEntry.ticket_id == ticket_id,
+            JournalEntry.connection == connection,
+            JournalEntry.action == "send",
+            JournalEntry.generation < generation,
+            JournalEntry.at >= since,
+            JournalEntry.field.in_(fields),
+        )
+    )
+    found: dict[str, list[str | None]] = {}
+    for name, value in rows:
+        found.setdefault(str(name), []).append(value)
+    return found
 
 
 def refresh_pending_conflict(

@@ -221,3 +221,99 @@ def test_status_lists_the_live_instances_and_holders(pg, tmp_path):
     assert status["connections"]["c1"]["holder"]["instance"] == "host-a:1:aa"
     assert [(i["instance"], i["leases"]) for i in status["instances"]] == [("host-a:1:aa", 1)]
     assert "instance host-a:1:aa" in render(status)
+
+
+@on_pg
+def test_a_late_write_of_a_superseded_generation_is_sent_over(pg):
+    """§7.3: a paused holder's update that lands after a takeover is not an agent's edit."""
+    reset_stores()
+    connection = SimpleNamespace(name="mem", options={})
+    adapter = MemoryAdapter(connection)
+    external_id = adapter.store.seed(title="t", status="Open", priority="P3", queue="q")
+    rules = SyncRules.build(FIELDS, {}, adapter.capabilities, direction="both", tie_break="local")
+
+    def run_under(lease: Lease) -> None:
+        result = asyncio.run(
+            ConnectionRun(
+                pg, "mem", adapter, rules, options=RunOptions(fence=lease, call_seconds=0.1)
+            ).run()
+        )
+        assert result.outcome == "ok", result.error
+
+    old = Lease(pg, "mem", 0.5, instance="host-a:1:aa")
+    assert old.acquire()
+    run_under(old)  # the import
+    sql(pg, "UPDATE tickets SET status = 'closed'")
+    run_under(old)  # sends Closed under generation 1 (journaled before the send)
+    time.sleep(0.6)
+    new = Lease(pg, "mem", 30, instance="host-b:2:bb")
+    assert new.acquire() and new.generation == 2
+    sql(pg, "UPDATE tickets SET status = 'open'")
+    run_under(new)  # sends Open under generation 2
+    adapter.store.edit(external_id, status="Closed")  # the paused holder's request lands
+    run_under(new)
+
+    assert sql(pg, "SELECT status FROM tickets") == [("open",)], "the mirror's edit is kept"
+    assert adapter.store.records[external_id].fields["status"] == "Open", "and sent again"
+    assert sql(pg, "SELECT generation FROM journal WHERE action = 'send' ORDER BY id") == [
+        (1,),
+        (2,),
+        (2,),
+    ]
+    assert sql(pg, "SELECT field, new_value FROM journal WHERE action = 'late_write'") == [
+        ("status", "Closed")
+    ]
+    reset_stores()
+
+
+@on_pg
+def test_an_agent_edit_no_generation_sent_is_pulled_under_a_lease(pg):
+    reset_stores()
+    connection = SimpleNamespace(name="mem", options={})
+    adapter = MemoryAdapter(connection)
+    external_id = adapter.store.seed(title="t", status="Open", priority="P3", queue="q")
+    rules = SyncRules.build(FIELDS, {}, adapter.capabilities, direction="both", tie_break="local")
+    lease = Lease(pg, "mem", 30, instance="host-a:1:aa")
+    assert lease.acquire()
+    options = RunOptions(fence=lease)
+    asyncio.run(ConnectionRun(pg, "mem", adapter, rules, options=options).run())
+    adapter.store.edit(external_id, status="Pending")
+    asyncio.run(ConnectionRun(pg, "mem", adapter, rules, options=options).run())
+
+    assert sql(pg, "SELECT status FROM tickets") == [("pending",)]
+    assert sql(pg, "SELECT count(*) FROM journal WHERE action = 'late_write'") == [(0,)]
+    reset_stores()
+
+
+@on_pg
+def test_clearing_dirty_marks_never_waits_for_another_writer(pg):
+    """A group commit skips marks a bulk UPDATE holds, so the two cannot deadlock."""
+    from sync.engine import store
+
+    sql(
+        pg,
+        "INSERT INTO sync_connections (name, vendor, creates, registered_at, "
+        "consecutive_failures, credentials) VALUES ('mem', 'memory', false, now(), 0, 'unknown')",
+    )
+    sql(pg, "INSERT INTO tickets (title) VALUES ('a'), ('b')")
+    marks = sql(
+        pg,
+        "SELECT ticket_id, version FROM ticket_dirty WHERE connection = 'mem' ORDER BY ticket_id",
+    )
+    assert len(marks) == 2
+    other = pg.engine.connect()
+    try:
+        held = other.begin()
+        other.execute(text("UPDATE tickets SET title = 'a2' WHERE id = :i"), {"i": marks[0][0]})
+        started = time.monotonic()
+        with pg.write() as session:
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))
+            store.clear_dirty_many(session, "mem", [tuple(m) for m in marks])
+        assert time.monotonic() - started < 1.0
+        held.commit()
+    finally:
+        other.close()
+    # the held mark was bumped by its writer and stays; the other one is gone
+    assert sql(pg, "SELECT ticket_id, version FROM ticket_dirty WHERE connection = 'mem'") == [
+        (marks[0][0], marks[0][1] + 1)
+    ]
