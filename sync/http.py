@@ -222,9 +222,12 @@ class HttpClient:
         self._ssl = _ssl_context(connection, settings.ca_bundle)
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(settings.concurrency)
-        # Capacity 1 refilled at ``rate`` per second spaces requests evenly; a capacity of
-        # ``rate`` would let a burst of that many out at once, and could not express rate < 1.
-        self._limiter = AsyncLimiter(1, 1 / settings.rate) if settings.rate else None
+        # A bucket of 2 refilled at ``rate`` per second: requests go out evenly spaced, and
+        # a wake-up that came late (the event loop's timer overshoots by a millisecond or
+        # two) is made up by the next request instead of being lost, which at 1 would cost
+        # 10-20% of the rate. At most one extra request in any window: a capacity of
+        # ``rate`` would let that many out at once, and could not express rate < 1.
+        self._limiter = AsyncLimiter(2, 2 / settings.rate) if settings.rate else None
         self._random = random.Random()
         self._budget = settings.retry_budget
         self._stats = dict.fromkeys(("requests", "retries", "2xx", "3xx", "4xx", "5xx"), 0)

@@ -221,7 +221,7 @@ def _ratio(a: float, b: float) -> float | None:
 def push_table(rows: list[dict[str, Any]]) -> str:
     return table(
         f"Push throughput (target efficiency >= {TARGET})",
-        "vendor|db|kind|N|L s|C|R/s|req|req/push|bound s|achieved s|efficiency",
+        "vendor|db|kind|N|L s|C|R/s|req|req/push|bound s|achieved s|efficiency|floor s|vs floor",
         [
             (
                 r["vendor"],
@@ -236,6 +236,8 @@ def push_table(rows: list[dict[str, Any]]) -> str:
                 r["bound_s"],
                 r["achieved_s"],
                 r["efficiency"],
+                r.get("floor_s"),
+                r.get("engine_efficiency"),
             )
             for r in rows
         ],

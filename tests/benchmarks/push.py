@@ -22,11 +22,12 @@ from sqlalchemy import select
 
 from sync.db import Mirror, migrate
 from sync.db.models import Ticket
-from sync.runner import Selection, run_connections
+from sync.runner import Selection, build_adapter, run_connections
 from tests.benchmarks.support import (
     BENCHES,
     CONNECTION,
     EmulatorProcess,
+    VendorBench,
     config_for,
     database_url,
     edit_locally,
@@ -57,7 +58,7 @@ async def push_benchmark(
     bench = BENCHES[vendor]
     rate = rate if rate is not None else concurrency / latency / 2
     local = bench.emulator()
-    bench.seed(local, edits)
+    external_ids = bench.seed(local, edits)
     emulator = EmulatorProcess(local)
     await emulator.start()
     rows = []
@@ -105,12 +106,64 @@ async def push_benchmark(
                 # them (past the look-back), so the next measured run pushes and nothing else.
                 await asyncio.sleep(settle)
                 await run_connections(mirror, config, Selection([CONNECTION]))
+            unlimited = config_for(
+                emulator, directory, url=url, concurrency=concurrency, extra=bench.extra
+            )
+            floor = await _floor(bench, emulator, unlimited, external_ids, latency)
+            for row in rows:
+                _add_floor(row, floor)
         finally:
             emulator.configure(latency=0)
             await emulator.stop()
             if mirror is not None:
                 mirror.dispose()
     return rows
+
+
+async def _floor(
+    bench: VendorBench, emulator: EmulatorProcess, config: Any, ids: list[str], latency: float
+) -> dict[str, Any]:
+    """The same kind of adapter calls, at the same concurrency and latency, with no engine.
+
+    What the HTTP path itself costs on this machine (client, loopback, the emulator's own
+    handling on top of its ``latency`` sleep): seconds per request at full concurrency.
+    Each ticket gets the calls a push makes (a read first where the adapter needs one, then
+    the update), ``concurrency`` tickets at a time.
+    """
+    connection = config.connections[CONNECTION]
+    adapter = build_adapter(connection, None)
+    sample = ids[: max(connection.http.concurrency * 25, min(len(ids), 200))]
+    queue = list(enumerate(sample))
+
+    async def worker() -> None:
+        while queue:
+            index, external_id = queue.pop()
+            if adapter.capabilities.fetch_before_update:
+                await adapter.get(external_id)
+            await adapter.update(external_id, bench.update(index))
+
+    try:
+        await adapter.get(sample[0])  # sign in (OAuth) before the clock starts
+        emulator.configure(latency=latency)
+        mark = len(emulator.log)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connection.http.concurrency)))
+        elapsed = time.perf_counter() - started
+    finally:
+        emulator.configure(latency=0)
+        await adapter.aclose()
+    requests = sum(log_requests(emulator, mark).values())
+    return {"tickets": len(sample), "requests": requests, "seconds_per_request": elapsed / requests}
+
+
+def _add_floor(row: dict[str, Any], floor: dict[str, Any]) -> None:
+    """The row's floor (its requests at the bare HTTP path's pace, or its rate bound) and
+    the engine's efficiency against it."""
+    paced = row["requests"] * floor["seconds_per_request"]
+    rate_bound = row["requests"] / row["rate"] if row["rate"] else 0.0
+    row["floor"] = floor
+    row["floor_s"] = round(max(paced, rate_bound), 3)
+    row["engine_efficiency"] = round(row["floor_s"] / row["achieved_s"], 3)
 
 
 async def _one_push(

@@ -184,6 +184,8 @@ class VendorBench:
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: The adapter reads its own ``options.lookback_seconds``, not ``sync.lookback_seconds``.
     own_lookback: bool = False
+    #: Vendor values of an update like the local edit's push (the push floor's calls).
+    update: Callable[[int], dict[str, str]] = lambda i: {"title": f"Floor {i}"}
 
     def emulator(self) -> Emulator:
         if self.vendor == "zoho_desk":
@@ -259,6 +261,7 @@ BENCHES: dict[str, VendorBench] = {
             "ELSE 'billing' END WHERE id IN ({ids})"
         ),
         remote_edit=lambda i: {"title": f"Edited at the vendor {i}"},
+        update=lambda i: {"queue": ("BILLING", "SUPPORT")[i % 2]},
     ),
 }
 
@@ -362,7 +365,9 @@ class SqlCounter:
 
     #: Tables a run writes to record itself (the run row, the connection's state) and the
     #: transaction-scoped origin mark of SQLite's change feed: bookkeeping, not synced data.
-    BOOKKEEPING = frozenset({"runs", "sync_connections", "sync_origin"})
+    BOOKKEEPING = frozenset(
+        {"runs", "sync_connections", "sync_origin", "sync_leases", "sync_instances"}
+    )
 
     def snapshot(self) -> dict[str, Any]:
         data = sum(n for t, n in self.writes.items() if t not in self.BOOKKEEPING)
