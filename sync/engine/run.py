@@ -25,6 +25,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
 from contextlib import contextmanager
@@ -935,6 +936,8 @@ class ConnectionRun:
         except VendorError as exc:
             self._record_ticket_failure(link, exc, backoff=False)
             raise
+        if _agrees_with_base(link.base, fresh.fields):
+            return ticket, link  # nothing changed at the vendor: nothing to merge in
         with self._write(origin=self.name) as session:
             current = session.get(TicketLink, link.id)
             now = session.get(Ticket, ticket.id)
@@ -1226,6 +1229,14 @@ def _problems(merge: TicketMerge) -> tuple[list[str | None], list[str | None]]:
     errors = merge.of(Action.ERROR)
     local = [d.error for d in errors if d.was_remote is None]
     return local, [d.error for d in errors if d.was_remote is not None]
+
+
+def _agrees_with_base(base: Mapping[str, Any], fields: Mapping[str, str | None]) -> bool:
+    """True when every vendor value is the one the base last agreed on."""
+    return all(
+        isinstance(base.get(name), dict) and same_vendor_value(value, base[name].get("remote"))
+        for name, value in fields.items()
+    )
 
 
 def _failures(done: Iterable[asyncio.Future[None]]) -> list[BaseException]:
