@@ -69,6 +69,7 @@ Operator notes (for the README)
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from datetime import datetime, timedelta
@@ -105,6 +106,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WRITABLE = frozenset({"status", "queue"})
+#: How long a read stands in for the one an update needs for its sub-status (seconds).
+FRESH_READ_S = 5.0
+_JUST_READ_MAX = 1000
 
 
 @register
@@ -131,6 +135,7 @@ class KaptureAdapter(Adapter):
         self.options = options = KaptureOptions.from_mapping(connection.options)
         self.zone = options.zone
         self.sub_statuses = Table("sub-status", "sub_statuses", options.sub_statuses)
+        self._just_read: dict[str, tuple[float, RemoteTicket]] = {}
         self.reader = Reader(
             self.zone,
             self.sub_statuses,
@@ -173,7 +178,12 @@ class KaptureAdapter(Adapter):
     async def get(self, external_id: str) -> RemoteTicket | None:
         if not _plain_id(external_id):
             return None  # a comma would turn one id into a batch; no ticket has one
-        return await self.reads.one(external_id.strip())
+        found = await self.reads.one(external_id.strip())
+        if found is not None:
+            if len(self._just_read) >= _JUST_READ_MAX:  # reads no update followed
+                self._just_read.clear()
+            self._just_read[external_id] = (time.monotonic(), found)
+        return found
 
     async def update(
         self, external_id: str, changes: Mapping[str, str | None]
@@ -250,7 +260,7 @@ class KaptureAdapter(Adapter):
         if "status" in changes:
             sub_status = changes["status"]
         else:
-            current = await self.get(external_id)
+            current = self._fresh(external_id) or await self.get(external_id)
             if current is None:
                 raise NotFound(
                     f"{self.name}: {what}: Kapture has no such ticket", connection=self.name
@@ -260,6 +270,13 @@ class KaptureAdapter(Adapter):
             raise self._item(what, "Kapture needs a sub-status on every update; none is known")
         self._check_sub_status(sub_status, what)
         return sub_status
+
+    def _fresh(self, external_id: str) -> RemoteTicket | None:
+        """The ticket as ``get`` read it just now (the engine reads before each update,
+        ``fetch_before_update``), once: the update then sends the sub-status the engine's
+        merge saw, without reading the ticket a second time."""
+        read_at, found = self._just_read.pop(external_id, (0.0, None))
+        return found if time.monotonic() - read_at <= FRESH_READ_S else None
 
     def _check_sub_status(self, key: str, what: str) -> None:
         if key not in self.sub_statuses.names:

@@ -577,6 +577,21 @@ async def test_update_sends_current_sub_status_with_a_queue_change(
     assert ticket.fields["status"] == "OP"
 
 
+async def test_an_update_right_after_a_read_uses_that_read_for_the_sub_status(
+    adapter: KaptureAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
+) -> None:
+    external_id = vendor.seed(status="OP", queue="SUPPORT")
+    await adapter.get(external_id)  # the engine's read before the update
+    reads = len(bodies(emulator, "get"))
+    await adapter.update(external_id, {"queue": "BILLING"})
+    assert len(bodies(emulator, "get")) == reads, "no second read for the sub-status"
+    assert bodies(emulator, "update") == [
+        [{"ticket_id": external_id, "sub_status": "OP", "queue": "BILLING"}]
+    ]
+    await adapter.update(external_id, {"queue": "SUPPORT"})  # that read is used once only
+    assert len(bodies(emulator, "get")) == reads + 1
+
+
 async def test_update_rejects_what_kapture_cannot_take(
     adapter: KaptureAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
 ) -> None:
