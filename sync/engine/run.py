@@ -791,16 +791,16 @@ class ConnectionRun:
             self._check_stop()
             await self._one_dirty(tickets.get(ticket_id), links.get(ticket_id), ticket_id, version)
 
-        self._journal_sends(
-            [
-                (link, self._push_merge(link, ticket).pushes)
-                for ticket_id, _ in batch
-                if (ticket := tickets.get(ticket_id)) is not None
-                and (link := links.get(ticket_id)) is not None
-                and link.state == "active"
-                and self.direction != "pull"
-            ]
-        )
+        if self.options.fence is not None and self.direction != "pull":
+            self._journal_sends(
+                [
+                    (link, self._push_merge(link, ticket).pushes)
+                    for ticket_id, _ in batch
+                    if (ticket := tickets.get(ticket_id)) is not None
+                    and (link := links.get(ticket_id)) is not None
+                    and link.state == "active"
+                ]
+            )
         return [one(t, v) for t, v in batch]
 
     def _journal_sends(self, pushes: Sequence[tuple[TicketLink, dict[str, Any]]]) -> None:

@@ -46,6 +46,7 @@ from tests.benchmarks.support import (
     start_daemon,
     stop_daemon,
     table,
+    until,
 )
 
 SEEDED = 20
@@ -105,10 +106,14 @@ async def latency_benchmark(
             emulator.configure(latency=latency)
             daemon = start_daemon(config, directory / "daemon.log")
             database = directory / "mirror.db"
-            links = await _until(lambda: _imported(database, max(SEEDED, edits)), 60, "import")
+            links = await until(
+                lambda: _imported(database, max(SEEDED, edits)), 60, "import", every=0.25
+            )
             committed = await _edit(database, bench.local_edit, links, edits, window)
             wait = interval + _jitter(interval) + 60
-            arrived = await _until(lambda: _arrived(emulator, vendor, committed), wait, "writes")
+            arrived = await until(
+                lambda: _arrived(emulator, vendor, committed), wait, "writes", every=0.25
+            )
             stop_daemon(daemon)
             daemon = None
             runs = _runs(database)
@@ -133,17 +138,6 @@ def _config(emulator: EmulatorProcess, directory: Path, interval: float) -> Path
 
 def _jitter(interval: float) -> float:
     return min(5.0, interval * 0.1)
-
-
-async def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` in a thread (it blocks on SQLite or HTTP) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await asyncio.to_thread(predicate)
-        if value:
-            return value
-        await asyncio.sleep(0.25)
-    raise RuntimeError(f"latency benchmark: timed out waiting for {what}")
 
 
 def _imported(database: Path, count: int) -> dict[int, str] | None:

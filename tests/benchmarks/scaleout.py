@@ -23,7 +23,6 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from tests.benchmarks.support import (
     database_url,
     start_daemon,
     stop_daemon,
+    until,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,13 +99,13 @@ async def _one(instances: int, edits: int, latency: float, concurrency: int) -> 
                 mirror.dispose()
                 logs = [Path(tmp) / f"daemon-{i}.log" for i in range(instances)]
                 daemons = [start_daemon(config, log) for log in logs]
-                await _until(lambda: _imported(engine, per_connection), 120, "the import")
-                spread = await _until(lambda: _spread(engine, instances), 60, "the spread")
+                await until(lambda: _imported(engine, per_connection), 120, "the import")
+                spread = await until(lambda: _spread(engine, instances), 60, "the spread")
                 for emulator in emulators:
                     emulator.configure(latency=latency)
                 started = time.monotonic()
                 _edit(engine, emulators)
-                await _until(lambda: _arrived(emulators, per_connection), 600, "every edit")
+                await until(lambda: _arrived(emulators, per_connection), 600, "every edit")
                 took = time.monotonic() - started
             finally:
                 for proc in daemons:
@@ -136,17 +136,6 @@ def _config(emulators: list[EmulatorProcess], directory: Path, url: str, concurr
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
-
-
-async def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` (letting the emulators serve in between) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"scale-out benchmark: timed out waiting for {what}")
 
 
 def _imported(engine: Engine, per_connection: int) -> bool:

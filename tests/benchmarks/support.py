@@ -23,6 +23,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -469,3 +470,17 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if value < 10 else f"{value:.1f}"
     return str(value)
+
+
+async def until(
+    predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.05
+) -> Any:
+    """Poll ``predicate`` in a thread (it may block on the database or HTTP) every
+    ``every`` seconds until it is truthy; return its value, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await asyncio.to_thread(predicate)
+        if value:
+            return value
+        await asyncio.sleep(every)
+    raise RuntimeError(f"benchmark: timed out waiting for {what}")
