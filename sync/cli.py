@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sync import __version__, logs
 from sync.config import Config, find_config_path, load_config
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
+    _journal_parser(sub)
+
     guard = sub.add_parser("guard", help="the mass-change guard")
     _common(guard, top=False)
     gsub = guard.add_subparsers(dest="guard_command", metavar="ACTION", required=True)
@@ -148,6 +151,50 @@ def build_parser() -> argparse.ArgumentParser:
     _common(approve, top=False)
     approve.add_argument("name", help="the connection")
     return parser
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum`` (else a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _journal_parser(sub: Any) -> None:
+    from sync.journal_view import DEFAULT_LIMIT
+
+    journal = sub.add_parser(
+        "journal", help="show what the syncs changed, where and why (read-only)"
+    )
+    _common(journal, top=False)
+    journal.add_argument("--run", type=_count(1), metavar="ID", help="only this run's entries")
+    journal.add_argument(
+        "--ticket", type=_count(1), metavar="ID", help="only this mirror ticket's (tickets.id)"
+    )
+    journal.add_argument(
+        "--connection",
+        metavar="NAME",
+        nargs="+",
+        action="extend",
+        default=argparse.SUPPRESS,
+        help="only these connections' entries (repeatable)",
+    )
+    journal.add_argument(
+        "--limit",
+        type=_count(0),
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"show the newest N entries (default {DEFAULT_LIMIT}; 0 shows all)",
+    )
+    journal.add_argument("--json", action="store_true", help="one JSON object, stable for scripts")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,6 +247,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "conflicts": _cmd_conflicts,
         "db": _cmd_db,
         "guard": _cmd_guard,
+        "journal": _cmd_journal,
     }
     return handlers[args.command](args, config)
 
@@ -312,6 +360,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             out=lambda line: print(line, flush=True),
         )
     )
+
+
+def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
+    from sync import journal_view
+
+    query = journal_view.JournalQuery(
+        run=args.run,
+        ticket=args.ticket,
+        connections=tuple(dict.fromkeys(args.connection or ())),
+        limit=args.limit or None,
+    )
+    report = journal_view.collect(open_database(config, upgrade=False), query)
+    print(json.dumps(report, indent=2) if args.json else journal_view.render(report))
+    return EXIT_OK
 
 
 def _cmd_guard(args: argparse.Namespace, config: Config) -> int:

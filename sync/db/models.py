@@ -226,7 +226,11 @@ class Run(Base):
 
 class JournalEntry(Base):
     __tablename__ = "journal"
-    __table_args__ = (Index(None, "ticket_id"), Index(None, "connection", "at"))
+    __table_args__ = (
+        Index(None, "ticket_id"),
+        Index(None, "connection", "at"),
+        Index(None, "run_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
