@@ -12,7 +12,6 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sync import __version__, logs
 from sync.config import Config, find_config_path, load_config
@@ -153,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(minimum: int) -> Callable[[str], int]:
+def _int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``minimum`` (else a usage error, exit 2)."""
 
     def parse(text: str) -> int:
@@ -168,16 +167,21 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _journal_parser(sub: Any) -> None:
+def _journal_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from sync.journal_view import DEFAULT_LIMIT
 
     journal = sub.add_parser(
         "journal", help="show what the syncs changed, where and why (read-only)"
     )
     _common(journal, top=False)
-    journal.add_argument("--run", type=_count(1), metavar="ID", help="only this run's entries")
     journal.add_argument(
-        "--ticket", type=_count(1), metavar="ID", help="only this mirror ticket's (tickets.id)"
+        "--run", type=_int_at_least(1), metavar="ID", help="only this run's entries"
+    )
+    journal.add_argument(
+        "--ticket",
+        type=_int_at_least(1),
+        metavar="ID",
+        help="only this mirror ticket's (tickets.id)",
     )
     journal.add_argument(
         "--connection",
@@ -189,7 +193,7 @@ def _journal_parser(sub: Any) -> None:
     )
     journal.add_argument(
         "--limit",
-        type=_count(0),
+        type=_int_at_least(0),
         default=DEFAULT_LIMIT,
         metavar="N",
         help=f"show the newest N entries (default {DEFAULT_LIMIT}; 0 shows all)",
