@@ -29,7 +29,6 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
-    register,
 )
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -106,7 +105,6 @@ def reset_stores() -> None:
     _STORES.clear()
 
 
-@register
 class MemoryAdapter(Adapter):
     """Adapter over a ``MemoryVendor``. Options: ``store``, ``writable`` (list of fields),
     ``finds_markers`` (bool), ``can_create`` (bool)."""

@@ -37,7 +37,7 @@ from sync.errors import (
     VendorError,
 )
 from sync.http import HttpClient, Response, parse_retry_after
-from sync.vendors.proprofs_mapping import envelope
+from sync.vendors.proprofs.mapping import envelope
 
 CREATE_PATH = "/app/api/v1/create/ticket/"  # DOC [P-create]
 UPDATE_PATH = "/app/api/v1/update/ticket/"  # DOC [P-update]

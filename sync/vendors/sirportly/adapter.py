@@ -79,9 +79,8 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
-    register,
 )
-from sync.vendors.sirportly_mapping import (
+from sync.vendors.sirportly.mapping import (
     FULL_KEYS,
     READABLE,
     WRITABLE,
@@ -91,8 +90,8 @@ from sync.vendors.sirportly_mapping import (
     to_remote,
     utc_text,
 )
-from sync.vendors.sirportly_options import SirportlyOptions, submit_params, validate_options
-from sync.vendors.sirportly_pull import EPOCH, ListScan, Row, SpqlScan, record_time, spql_query
+from sync.vendors.sirportly.options import SirportlyOptions, submit_params, validate_options
+from sync.vendors.sirportly.pull import EPOCH, ListScan, Row, SpqlScan, record_time, spql_query
 
 if TYPE_CHECKING:
     from sync.config import ConnectionConfig
@@ -112,7 +111,6 @@ class SpqlRefused(Exception):
     """Sirportly refused our SPQL query (403 or 422): pull through ``tickets/all``."""
 
 
-@register
 class SirportlyAdapter(Adapter):
     """Sirportly: six fields written, eight read; creates, but cannot search for markers."""
 

@@ -24,7 +24,7 @@ Setting up Zoho Desk (for the README)
   ``disable_closure_notification`` (false: true stops Zoho mailing the contact when a pushed
   status closes a ticket).
 
-Pull (``zoho_desk_pull.py``): ticket search by ``modifiedTimeRange``, oldest change first.
+Pull (``zoho_desk.pull.py``): ticket search by ``modifiedTimeRange``, oldest change first.
 The cursor is ``{"modified_after": "<ISO UTC>"}``, the newest ``modifiedTime`` yielded; each
 pull's window starts ``lookback_seconds`` before it and ends a day past now, so a clock skew
 between us and Zoho cannot hide an edit.
@@ -55,16 +55,15 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
-    register,
 )
-from sync.vendors.zoho_desk_auth import (
+from sync.vendors.zoho_desk.auth import (
     ClientCredentials,
     ZohoAuth,
     accounts_for,
     api_root,
     token_cache_path,
 )
-from sync.vendors.zoho_desk_mapping import (
+from sync.vendors.zoho_desk.mapping import (
     PULL_KEYS,
     describe_field_errors,
     encode_marker,
@@ -75,8 +74,8 @@ from sync.vendors.zoho_desk_mapping import (
     to_remote,
     zoho_time,
 )
-from sync.vendors.zoho_desk_options import ZohoOptions, validate_options
-from sync.vendors.zoho_desk_pull import EPOCH, PAGE, WindowScan
+from sync.vendors.zoho_desk.options import ZohoOptions, validate_options
+from sync.vendors.zoho_desk.pull import EPOCH, PAGE, WindowScan
 
 if TYPE_CHECKING:
     from sync.config import ConnectionConfig
@@ -87,7 +86,6 @@ REFRESH_CODES = frozenset({"INVALID_OAUTH", "UNAUTHORIZED"})
 RATE_CODES = frozenset({"THRESHOLD_EXCEEDED", "TOO_MANY_REQUESTS"})
 
 
-@register
 class ZohoDeskAdapter(Adapter):
     """Zoho Desk: every synced field readable and writable, creates with a marker."""
 
