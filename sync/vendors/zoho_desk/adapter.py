@@ -38,12 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 from sync import redact
 from sync.errors import (
-    AuthRejected,
     ConfigError,
     ItemError,
     NotFound,
     ProtocolError,
-    RateLimited,
     VendorError,
 )
 from sync.http import Response, parse_retry_after
@@ -56,6 +54,7 @@ from sync.vendors.base import (
     Page,
     RemoteTicket,
 )
+from sync.vendors.errors import vendor_error
 from sync.vendors.zoho_desk.auth import (
     ClientCredentials,
     ZohoAuth,
@@ -63,6 +62,7 @@ from sync.vendors.zoho_desk.auth import (
     api_root,
     token_cache_path,
 )
+from sync.vendors.zoho_desk.errors import ERRORS, REFRESH_CODES
 from sync.vendors.zoho_desk.mapping import (
     PULL_KEYS,
     describe_field_errors,
@@ -82,8 +82,6 @@ if TYPE_CHECKING:
 
 #: Statuses the adapter reads itself; 429 and 5xx stay with sync.http, which retries them.
 HANDLED = (200, 201, 204, 400, 401, 403, 404, 422)
-REFRESH_CODES = frozenset({"INVALID_OAUTH", "UNAUTHORIZED"})
-RATE_CODES = frozenset({"THRESHOLD_EXCEEDED", "TOO_MANY_REQUESTS"})
 
 
 class ZohoDeskAdapter(Adapter):
@@ -255,33 +253,21 @@ class ZohoDeskAdapter(Adapter):
         message: str,
         errors: Sequence[Mapping[str, Any]],
     ) -> VendorError:
-        """Zoho's error envelope as our error tree (reference §4.8)."""
+        """Zoho's error envelope as our error tree, by its table (``zoho_desk.errors``)."""
         status = response.status
         said = f"{code}: {message}" if code else (message or "no error message")
         if errors:
             said += "; fields: " + describe_field_errors(errors)
         said = redact.current().redact(said)
-        text = f"{self.name}: {method} {path} -> HTTP {status}: {said}"
-        kw: dict[str, Any] = {"connection": self.name, "status": status, "vendor_message": said}
-        if code in RATE_CODES:  # whatever the status: Zoho's 429 use is UNCONFIRMED
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return RateLimited(text, retry_after=retry_after, **kw)
-        if status == 401 and code in REFRESH_CODES | {None}:
-            return AuthRejected(
-                f"{text}. Zoho rejected a freshly refreshed access token: check that the "
-                "client has the scopes Desk.tickets.ALL and Desk.search.READ.",
-                **kw,
-            )
-        if code == "OAUTH_ORG_MISMATCH":
-            hint = f"Check connections.{self.name}.credentials.org_id."
-            return AuthRejected(f"{text} {hint}", **kw)
-        if status == 403 and code in ("FORBIDDEN", "LICENSE_ACCESS_LIMITED"):
-            return ItemError(text, **kw)  # this ticket's department, not the whole grant
-        if status in (401, 403):
-            return AuthRejected(text, **kw)
-        if status == 404:
-            return NotFound(text, **kw)
-        return ItemError(text, **kw)
+        return vendor_error(
+            ERRORS,
+            f"{self.name}: {method} {path} -> HTTP {status}: {said}",
+            connection=self.name,
+            status=status,
+            said=said,
+            code=code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
 
     def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
         try:
