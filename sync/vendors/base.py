@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sync.config.model import SyncSettings
 from sync.vendors import registry
 from sync.vendors.spec import SYNC_FIELDS
 
@@ -41,7 +42,7 @@ class AdapterContext:
     http: Callable[[str], HttpClient]
     state_dir: Path | None = None
     #: Seconds each changed-since pull reaches back before the cursor (``sync.lookback_seconds``).
-    lookback_seconds: float = 300.0
+    lookback_seconds: float = SyncSettings.lookback_seconds
 
 
 @dataclass(frozen=True)
