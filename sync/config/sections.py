@@ -41,7 +41,9 @@ class SectionParser(Checker):
         settings = replace(
             base,
             auto_upgrade=self.boolean(
-                data.get("auto_upgrade", base.auto_upgrade), "database.auto_upgrade", True
+                data.get("auto_upgrade", base.auto_upgrade),
+                "database.auto_upgrade",
+                base.auto_upgrade,
             ),
             connect_timeout=self.number(
                 data.get("connect_timeout", base.connect_timeout),
@@ -196,7 +198,9 @@ class SectionParser(Checker):
             if kind == "int":
                 changes[key] = self.integer(item, where, getattr(base, key), minimum=1)
             elif kind == "float | None":
-                changes[key] = None if item is None else self.number(item, where, 1.0)
+                changes[key] = (
+                    None if item is None else self.number(item, where, getattr(base, key))
+                )
             elif kind == "str | None":
                 changes[key] = None if item is None else self.ca_bundle(item, where)
             elif kind == "float":
