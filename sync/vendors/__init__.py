@@ -1,3 +1,5 @@
-"""Vendor adapters. Importing this package registers every adapter (see ``base.register``)."""
+"""Vendor adapters, one package per vendor; ``sync.vendors.registry`` finds them lazily.
 
-from sync.vendors import kapture, memory, proprofs, sirportly, zoho_desk  # noqa: F401
+Importing this package imports no vendor: ``registry.spec(vendor)`` loads a vendor's
+declaration (``sync.vendors.spec.VendorSpec``), ``registry.adapter_class`` its adapter.
+"""

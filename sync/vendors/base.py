@@ -1,4 +1,4 @@
-"""The adapter contract every vendor implements, and the registry of vendors.
+"""The adapter contract every vendor implements (the registry is ``sync.vendors.registry``).
 
 An adapter speaks one vendor's API and nothing else: it knows no database and no merge.
 It exchanges *vendor values* (the vendor's own spelling, e.g. Kapture's ``"CL"``) keyed by
@@ -18,21 +18,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sync.config.model import SyncSettings
+from sync.vendors import registry
+from sync.vendors.spec import SYNC_FIELDS
+
 if TYPE_CHECKING:
     from sync.config import ConnectionConfig
     from sync.http import HttpClient
-
-#: Every canonical field of the mirror's ``tickets`` table that a connection may sync.
-SYNC_FIELDS = (
-    "title",
-    "description",
-    "status",
-    "priority",
-    "queue",
-    "assignee",
-    "requester_email",
-    "due_at",
-)
 
 #: JSON-serialisable cursor; its shape belongs to the adapter.
 Cursor = Any
@@ -50,7 +42,7 @@ class AdapterContext:
     http: Callable[[str], HttpClient]
     state_dir: Path | None = None
     #: Seconds each changed-since pull reaches back before the cursor (``sync.lookback_seconds``).
-    lookback_seconds: float = 300.0
+    lookback_seconds: float = SyncSettings.lookback_seconds
 
 
 @dataclass(frozen=True)
@@ -212,22 +204,26 @@ class Adapter(ABC):
         self._clients.clear()
 
 
-_REGISTRY: dict[str, type[Adapter]] = {}
-
-
-def register(cls: type[Adapter]) -> type[Adapter]:
-    """Class decorator: make ``cls`` the adapter for ``cls.vendor``."""
-    _REGISTRY[cls.vendor] = cls
+def adapter_class(vendor: str) -> type[Adapter]:
+    """The adapter class of ``vendor`` (importing its module); KeyError when unknown."""
+    cls: type[Adapter] = registry.load(registry.spec(vendor).adapter)
     return cls
 
 
 def registered() -> Mapping[str, type[Adapter]]:
-    """Every registered vendor id and its adapter class (importing the vendor modules)."""
-    import sync.vendors  # noqa: F401  (each vendor module registers itself on import)
-
-    return dict(_REGISTRY)
+    """Every vendor id and its adapter class (importing every adapter module)."""
+    return {vendor: adapter_class(vendor) for vendor in registry.VENDORS}
 
 
-def adapter_class(vendor: str) -> type[Adapter]:
-    """Return the adapter class registered for ``vendor``; KeyError when unknown."""
-    return registered()[vendor]
+__all__ = [
+    "SYNC_FIELDS",
+    "Adapter",
+    "AdapterContext",
+    "Capabilities",
+    "Cursor",
+    "Page",
+    "RemoteTicket",
+    "Watch",
+    "adapter_class",
+    "registered",
+]

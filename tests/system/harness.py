@@ -144,7 +144,7 @@ def _kapture_connection(vendor: VendorProcess) -> dict[str, Any]:
 
 
 def _kapture_marker(ticket: dict[str, Any]) -> str | None:
-    from sync.vendors.kapture_mapping import find_marker
+    from sync.vendors.kapture.mapping import find_marker
 
     return find_marker({"d": ticket.get("detail"), "a": ticket.get("additional")})
 
@@ -172,7 +172,7 @@ def _proprofs_connection(vendor: VendorProcess) -> dict[str, Any]:
 
 
 def _proprofs_marker(ticket: dict[str, Any]) -> str | None:
-    from sync.vendors.proprofs_mapping import split_marker
+    from sync.vendors.proprofs.mapping import split_marker
 
     return split_marker(ticket.get("description"))[1]
 

@@ -15,7 +15,7 @@ from sync.db.models import utcnow
 from sync.engine.context import SyncRules
 from sync.engine.guard import Guard
 from sync.engine.run import ConnectionRun, RunOptions, RunResult
-from sync.vendors.memory import MemoryAdapter, MemoryVendor, store
+from sync.vendors.memory.adapter import MemoryAdapter, MemoryVendor, store
 
 STATUS = {
     "open": "Open",

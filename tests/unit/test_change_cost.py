@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import event
 
 from sync.db import Mirror, migrate
-from sync.vendors.memory import EPOCH, MemoryVendor, _Record, reset_stores
+from sync.vendors.memory.adapter import EPOCH, MemoryVendor, _Record, reset_stores
 from tests.unit.engine_helpers import sql, sync, vendor
 
 CHANGES = 100

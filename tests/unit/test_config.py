@@ -797,7 +797,10 @@ def test_sync_settings_are_read() -> None:
 
 def test_everything_is_frozen() -> None:
     data = mutated(
-        lambda d: conn(d).update(options={"tables": {"a": [1, 2]}}, fields={"queue": {"a": "A"}})
+        # memory: the test-only vendor leaves option keys it does not know alone
+        lambda d: conn(d).update(
+            vendor="memory", options={"tables": {"a": [1, 2]}}, fields={"queue": {"a": "A"}}
+        )
     )
     config = parse(data)
     connection = config.connections["c"]
@@ -949,3 +952,125 @@ def test_find_config_path_named_file_must_exist(places: Path, where: str) -> Non
     explicit, env = (missing, {}) if where == "explicit" else (None, {"TICKETSYNC_CONFIG": missing})
     with pytest.raises(ConfigError, match=r"missing\.yaml .*no such file"):
         find_config_path(explicit, env)
+
+
+# --- one pass, vendor declarations, new keys ---------------------------------------------
+
+
+def test_every_problem_is_reported_at_once_vendor_options_included() -> None:
+    data = {
+        "database": {"file_mode": 0o644},
+        "sync": {"interval": -1, "http": {"max_reply_bytes": 0}},
+        "service": {"max_connections": 0},
+        "connections": {
+            "k": {
+                "vendor": "kapture",
+                "base_url": "https://acme.kapturecrm.com",
+                "credentials": {"token": "${TOKEN}", "colour": "red"},
+                "options": {"batch_size": 0, "time_zone": "Mars/Olympus"},
+            },
+            "z": {
+                "vendor": "zoho_desk",
+                "base_url": "https://desk.zoho.com",
+                "credentials": {"client_id": "1", "client_secret": "s", "refresh_token": "r"},
+                "options": {"colour": "blue"},
+            },
+        },
+    }
+    found = problems_of(data)
+    for path in (
+        "database.file_mode",
+        "sync.interval",
+        "sync.http.max_reply_bytes",
+        "service.max_connections",
+        "connections.k.credentials.colour",
+        "connections.k.options.batch_size",
+        "connections.k.options.time_zone",
+        "connections.z.credentials.org_id",
+        "connections.z.options.colour",
+    ):
+        assert sum(p.startswith(path + ":") for p in found) == 1, (path, found)
+    assert len(found) == 9
+
+
+IDENTIFIERS_YAML = """\
+connections:
+  p:
+    vendor: proprofs
+    base_url: https://www.proprofsdesk.com
+    credentials: {account_email: "help@example.com", token: "${T}"}
+  z:
+    vendor: zoho_desk
+    base_url: https://desk.zoho.com
+    credentials:
+      client_id: "1000.ABCDEFGHIJ"
+      org_id: "60001234"
+      client_secret: "${T}"
+      refresh_token: "${T}"
+"""
+
+
+def test_inline_identifiers_are_not_secrets_to_warn_about(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, IDENTIFIERS_YAML, 0o644), env={"T": "x" * 12})
+    assert config.warnings == ()
+
+
+def test_the_inline_secrets_warning_names_only_the_secrets(tmp_path: Path) -> None:
+    text = IDENTIFIERS_YAML.replace('client_secret: "${T}"', 'client_secret: "inline-secret"')
+    config = load_config(write(tmp_path, text, 0o644), env={"T": "x" * 12})
+    (warning,) = config.warnings
+    assert "connections.z.credentials.client_secret" in warning
+    for name in ("account_email", "client_id", "org_id", "refresh_token"):
+        assert name not in warning
+    assert "inline-secret" not in warning
+
+
+def test_new_keys_have_their_defaults() -> None:
+    config = parse(minimal())
+    assert config.database.connect_timeout == 5.0
+    assert config.database.statement_timeout == 10.0
+    assert config.database.file_mode == 0o600
+    assert config.sync.clock_skew_seconds == 120.0
+    assert config.sync.http.max_reply_bytes == 16_777_216
+    assert config.connections["c"].http.max_reply_bytes == 16_777_216
+    assert config.service.max_connections == 64
+
+
+def test_new_keys_are_read() -> None:
+    data = mutated(lambda d: conn(d).update(http={"max_reply_bytes": 1024}))
+    data["database"] = {"connect_timeout": 1.5, "statement_timeout": 2, "file_mode": 0o660}
+    data["sync"] = {"clock_skew_seconds": 0, "http": {"max_reply_bytes": 4096}}
+    data["service"] = {"max_connections": 8}
+    config = parse(data)
+    assert (config.database.connect_timeout, config.database.statement_timeout) == (1.5, 2.0)
+    assert config.database.file_mode == 0o660
+    assert config.sync.clock_skew_seconds == 0.0
+    assert config.sync.http.max_reply_bytes == 4096
+    assert config.connections["c"].http.max_reply_bytes == 1024
+    assert config.service.max_connections == 8
+
+
+@pytest.mark.parametrize(
+    ("written", "mode"), [(0o600, 0o600), (0o660, 0o660), ("0660", 0o660), ("0o640", 0o640)]
+)
+def test_file_mode_owner_and_group_only(written: Any, mode: int) -> None:
+    data = minimal()
+    data["database"] = {"file_mode": written}
+    assert parse(data).database.file_mode == mode
+
+
+@pytest.mark.parametrize(
+    ("written", "words"),
+    [
+        (0o644, "0o644 gives other users access"),
+        (0o602, "0o602 gives other users access"),
+        (600, "expected an octal file mode"),
+        ("rw-------", "expected an octal file mode"),
+        (True, "expected an octal file mode"),
+    ],
+)
+def test_file_mode_refuses_world_bits_and_non_modes(written: Any, words: str) -> None:
+    data = minimal()
+    data["database"] = {"file_mode": written}
+    (problem,) = problems_of(data)
+    assert problem.startswith("database.file_mode: ") and words in problem

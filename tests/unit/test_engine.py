@@ -20,7 +20,7 @@ from sync.db import Mirror
 from sync.engine import conflicts as conflict_ops
 from sync.engine.guard import Guard
 from sync.errors import GuardHeld, ItemError, NotFound, Retriable
-from sync.vendors.memory import MemoryAdapter, reset_stores
+from sync.vendors.memory.adapter import MemoryAdapter, reset_stores
 from tests.unit.engine_helpers import (
     OLD,
     Clock,

@@ -46,7 +46,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from sync.db import Mirror, migrate
 from sync.engine.mapping import FieldMap, same_vendor_value
 from sync.errors import ItemError, Retriable
-from sync.vendors.memory import reset_stores
+from sync.vendors.memory.adapter import reset_stores
 from tests.unit.engine_helpers import FIELDS, PRIORITY, STATUS, Clock, dump, sql, sync, vendor
 
 NAME = "mem"

@@ -57,3 +57,31 @@ def test_on_postgresql_leases_must_outlast_a_vendor_call():
     assert any("connections.m.http.total_timeout" in p for p in raised.value.problems)
     data["database"] = {"url": "sqlite:///x.db"}
     parse_config(data, env={})  # one instance on SQLite: no lease, no rule
+
+
+def test_the_example_documents_every_key_and_its_default():
+    import dataclasses
+
+    import yaml
+
+    from sync.config import DatabaseConfig, HttpSettings, ServiceConfig, SyncSettings
+
+    example = yaml.safe_load(EXAMPLE.read_text())
+    sections = {
+        "database": (example["database"], DatabaseConfig),
+        "sync": (example["sync"], SyncSettings),
+        "service": (example["service"], ServiceConfig),
+        "sync.http": (example["sync"]["http"], HttpSettings),
+    }
+    for where, (written, settings) in sections.items():
+        names = [f.name for f in dataclasses.fields(settings)]
+        assert sorted(written) == sorted(names), where
+    # The http block says "The values below are the defaults": keep it true.
+    assert HttpSettings(**example["sync"]["http"]) == HttpSettings()
+    defaults = DatabaseConfig()
+    for key in ("auto_upgrade", "connect_timeout", "statement_timeout", "file_mode"):
+        assert example["database"][key] == getattr(defaults, key), key
+    for key in ("interval", "tie_break", "lease_seconds", "lookback_seconds", "batch_size"):
+        assert example["sync"][key] == getattr(SyncSettings(), key), key
+    assert example["sync"]["clock_skew_seconds"] == SyncSettings().clock_skew_seconds
+    assert example["service"] == dataclasses.asdict(ServiceConfig())

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from sync.engine.context import SyncRules
 from sync.engine.run import ConnectionRun
 from sync.vendors.base import Cursor, Page
-from sync.vendors.memory import MemoryAdapter, reset_stores
+from sync.vendors.memory.adapter import MemoryAdapter, reset_stores
 from tests.unit.engine_helpers import FIELDS, links, sql
 
 

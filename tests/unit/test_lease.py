@@ -16,7 +16,7 @@ from sync.errors import LeaseLost
 from sync.lease import Lease
 from sync.metrics import Metrics
 from sync.spread import Load, StickyLeases
-from sync.vendors.memory import MemoryAdapter, reset_stores
+from sync.vendors.memory.adapter import MemoryAdapter, reset_stores
 from tests.unit.engine_helpers import FIELDS, sql
 
 # Leases are for PostgreSQL: SQLite has one instance per database file (the file lock).

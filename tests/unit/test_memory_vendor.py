@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from sync.errors import ItemError, Retriable
-from sync.vendors.memory import MemoryAdapter, reset_stores
+from sync.vendors.memory.adapter import MemoryAdapter, reset_stores
 
 
 @pytest.fixture

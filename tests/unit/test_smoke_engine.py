@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.vendors.memory import reset_stores
+from sync.vendors.memory.adapter import reset_stores
 from tests.unit.engine_helpers import links, sql, sync, tickets, vendor
 
 

@@ -13,8 +13,8 @@ from sync.config import ConnectionConfig, parse_config
 from sync.http import HttpClient
 from sync.sandbox.zoho_desk import AGENTS, DEPARTMENTS, ZohoDeskEmulator, iso_ms
 from sync.vendors.base import AdapterContext
-from sync.vendors.zoho_desk import ZohoDeskAdapter
-from sync.vendors.zoho_desk_mapping import FIELD_NAMES, parse_time, to_remote, zoho_time
+from sync.vendors.zoho_desk.adapter import ZohoDeskAdapter
+from sync.vendors.zoho_desk.mapping import FIELD_NAMES, parse_time, to_remote, zoho_time
 
 # Quick retries: tests wait milliseconds, not the production half-second backoff.
 FAST_HTTP = {

@@ -36,8 +36,8 @@ from sync.sandbox.proprofs import (
     add_months,
 )
 from sync.vendors.base import AdapterContext
-from sync.vendors.proprofs import ProProfsAdapter
-from sync.vendors.proprofs_mapping import (
+from sync.vendors.proprofs.adapter import ProProfsAdapter
+from sync.vendors.proprofs.mapping import (
     FIELD_KEYS,
     BadRecord,
     envelope,
@@ -50,8 +50,8 @@ from sync.vendors.proprofs_mapping import (
     wire_id,
     with_marker,
 )
-from sync.vendors.proprofs_options import validate_options
-from sync.vendors.proprofs_pull import ListReader, page_items, windows
+from sync.vendors.proprofs.options import validate_options
+from sync.vendors.proprofs.pull import ListReader, page_items, windows
 from tests.vendors.contract import AdapterContract, pull
 
 MAIN = Path(__file__).resolve().parents[2]

@@ -28,10 +28,10 @@ from sync.errors import (
 from sync.http import HttpClient
 from sync.sandbox.sirportly import SirportlyEmulator, iso
 from sync.vendors.base import AdapterContext
-from sync.vendors.sirportly import SirportlyAdapter
-from sync.vendors.sirportly_mapping import describe_errors, parse_time, to_params, to_remote
-from sync.vendors.sirportly_options import validate_options
-from sync.vendors.sirportly_pull import ListScan, spql_query
+from sync.vendors.sirportly.adapter import SirportlyAdapter
+from sync.vendors.sirportly.mapping import describe_errors, parse_time, to_params, to_remote
+from sync.vendors.sirportly.options import validate_options
+from sync.vendors.sirportly.pull import ListScan, spql_query
 from tests.vendors.contract import AdapterContract, pull
 
 MAIN = Path(__file__).resolve().parents[2]

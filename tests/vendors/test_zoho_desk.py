@@ -28,17 +28,17 @@ from sync.errors import (
     Retriable,
 )
 from sync.sandbox.zoho_desk import DEPARTMENTS, ZohoDeskEmulator, iso_ms
-from sync.vendors.zoho_desk import ZohoDeskAdapter
-from sync.vendors.zoho_desk_auth import accounts_for, api_root
-from sync.vendors.zoho_desk_mapping import (
+from sync.vendors.zoho_desk.adapter import ZohoDeskAdapter
+from sync.vendors.zoho_desk.auth import accounts_for, api_root
+from sync.vendors.zoho_desk.mapping import (
     decode_marker,
     encode_marker,
     parse_time,
     to_body,
     to_remote,
 )
-from sync.vendors.zoho_desk_options import validate_options
-from sync.vendors.zoho_desk_pull import Search, WindowScan
+from sync.vendors.zoho_desk.options import validate_options
+from sync.vendors.zoho_desk.pull import Search, WindowScan
 from tests.vendors.conftest import MakeAdapter, ZohoVendor, context_for, zoho_connection
 from tests.vendors.contract import AdapterContract, pull
 

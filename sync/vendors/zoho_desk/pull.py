@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sync.errors import ProtocolError
-from sync.vendors.zoho_desk_mapping import parse_time, zoho_time
+from sync.vendors.zoho_desk.mapping import parse_time, zoho_time
 
 PAGE = 100
 LAST_FROM = 900  # from + limit may not pass Zoho's 999 + 100

@@ -64,10 +64,8 @@ from typing import TYPE_CHECKING, Any
 
 from sync import redact
 from sync.errors import (
-    AuthRejected,
     ConfigError,
     ItemError,
-    NotFound,
     ProtocolError,
     VendorError,
 )
@@ -79,9 +77,10 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
-    register,
 )
-from sync.vendors.sirportly_mapping import (
+from sync.vendors.errors import vendor_error
+from sync.vendors.sirportly.errors import ERRORS
+from sync.vendors.sirportly.mapping import (
     FULL_KEYS,
     READABLE,
     WRITABLE,
@@ -91,8 +90,8 @@ from sync.vendors.sirportly_mapping import (
     to_remote,
     utc_text,
 )
-from sync.vendors.sirportly_options import SirportlyOptions, submit_params, validate_options
-from sync.vendors.sirportly_pull import EPOCH, ListScan, Row, SpqlScan, record_time, spql_query
+from sync.vendors.sirportly.options import SirportlyOptions, submit_params, validate_options
+from sync.vendors.sirportly.pull import EPOCH, ListScan, Row, SpqlScan, record_time, spql_query
 
 if TYPE_CHECKING:
     from sync.config import ConnectionConfig
@@ -102,17 +101,12 @@ log = logging.getLogger(__name__)
 #: Statuses the adapter reads itself; 429 and 5xx stay with sync.http, which retries them.
 HANDLED = (200, 201, 403, 404, 409, 422)
 API = "/api/v2"
-AUTH_HINT = (
-    "Check connections.{name}.credentials.token and .secret (Sirportly: Admin > API Tokens), "
-    "and that the token may call this method from this host's IP address."
-)
 
 
 class SpqlRefused(Exception):
     """Sirportly refused our SPQL query (403 or 422): pull through ``tickets/all``."""
 
 
-@register
 class SirportlyAdapter(Adapter):
     """Sirportly: six fields written, eight read; creates, but cannot search for markers."""
 
@@ -341,19 +335,13 @@ class SirportlyAdapter(Adapter):
         return redact.current().redact(said)
 
     def _raise_for(self, response: Response, method: str, subject: str) -> None:
-        """Sirportly's error statuses as our error tree (reference §3.8)."""
+        """Sirportly's error statuses as our error tree, by its table (``sirportly.errors``)."""
         status = response.status
         if status < 300:
             return
         said = self._said(response)
         text = f"{self.name}: {method} ({subject}) -> HTTP {status}: {said}"
-        kw: dict[str, Any] = {"connection": self.name, "status": status, "vendor_message": said}
-        if status == 403:
-            raise AuthRejected(f"{text}. {AUTH_HINT.format(name=self.name)}", **kw)
-        if status == 404:
-            # Also a referenced object (status, team, user...) that does not exist (§7.8).
-            raise NotFound(f"{text} (the ticket or an object it names does not exist)", **kw)
-        raise ItemError(text, **kw)  # 409 not permitted, 422 validation
+        raise vendor_error(ERRORS, text, connection=self.name, status=status, said=said)
 
     def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
         try:

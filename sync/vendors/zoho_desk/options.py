@@ -1,6 +1,6 @@
 """``connections.NAME.options`` of a Zoho Desk connection: validation and the parsed form.
 
-Keys (documented for operators in ``sync/vendors/zoho_desk.py``'s docstring):
+Keys (documented for operators in ``sync/vendors/zoho_desk/adapter.py``'s docstring):
 ``lookback_seconds``, ``marker_field``, ``default_department_id``, ``default_contact_id``,
 ``disable_closure_notification``. Unknown keys are problems, like everywhere in the config.
 """

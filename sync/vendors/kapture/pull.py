@@ -24,8 +24,8 @@ from typing import Any
 
 from sync.errors import NotFound, ProtocolError
 from sync.vendors.base import Cursor, Page, RemoteTicket
-from sync.vendors.kapture_mapping import BadRecord, Reader
-from sync.vendors.kapture_wire import KaptureWire
+from sync.vendors.kapture.mapping import BadRecord, Reader
+from sync.vendors.kapture.wire import KaptureWire
 
 #: A day's created-date pull is repeated until this long after the day ended (tenant time),
 #: for tickets that reach Kapture's index late or a clock running behind Kapture's.

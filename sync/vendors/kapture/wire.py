@@ -5,13 +5,7 @@ authenticated by ``Authorization: Basic <auth key>``, where each API definition 
 key (§1.2). Success and failure live in the body, ``{"status": "success" | "failed",
 "message": ...}``, often under HTTP 200 (§1.8); the older page spells the keys
 ``Status``/``Message``, so they are read case-insensitively. ``call`` turns a failure into
-the error tree:
-
-- ``Invalid Auth Key`` (``AuthKeyInvalid`` on the older page) -> ``AuthRejected``, naming the
-  connection and the credential to fix; never retried;
-- ``No Data found...`` -> ``NotFound`` (the ticket id is unknown);
-- ``ServerFailure`` -> ``Retriable``;
-- anything else Kapture says (``title is missing``, ``Invalid Format...``) -> ``ItemError``.
+the error tree by the table in ``kapture.errors``.
 
 4xx answers are read here too (their HTTP status says little beyond the body); 429 and 5xx
 stay with ``sync.http``, which retries the reads.
@@ -23,8 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from sync import redact
-from sync.errors import AuthRejected, ItemError, NotFound, ProtocolError, Retriable, VendorError
+from sync.errors import ProtocolError, VendorError
 from sync.http import HttpClient, Response
+from sync.vendors.errors import vendor_error
+from sync.vendors.kapture.errors import ERRORS
 
 #: endpoint -> (path, credential that authenticates it, whether the call only reads).
 ENDPOINTS: Mapping[str, tuple[str, str, bool]] = {
@@ -111,23 +107,11 @@ class KaptureWire:
         said = redact.current().redact(" ".join(message.split()))[:300]
         path, credential, _ = ENDPOINTS[endpoint]
         text = f"{self.connection}: {what}: POST {path} -> HTTP {status}: Kapture says {said!r}"
-        kw: dict[str, Any] = {
-            "connection": self.connection,
-            "status": status,
-            "vendor_message": said,
-        }
-        low = said.lower()
-        if "auth key" in low or "authkeyinvalid" in low or status in (401, 403):
-            chosen = self._tokens[credential][0]
-            return AuthRejected(
-                f"{text}. Kapture rejected the auth key in connections.{self.connection}."
-                f"credentials.{chosen}: Kapture issues one auth key per API definition "
-                "(admin > API Configuration); put the key of this API there. Not retried "
-                "until the credentials change.",
-                **kw,
-            )
-        if "no data found" in low:
-            return NotFound(text, **kw)
-        if "serverfailure" in low or "server failure" in low:
-            return Retriable(text, **kw)
-        return ItemError(text, **kw)
+        return vendor_error(
+            ERRORS,
+            text,
+            connection=self.connection,
+            status=status,
+            said=said,
+            credential=self._tokens[credential][0],
+        )

@@ -3,9 +3,9 @@
 Wire facts are from ProProfs's create, update and list pages (``reference.md`` §2, whose DOC
 and UNCONFIRMED tags the comments repeat); the emulator in ``sync/sandbox/proprofs.py``
 serves the same shapes. Every call is a ``POST`` of JSON to a case-sensitive path ending in
-``/``, with ``account_email`` and ``token`` in the body (DOC). Modules: ``proprofs_wire``
-(paths, credentials, the error envelope), ``proprofs_mapping`` (records, ids, times,
-markers), ``proprofs_pull`` (date windows and page links), ``proprofs_options``.
+``/``, with ``account_email`` and ``token`` in the body (DOC). Modules: ``proprofs.wire``
+(paths, credentials, the error envelope), ``proprofs.mapping`` (records, ids, times,
+markers), ``proprofs.pull`` (date windows and page links), ``proprofs.options``.
 
 Capabilities: subject, description, status, priority, inbox (queue), staff (assignee) and
 requester e-mail are read; all but status are written. The documented update API has no
@@ -87,9 +87,8 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
-    register,
 )
-from sync.vendors.proprofs_mapping import (
+from sync.vendors.proprofs.mapping import (
     READABLE,
     WRITABLE,
     BadRecord,
@@ -103,9 +102,9 @@ from sync.vendors.proprofs_mapping import (
     wire_id,
     with_marker,
 )
-from sync.vendors.proprofs_options import ProProfsOptions, validate_options
-from sync.vendors.proprofs_pull import ListReader, windows
-from sync.vendors.proprofs_wire import CREATE_PATH, UPDATE_PATH, ProProfsWire
+from sync.vendors.proprofs.options import ProProfsOptions, validate_options
+from sync.vendors.proprofs.pull import ListReader, windows
+from sync.vendors.proprofs.wire import CREATE_PATH, UPDATE_PATH, ProProfsWire
 
 if TYPE_CHECKING:
     from sync.config import ConnectionConfig
@@ -114,7 +113,6 @@ _END_AHEAD = timedelta(days=1)  # windows end a day past now, against clock skew
 _MARKER_MARGIN = timedelta(days=1)
 
 
-@register
 class ProProfsAdapter(Adapter):
     """ProProfs Help Desk: reads status, writes the rest of its fields, creates with a marker."""
 

@@ -1,6 +1,6 @@
 """``connections.NAME.options`` of a Sirportly connection, and the create parameters they fill.
 
-Keys (documented for operators in ``sync/vendors/sirportly.py``'s docstring):
+Keys (documented for operators in ``sync/vendors/sirportly/adapter.py``'s docstring):
 ``disable_rules``, ``marker_field``, ``lookback_seconds``, ``default_queue``,
 ``default_requester_email``. Unknown keys are problems, like everywhere in the config.
 """
@@ -13,13 +13,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sync.vendors.options import boolean, email, problems, seconds
-from sync.vendors.sirportly_mapping import parse_queue
 
 DEFAULT_MARKER_FIELD = "ticketsync_marker"
 
 # A custom field's system name, as it goes into ``custom[NAME]``.
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_QUEUE = re.compile(r"([0-9]{1,18})(?:/([0-9]{1,18}))?")
+
+
+def parse_queue(value: str) -> tuple[str, str | None] | None:
+    """``"3/2"`` -> ``("3", "2")``; ``"3"`` -> ``("3", None)``; None if not a queue value."""
+    match = _QUEUE.fullmatch(value)
+    return (match.group(1), match.group(2)) if match else None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,12 @@ way two runs of the daemon share one real vendor. Faults on demand:
 - ``fail(method, error, times=1, after=0)``: raise ``error`` on calls of ``method``, from
   the ``after + 1``-th on;
 - ``lose_reply(method, times=1)``: apply the write, then raise ``Retriable``;
-- ``stale(times=1)``: ``get`` answers with the ticket as it was before the last write.
+- ``stale(times=1)``: ``get`` answers with the ticket as it was before the last write;
+- ``unavailable(method, times=1)``: the vendor is briefly unavailable (a 503); reads are
+  tried again, up to the connection's ``http.max_attempts``, as ``sync.http`` does, and
+  a write raises ``Retriable``;
+- ``garble(method, times=1)``: the reply is not a ticket (``ProtocolError``);
+- ``revoke()``: every call is refused (``AuthRejected``), as with revoked credentials.
 
 Not for production configs: ``vendor: memory`` exists for tests and benchmarks only.
 """
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sync.errors import NotFound, Retriable, VendorError
+from sync.errors import AuthRejected, NotFound, ProtocolError, Retriable, VendorError
 from sync.vendors.base import (
     SYNC_FIELDS,
     Adapter,
@@ -29,10 +34,11 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
-    register,
 )
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+#: Calls that only read: a transient fault on one is retried, as sync.http retries safe requests.
+READS = frozenset({"changed_since", "get", "find_marker", "check"})
 
 
 @dataclass
@@ -53,6 +59,7 @@ class MemoryVendor:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     _clock: datetime = EPOCH
     _faults: list[tuple[str, str, Any]] = field(default_factory=list)
+    revoked: bool = False
 
     def tick(self) -> datetime:
         self._clock += timedelta(seconds=1)
@@ -78,6 +85,15 @@ class MemoryVendor:
 
     def lose_reply(self, method: str, times: int = 1) -> None:
         self._faults.extend([(method, "lose", None)] * times)
+
+    def unavailable(self, method: str, times: int = 1) -> None:
+        self._faults.extend([(method, "unavailable", None)] * times)
+
+    def garble(self, method: str, times: int = 1) -> None:
+        self._faults.extend([(method, "garbled", None)] * times)
+
+    def revoke(self) -> None:
+        self.revoked = True
 
     def stale(self, times: int = 1) -> None:
         self._faults.extend([("get", "stale", None)] * times)
@@ -106,7 +122,6 @@ def reset_stores() -> None:
     _STORES.clear()
 
 
-@register
 class MemoryAdapter(Adapter):
     """Adapter over a ``MemoryVendor``. Options: ``store``, ``writable`` (list of fields),
     ``finds_markers`` (bool), ``can_create`` (bool)."""
@@ -125,11 +140,29 @@ class MemoryAdapter(Adapter):
         )
 
     def _call(self, method: str, arg: str | None = None) -> tuple[str, Any] | None:
-        self.store.calls.append((method, arg))
-        fault = self.store._fault(method)
-        if fault is not None and fault[0] == "fail":
-            raise fault[1]
-        return fault
+        """Record the call and apply the vendor's next fault for ``method``, if any."""
+        http = getattr(self.connection, "http", None)
+        attempts = getattr(http, "max_attempts", 1)
+        while True:
+            self.store.calls.append((method, arg))
+            if self.store.revoked:
+                raise AuthRejected(
+                    f"{self.name}: the credentials were revoked", connection=self.name
+                )
+            fault = self.store._fault(method)
+            kind = None if fault is None else fault[0]
+            if kind == "unavailable" and method in READS and attempts > 1:
+                attempts -= 1
+                continue
+            if kind == "unavailable":
+                raise Retriable(f"{self.name}: {method}: vendor unavailable", connection=self.name)
+            if kind == "garbled":
+                raise ProtocolError(
+                    f"{self.name}: {method}: the reply is not a ticket", connection=self.name
+                )
+            if fault is not None and kind == "fail":
+                raise fault[1]
+            return fault
 
     def _remote(self, external_id: str, record: _Record) -> RemoteTicket:
         return RemoteTicket(

@@ -18,12 +18,12 @@ Pure functions, no I/O. Vendor values are Sirportly's own spelling, as strings:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sync.vendors.base import RemoteTicket
+from sync.vendors.sirportly.options import parse_queue
 
 #: Canonical field -> the ``tickets/update`` parameter that writes it (queue: two of them).
 UPDATE_PARAMS: Mapping[str, str] = {
@@ -41,7 +41,6 @@ WRITABLE = frozenset({"title", "status", "priority", "queue", "assignee", "due_a
 #: ``updates`` (the description) and ``custom_fields`` (the marker).
 FULL_KEYS = frozenset({"reference", "updates", "custom_fields"})
 
-_QUEUE = re.compile(r"([0-9]{1,18})(?:/([0-9]{1,18}))?")
 # Times before or after these are no ticket's: a reply carrying one is malformed.
 _EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -77,12 +76,6 @@ def request_time(moment: datetime) -> str:
     its replies use this form, so it is the safest guess.
     """
     return moment.astimezone(UTC).replace(microsecond=0).isoformat()
-
-
-def parse_queue(value: str) -> tuple[str, str | None] | None:
-    """``"3/2"`` -> ``("3", "2")``; ``"3"`` -> ``("3", None)``; None if not a queue value."""
-    match = _QUEUE.fullmatch(value)
-    return (match.group(1), match.group(2)) if match else None
 
 
 def _named(record: Mapping[str, Any], key: str, attribute: str) -> str | None:

@@ -1,6 +1,6 @@
 """``connections.NAME.options`` of a Kapture connection: validation and the parsed form.
 
-Keys (documented for operators in ``sync/vendors/kapture.py``'s docstring): ``time_zone``,
+Keys (documented for operators in ``sync/vendors/kapture/adapter.py``'s docstring): ``time_zone``,
 ``sub_statuses``, ``queues``, ``priorities``, ``repoll_budget``, ``batch_size``,
 ``page_size``, ``initial_days``, ``marker_days``, ``api_key_headers``. Unknown keys are
 problems, like everywhere in the config.

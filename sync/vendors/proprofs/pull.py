@@ -26,7 +26,7 @@ from typing import Any
 from yarl import URL
 
 from sync.errors import ProtocolError
-from sync.vendors.proprofs_mapping import BadRecord, record_id
+from sync.vendors.proprofs.mapping import BadRecord, record_id
 
 log = logging.getLogger(__name__)
 

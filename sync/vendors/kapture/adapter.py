@@ -2,9 +2,9 @@
 
 Wire facts are from Kapture's add-ticket and update-ticket pages and ``reference.md`` §1,
 whose DOC / 3P / UNCONFIRMED tags the comments repeat; the emulator in
-``sync/sandbox/kapture.py`` serves the same shapes. The modules: ``kapture_wire`` (paths,
-auth keys, body-level errors), ``kapture_pull`` (reads and the cursor), ``kapture_mapping``
-(records, tables, times, the marker), ``kapture_options``.
+``sync/sandbox/kapture.py`` serves the same shapes. The modules: ``kapture.wire`` (paths,
+auth keys, body-level errors), ``kapture.pull`` (reads and the cursor), ``kapture.mapping``
+(records, tables, times, the marker), ``kapture.options``.
 
 Capabilities: every synced field is read; only ``status`` (the sub-status key) and ``queue``
 (the queue key) are written, because the update API takes nothing else (``priority``,
@@ -40,7 +40,7 @@ Operator notes (for the README)
   is repeated every run, so its cost follows the tickets created today). Changes to linked
   tickets are seen only by re-polling: a run re-reads B = ``repoll_budget`` links, 80% of
   B cycling through the tickets not resolved or closed and 20% through the others (a side
-  that needs less leaves the rest to the other; ``kapture_pull.CLOSED_SHARE``). An open
+  that needs less leaves the rest to the other; ``kapture.pull.CLOSED_SHARE``). An open
   ticket is re-read at least once every ceil(open / 0.8 B) runs, a closed one every
   ceil(closed / 0.2 B) runs, i.e. within that many ``interval`` plus one run. Kapture has
   no modified time: an edit is known only to lie between two polls, so a local edit of the
@@ -61,7 +61,7 @@ Operator notes (for the README)
   and an object (get), as documented, and both shapes are read back; the batch get answer
   may be short (missing ids are re-asked one by one); offset paging of the created-date
   pull (a page repeating earlier tickets is an error, never a silent gap); the reply field
-  names beyond the documented examples (``kapture_mapping.FIELD_KEYS``); HTTP status of
+  names beyond the documented examples (``kapture.mapping.FIELD_KEYS``); HTTP status of
   failures (the body decides); ``dd-MM-yyyy HH:mm`` times carry minutes only, so a due date
   with seconds reads back rounded down once.
 """
@@ -84,9 +84,8 @@ from sync.vendors.base import (
     Page,
     RemoteTicket,
     Watch,
-    register,
 )
-from sync.vendors.kapture_mapping import (
+from sync.vendors.kapture.mapping import (
     MARKER_KEY,
     READABLE,
     BadRecord,
@@ -96,9 +95,9 @@ from sync.vendors.kapture_mapping import (
     parse_iso,
     with_marker,
 )
-from sync.vendors.kapture_options import KaptureOptions, validate_options
-from sync.vendors.kapture_pull import KaptureReads, PullSettings
-from sync.vendors.kapture_wire import ENDPOINTS, KaptureWire
+from sync.vendors.kapture.options import KaptureOptions, validate_options
+from sync.vendors.kapture.pull import KaptureReads, PullSettings
+from sync.vendors.kapture.wire import ENDPOINTS, KaptureWire
 
 if TYPE_CHECKING:
     from sync.config import ConnectionConfig
@@ -111,7 +110,6 @@ FRESH_READ_S = 5.0
 _JUST_READ_MAX = 1000
 
 
-@register
 class KaptureAdapter(Adapter):
     """Kapture CRM: reads every field, writes sub-status and queue, creates with a marker."""
 
@@ -170,7 +168,7 @@ class KaptureAdapter(Adapter):
     def changed_since(
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
-        """New tickets by created day, then ``repoll_budget`` of ``watch`` (``kapture_pull``)."""
+        """New tickets by created day, then ``repoll_budget`` of ``watch`` (``kapture.pull``)."""
         split = getattr(watch, "open_count", len(watch))
         plain = [[i for i in part if _plain_id(i)] for part in (watch[:split], watch[split:])]
         return self.reads.pages(cursor, Watch(*plain))

@@ -31,7 +31,7 @@ from itertools import pairwise
 from typing import Any
 
 from sync.errors import ProtocolError
-from sync.vendors.sirportly_mapping import parse_time
+from sync.vendors.sirportly.mapping import parse_time
 
 PAGE = 100
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

@@ -24,7 +24,7 @@ Setting up Zoho Desk (for the README)
   ``disable_closure_notification`` (false: true stops Zoho mailing the contact when a pushed
   status closes a ticket).
 
-Pull (``zoho_desk_pull.py``): ticket search by ``modifiedTimeRange``, oldest change first.
+Pull (``zoho_desk.pull.py``): ticket search by ``modifiedTimeRange``, oldest change first.
 The cursor is ``{"modified_after": "<ISO UTC>"}``, the newest ``modifiedTime`` yielded; each
 pull's window starts ``lookback_seconds`` before it and ends a day past now, so a clock skew
 between us and Zoho cannot hide an edit.
@@ -38,12 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 from sync import redact
 from sync.errors import (
-    AuthRejected,
     ConfigError,
     ItemError,
     NotFound,
     ProtocolError,
-    RateLimited,
     VendorError,
 )
 from sync.http import Response, parse_retry_after
@@ -55,16 +53,17 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
-    register,
 )
-from sync.vendors.zoho_desk_auth import (
+from sync.vendors.errors import vendor_error
+from sync.vendors.zoho_desk.auth import (
     ClientCredentials,
     ZohoAuth,
     accounts_for,
     api_root,
     token_cache_path,
 )
-from sync.vendors.zoho_desk_mapping import (
+from sync.vendors.zoho_desk.errors import ERRORS, REFRESH_CODES
+from sync.vendors.zoho_desk.mapping import (
     PULL_KEYS,
     describe_field_errors,
     encode_marker,
@@ -75,19 +74,16 @@ from sync.vendors.zoho_desk_mapping import (
     to_remote,
     zoho_time,
 )
-from sync.vendors.zoho_desk_options import ZohoOptions, validate_options
-from sync.vendors.zoho_desk_pull import EPOCH, PAGE, WindowScan
+from sync.vendors.zoho_desk.options import ZohoOptions, validate_options
+from sync.vendors.zoho_desk.pull import EPOCH, PAGE, WindowScan
 
 if TYPE_CHECKING:
     from sync.config import ConnectionConfig
 
 #: Statuses the adapter reads itself; 429 and 5xx stay with sync.http, which retries them.
 HANDLED = (200, 201, 204, 400, 401, 403, 404, 422)
-REFRESH_CODES = frozenset({"INVALID_OAUTH", "UNAUTHORIZED"})
-RATE_CODES = frozenset({"THRESHOLD_EXCEEDED", "TOO_MANY_REQUESTS"})
 
 
-@register
 class ZohoDeskAdapter(Adapter):
     """Zoho Desk: every synced field readable and writable, creates with a marker."""
 
@@ -257,33 +253,21 @@ class ZohoDeskAdapter(Adapter):
         message: str,
         errors: Sequence[Mapping[str, Any]],
     ) -> VendorError:
-        """Zoho's error envelope as our error tree (reference §4.8)."""
+        """Zoho's error envelope as our error tree, by its table (``zoho_desk.errors``)."""
         status = response.status
         said = f"{code}: {message}" if code else (message or "no error message")
         if errors:
             said += "; fields: " + describe_field_errors(errors)
         said = redact.current().redact(said)
-        text = f"{self.name}: {method} {path} -> HTTP {status}: {said}"
-        kw: dict[str, Any] = {"connection": self.name, "status": status, "vendor_message": said}
-        if code in RATE_CODES:  # whatever the status: Zoho's 429 use is UNCONFIRMED
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return RateLimited(text, retry_after=retry_after, **kw)
-        if status == 401 and code in REFRESH_CODES | {None}:
-            return AuthRejected(
-                f"{text}. Zoho rejected a freshly refreshed access token: check that the "
-                "client has the scopes Desk.tickets.ALL and Desk.search.READ.",
-                **kw,
-            )
-        if code == "OAUTH_ORG_MISMATCH":
-            hint = f"Check connections.{self.name}.credentials.org_id."
-            return AuthRejected(f"{text} {hint}", **kw)
-        if status == 403 and code in ("FORBIDDEN", "LICENSE_ACCESS_LIMITED"):
-            return ItemError(text, **kw)  # this ticket's department, not the whole grant
-        if status in (401, 403):
-            return AuthRejected(text, **kw)
-        if status == 404:
-            return NotFound(text, **kw)
-        return ItemError(text, **kw)
+        return vendor_error(
+            ERRORS,
+            f"{self.name}: {method} {path} -> HTTP {status}: {said}",
+            connection=self.name,
+            status=status,
+            said=said,
+            code=code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
 
     def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
         try:

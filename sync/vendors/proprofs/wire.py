@@ -5,17 +5,11 @@ Every call is a ``POST`` of JSON to a case-sensitive path ending in ``/``, with
 §2.1-2.2). Success and failure live in the body: ``{"status": "success", ...}`` or
 ``{"status": "error", "description": ...}``; the HTTP status of a failure is UNCONFIRMED
 (§2.8), so 4xx bodies are read here too and the body decides. ``call`` turns a failure into
-the error tree, with ProProfs's own words:
+the error tree by the table in ``proprofs.errors``, with ProProfs's own words. Besides:
 
-- "Unable to authenticate request using account email and token" (the vendor page's text),
-  or HTTP 401/403 -> ``AuthRejected`` naming the connection and the credentials to fix;
-- a rate-limit text (wording UNCONFIRMED) -> ``RateLimited``;
 - a list read answered with an error saying nothing was found ("No tickets found": whether
   ProProfs reports an empty result so is UNCONFIRMED) -> an empty page;
-- a refusal of a list request -> ``ProtocolError`` (our filters or ``options.list_path`` are
-  wrong for this account, nothing a retry or another ticket would fix); no list at the path
-  (HTML 404) -> ``ProtocolError`` naming ``options.list_path``;
-- a write's "not found" (wording UNCONFIRMED) or 404 -> ``NotFound``; any other -> ``ItemError``.
+- no list at the path (HTML 404) -> ``ProtocolError`` naming ``options.list_path``.
 
 429 and 5xx stay with ``sync.http``, which retries the reads (``safe=True``) and never the
 writes.
@@ -29,25 +23,19 @@ from typing import Any
 
 from sync import redact
 from sync.errors import (
-    AuthRejected,
-    ItemError,
-    NotFound,
     ProtocolError,
-    RateLimited,
     VendorError,
 )
 from sync.http import HttpClient, Response, parse_retry_after
-from sync.vendors.proprofs_mapping import envelope
+from sync.vendors.errors import vendor_error
+from sync.vendors.proprofs.errors import ERRORS
+from sync.vendors.proprofs.mapping import envelope
 
 CREATE_PATH = "/app/api/v1/create/ticket/"  # DOC [P-create]
 UPDATE_PATH = "/app/api/v1/update/ticket/"  # DOC [P-update]
 HEADERS = {"Accept": "application/json"}  # Content-Type comes with the JSON body (DOC sample)
 #: Statuses whose body is read here; 429 and 5xx stay with sync.http (retries).
 HANDLED = (400, 401, 403, 404, 405, 409, 422)
-AUTH_TEXT = "unable to authenticate"  # DOC: "Unable to authenticate request using ..."
-# Wording of the other errors is UNCONFIRMED: these patterns are best effort.
-_NOT_FOUND = re.compile(r"not found|does not exist|doesn't exist|invalid ticket|no ticket", re.I)
-_RATE = re.compile(r"too many requests|rate limit|limit exceeded", re.I)
 #: An empty result reported as an error, as some APIs do (UNCONFIRMED for ProProfs).
 _EMPTY = re.compile(r"\bno (?:tickets?|records?|data|results?) (?:were )?found", re.I)
 
@@ -118,27 +106,15 @@ class ProProfsWire:
         status, name = response.status, self.connection
         said = redact.current().redact(description)[:300] or "no description"
         text = f"{name}: {what}: POST {plain(path)} -> HTTP {status}: ProProfs says {said!r}"
-        kw: dict[str, Any] = {"connection": name, "status": status, "vendor_message": said}
-        if AUTH_TEXT in said.lower() or status in (401, 403):
-            return AuthRejected(
-                f"{text}. ProProfs rejected connections.{name}.credentials.account_email "
-                "and token: use the e-mail the Help Desk account was registered with and the "
-                "API key from the Help Desk's 'My Account' page. Not retried until the "
-                "credentials change.",
-                **kw,
-            )
-        if _RATE.search(said):
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return RateLimited(text, retry_after=retry_after, **kw)
-        if reads:
-            return ProtocolError(
-                f"{text}. The ticket list refused our filters: check "
-                f"connections.{name}.options.list_path and list_fields (both UNCONFIRMED).",
-                **kw,
-            )
-        if _NOT_FOUND.search(said) or status == 404:
-            return NotFound(text, **kw)
-        return ItemError(text, **kw)
+        return vendor_error(
+            ERRORS,
+            text,
+            connection=name,
+            status=status,
+            said=said,
+            reads=reads,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
 
     def wrong_list_path(self, status: int, what: str) -> ProtocolError:
         return ProtocolError(

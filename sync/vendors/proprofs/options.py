@@ -1,6 +1,6 @@
 """``connections.NAME.options`` of a ProProfs Help Desk connection: validation and parsed form.
 
-Keys (documented for operators in ``sync/vendors/proprofs.py``'s docstring): ``list_path``,
+Keys (documented for operators in ``sync/vendors/proprofs/adapter.py``'s docstring): ``list_path``,
 ``list_fields``, ``time_zone``, ``marker_field_id``, ``marker_days``, ``import_since``,
 ``lookback_seconds``, ``default_requester_email``. Unknown keys are problems, as everywhere
 in the config.
