@@ -38,6 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from sync.errors import ConfigError
+from sync.redact import redact_url, url_secrets
 
 #: Where ``find_config_path`` looks after ``--config`` and ``$TICKETSYNC_CONFIG``.
 LOCAL_CONFIG = Path("config.yaml")
@@ -119,11 +120,14 @@ class DatabaseConfig:
 
     url: str = DEFAULT_DATABASE_URL
     auto_upgrade: bool = True
+    connect_timeout: float = 5.0
+    statement_timeout: float = 10.0
+    file_mode: int = 0o600
 
     def redacted_url(self) -> str:
-        """The URL with its password replaced by ``***``, for messages and ``status``."""
+        """The URL with its passwords (``password``, ``sslpassword`` too) replaced by ``***``."""
         try:
-            return make_url(self.url).render_as_string(hide_password=True)
+            return redact_url(make_url(self.url))
         except (ArgumentError, ValueError):
             return "<invalid database url>"
 
@@ -133,6 +137,13 @@ class DatabaseConfig:
             return make_url(self.url).password
         except (ArgumentError, ValueError):
             return None
+
+    def url_secrets(self) -> list[str]:
+        """Every secret in the URL: the password, ``password`` and ``sslpassword``."""
+        try:
+            return url_secrets(make_url(self.url))
+        except (ArgumentError, ValueError):
+            return []
 
     def __repr__(self) -> str:
         return f"DatabaseConfig(url={self.redacted_url()!r}, auto_upgrade={self.auto_upgrade!r})"
@@ -196,6 +207,7 @@ class ServiceConfig:
 
     listen: str | None = None
     log_format: str = "auto"
+    max_connections: int = 64
 
     def listen_address(self) -> tuple[str, int] | None:
         """``listen`` split into (host, port), brackets removed from IPv6; None when off."""
@@ -251,9 +263,7 @@ class Config:
             for name, secret in connection.credentials.items()
             if name not in _NOT_SECRET
         }
-        password = self.database.password()
-        if password:
-            values.add(password)
+        values.update(self.database.url_secrets())
         return frozenset(values)
 
 
@@ -583,18 +593,39 @@ class _Parser:
 
     def database(self, value: Any) -> DatabaseConfig:
         data = self.mapping(value, "database")
-        self.keys(data, ("url", "auto_upgrade"), "database")
-        auto_upgrade = self.boolean(data.get("auto_upgrade", True), "database.auto_upgrade", True)
+        self.keys(data, [f.name for f in fields(DatabaseConfig)], "database")
+        base = DatabaseConfig(
+            auto_upgrade=self.boolean(
+                data.get("auto_upgrade", True), "database.auto_upgrade", True
+            ),
+            connect_timeout=self.number(
+                data.get("connect_timeout", 5.0), "database.connect_timeout", 5.0
+            ),
+            statement_timeout=self.number(
+                data.get("statement_timeout", 10.0), "database.statement_timeout", 10.0
+            ),
+            file_mode=self.file_mode(data.get("file_mode", 0o600), "database.file_mode"),
+        )
         raw = self.string(data.get("url", DEFAULT_DATABASE_URL), "database.url")
         if raw is None:
-            return DatabaseConfig(auto_upgrade=auto_upgrade)
+            return base
         text, used_env = self.expand(raw, "database.url")
         url = self.database_url(text)
         if url is None:
-            return DatabaseConfig(auto_upgrade=auto_upgrade)
-        if make_url(url).password and not used_env:
+            return base
+        if url_secrets(make_url(url)) and not used_env:
             self.inline_secrets = True
-        return DatabaseConfig(url, auto_upgrade)
+        return replace(base, url=url)
+
+    def file_mode(self, value: Any, path: str) -> int:
+        """An octal permission mode for the mirror's files: owner rw, group at most rw."""
+        if isinstance(value, str) and re.fullmatch(r"(0o?)?[0-7]{3}", value):
+            value = int(value.removeprefix("0o"), 8)  # YAML 1.1 reads 0o600 as a string
+        mode = self.integer(value, path, 0o600, minimum=0)
+        if mode & ~0o660 or mode & 0o600 != 0o600:
+            self.problem(path, f"must be 0o600 to 0o660 (no world or execute bit), got {mode:#o}")
+            return 0o600
+        return mode
 
     def database_url(self, text: str) -> str | None:
         """The URL as given, except that a relative SQLite path is made absolute."""
@@ -719,14 +750,17 @@ class _Parser:
 
     def service(self, value: Any) -> ServiceConfig:
         data = self.mapping(value, "service")
-        self.keys(data, ("listen", "log_format"), "service")
+        self.keys(data, ("listen", "log_format", "max_connections"), "service")
         listen = data.get("listen")
         if listen is not None:
             listen = self.listen(listen, "service.listen")
         log_format = self.choice(
             data.get("log_format", "auto"), "service.log_format", LOG_FORMATS, "auto"
         )
-        return ServiceConfig(listen, log_format)
+        max_connections = self.integer(
+            data.get("max_connections", 64), "service.max_connections", 64, minimum=1
+        )
+        return ServiceConfig(listen, log_format, max_connections)
 
     def listen(self, value: Any, path: str) -> str | None:
         text = self.string(value, path)
