@@ -123,12 +123,16 @@ class Metrics:
             content_type="application/json",
         )
 
-    async def serve(self, host: str, port: int) -> web.AppRunner:
-        """Start the endpoint; the caller cleans the returned runner up."""
+    def app(self) -> web.Application:
+        """The endpoint's application: ``/metrics`` and ``/healthz``."""
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._health)
-        runner = web.AppRunner(app, access_log=None)
+        return app
+
+    async def serve(self, host: str, port: int) -> web.AppRunner:
+        """Start the endpoint; the caller cleans the returned runner up."""
+        runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         return runner
