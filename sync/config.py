@@ -39,6 +39,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from sync.errors import ConfigError
 from sync.redact import redact_url, url_secrets
+from sync.statedir import unsafe_reason
 
 #: Where ``find_config_path`` looks after ``--config`` and ``$TICKETSYNC_CONFIG``.
 LOCAL_CONFIG = Path("config.yaml")
@@ -689,7 +690,11 @@ class _Parser:
 
     def state_dir(self, value: Any) -> Path | None:
         text = self.string(value, "sync.state_dir")
-        return None if text is None else Path(text).expanduser().absolute()
+        folder = None if text is None else Path(text).expanduser().absolute()
+        reason = None if folder is None else unsafe_reason(folder)
+        if reason:
+            self.problem("sync.state_dir", f"{folder}: {reason}; run `chmod go-w {folder}`")
+        return folder
 
     def policy(self, value: Any, path: str, base: PolicySpec | None = None) -> PolicySpec:
         """A policy name (every field), or a mapping merged over ``base``."""
