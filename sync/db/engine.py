@@ -18,6 +18,7 @@ the umask; SQLite gives its ``-wal`` and ``-shm`` files the database file's mode
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterator
@@ -203,7 +204,9 @@ def _create_sqlite(url: URL, *, echo: bool, limits: Limits) -> Engine:
         database = url.database or ":memory:"
         in_a_file = database != ":memory:" and not database.startswith("file:")
         if in_a_file and not os.path.exists(database):
-            os.close(private_file(Path(database), limits.file_mode))
+            # A missing folder or a permission problem: SQLite's own error says it better.
+            with contextlib.suppress(OSError):
+                os.close(private_file(Path(database), limits.file_mode))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text, update
+from sqlalchemy.exc import OperationalError
 
 from sync import redact
 from sync.config import Config, load_config, parse_config
@@ -282,3 +283,9 @@ def test_ticket_link_errors_are_redacted(mirror: Mirror, installed: None) -> Non
         )
         == "x ***"
     )
+
+
+def test_a_mirror_in_a_missing_folder_fails_as_sqlite_does(tmp_path: Path) -> None:
+    mirror = Mirror(f"sqlite:///{tmp_path / 'missing' / 'mirror.db'}")
+    with pytest.raises(OperationalError, match="unable to open database file"):
+        mirror.engine.connect()
