@@ -57,7 +57,7 @@ def require_vendors(config: Config) -> None:
 
 
 def _database(config: Config) -> str:
-    mirror = Mirror(config.database.url)
+    mirror = Mirror.configured(config.database)
     try:
         state = schema_state(mirror)
     except DatabaseError as exc:

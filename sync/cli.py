@@ -273,7 +273,7 @@ def _selected(args: argparse.Namespace, config: Config) -> list[str]:
 
 def open_database(config: Config, *, upgrade: bool) -> Mirror:
     """Open the mirror; migrate it when ``upgrade``, else require it to exist and be current."""
-    mirror = Mirror(config.database.url)
+    mirror = Mirror.configured(config.database)
     if upgrade:
         migrate(mirror)
         return mirror
@@ -336,7 +336,7 @@ def _cmd_conflicts(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_db(args: argparse.Namespace, config: Config) -> int:
-    mirror = Mirror(config.database.url)
+    mirror = Mirror.configured(config.database)
     before = schema_state(mirror)
     after = migrate(mirror)
     if before.current == after.current:

@@ -2,7 +2,8 @@
 
 SQLite: one daemon per database file. ``InstanceLock`` is an ``flock`` on
 ``<database>.lock``; the holder writes who it is into the file, so ``status`` can name
-it. The kernel releases the lock when the process dies, however it dies.
+it. The kernel releases the lock when the process dies, however it dies. The lock file
+takes the database file's mode (``database.file_mode``), never a umask-widened one.
 
 PostgreSQL: several instances may share the database; each connection's run holds a lease
 with fencing instead (``sync.lease``).
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from sync.db.engine import private_file, side_file_mode
 from sync.errors import LockHeld
 
 
@@ -25,12 +27,14 @@ class InstanceLock:
     """An exclusive, non-blocking lock on a SQLite mirror, for the life of a process."""
 
     def __init__(self, database: Path, role: str) -> None:
+        self.database = database
         self.path = database.with_name(database.name + ".lock")
         self.role = role
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        handle = open(self.path, "a+")  # noqa: SIM115  (held open for the process's life)
+        fd = private_file(self.path, side_file_mode(self.database), os.O_RDWR | os.O_APPEND)
+        handle = open(fd, "a+")  # noqa: SIM115  (held open for the process's life)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

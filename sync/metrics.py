@@ -6,7 +6,8 @@
 and exposes no secret: labels are connection names, vendor ids, outcomes and statuses.
 On PostgreSQL the lease metrics count takeovers (``ticketsync_lease_takeovers_total``),
 lost leases (``ticketsync_leases_lost_total``) and the leases held now
-(``ticketsync_leases_held``); see ``sync.spread``.
+(``ticketsync_leases_held``); see ``sync.spread``. ``sync.endpoint`` serves ``app()``
+within bounds.
 """
 
 from __future__ import annotations
@@ -123,12 +124,9 @@ class Metrics:
             content_type="application/json",
         )
 
-    async def serve(self, host: str, port: int) -> web.AppRunner:
-        """Start the endpoint; the caller cleans the returned runner up."""
+    def app(self) -> web.Application:
+        """The endpoint's application: ``/metrics`` and ``/healthz``."""
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._health)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        return runner
+        return app

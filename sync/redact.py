@@ -7,8 +7,15 @@ Contract:
   containing another is masked whole. It also masks, whatever their value, credentials that
   look like credentials: ``Authorization:`` style headers, ``Bearer`` / ``Basic`` /
   ``Zoho-oauthtoken`` values, JSON (or Python repr) values of keys ending in ``token``,
-  ``secret`` or ``password``, and such keys in URL queries. Over-masking is the accepted
-  price: a log line that says ``Basic ***`` where a vendor wrote plain prose is harmless.
+  ``secret`` or ``password`` (also when the text is cut inside the value: the rest of that
+  word is masked), and such keys in URL queries. Over-masking is the accepted price: a log
+  line that says ``Basic ***`` where a vendor wrote plain prose is harmless.
+- ``redactor.with_secrets(more)`` is a redactor for both sets: a reload keeps masking the
+  secrets it replaced, since a vendor may still echo them.
+- ``remember(secret)`` adds a secret learnt at run time (a freshly minted access token) to
+  ``current()``; the last ``MINTED_KEPT`` such secrets are kept.
+- ``redact_url(url)`` / ``url_secrets(url)``: a database URL with its password, and the
+  ``password`` / ``sslpassword`` query parameters, masked; and those secret values.
 - ``RedactingFilter`` applies a redactor to each log record (message, arguments, exception
   traceback, stack) before any formatter sees it.
 - ``install(redactor)`` makes ``redactor`` the process-wide ``current()`` one, which
@@ -22,10 +29,15 @@ import base64
 import json
 import logging
 import re
+from collections import deque
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
+from sqlalchemy.engine import URL
+
 MASK = "***"
+#: How many secrets learnt at run time ``remember`` keeps (access tokens live for an hour).
+MINTED_KEPT = 64
 
 # Header names whose whole value is a credential (reference §1 Kapture, §3 Sirportly, §4 Zoho).
 _HEADER = re.compile(
@@ -34,8 +46,10 @@ _HEADER = re.compile(
 )
 _SCHEME = re.compile(r"(?i)\b(Zoho-oauthtoken|Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]+")
 _KEY = r"[\w-]*(?:token|secret|password)"
-_JSON_DOUBLE = re.compile(rf'(?i)("{_KEY}"\s*:\s*")(?:[^"\\]|\\.)*(")')
-_JSON_SINGLE = re.compile(rf"(?i)('{_KEY}'\s*:\s*')(?:[^'\\]|\\.)*(')")
+# A value runs to its closing quote; in text cut inside the value (no closing quote), to the
+# next whitespace or quote.
+_JSON_DOUBLE = re.compile(rf'(?i)("{_KEY}"\s*:\s*")(?:(?:[^"\\]|\\.)*(")|[^"\s]*)')
+_JSON_SINGLE = re.compile(rf"(?i)('{_KEY}'\s*:\s*')(?:(?:[^'\\]|\\.)*(')|[^'\s]*)")
 _QUERY = re.compile(rf"(?i)([?&;]{_KEY}=)[^&#\s'\"]*")
 
 _PATTERNS = (
@@ -64,10 +78,10 @@ class Redactor:
     """Masks a fixed set of secrets, and anything shaped like a credential, in text."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = frozenset(s for s in secrets if s)
         forms: set[str] = set()
-        for secret in secrets:
-            if secret:
-                forms |= _forms(secret)
+        for secret in self.secrets:
+            forms |= _forms(secret)
         ordered = sorted(forms, key=len, reverse=True)
         self._count = len(ordered)
         self._secrets = re.compile("|".join(map(re.escape, ordered))) if ordered else None
@@ -79,6 +93,10 @@ class Redactor:
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text
+
+    def with_secrets(self, more: Iterable[str]) -> Redactor:
+        """A redactor masking this one's secrets and ``more``."""
+        return Redactor(self.secrets | frozenset(more))
 
     def __repr__(self) -> str:
         return f"Redactor({self._count} forms)"
@@ -124,6 +142,7 @@ def _message(record: logging.LogRecord) -> str:
 
 
 _current = Redactor()
+_minted: deque[str] = deque(maxlen=MINTED_KEPT)
 
 
 def current() -> Redactor:
@@ -140,3 +159,45 @@ def install(redactor: Redactor) -> RedactingFilter:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(installed)
     return installed
+
+
+def remember(secret: str) -> None:
+    """Mask ``secret`` from now on in ``current()`` (and so in every filtered log handler).
+
+    For secrets learnt at run time, such as a freshly minted access token. Only the last
+    ``MINTED_KEPT`` are kept, so a long-running daemon's redactor does not grow forever.
+    """
+    global _current
+    if not secret or secret in _minted or secret in _current.secrets:
+        return
+    if len(_minted) == _minted.maxlen:
+        dropped = _minted[0]
+        _minted.append(secret)
+        _current = Redactor((_current.secrets - {dropped}) | {secret})
+        return
+    _minted.append(secret)
+    _current = _current.with_secrets([secret])
+
+
+#: Query parameters of a database URL that hold a password (libpq's names).
+URL_SECRET_PARAMS = ("password", "sslpassword")
+
+
+_URL_PARAM = re.compile(rf"(?i)([?&](?:{'|'.join(URL_SECRET_PARAMS)})=)[^&#]*")
+
+
+def url_secrets(url: URL) -> list[str]:
+    """The secret values in a database URL: its password and secret query parameters."""
+    values = [url.password] if url.password else []
+    for key in URL_SECRET_PARAMS:
+        value = url.query.get(key)
+        for item in (value,) if isinstance(value, str) else value or ():
+            if item:
+                values.append(item)
+    return [str(v) for v in values]
+
+
+def redact_url(url: URL) -> str:
+    """``url`` as text with its password and secret query parameters replaced by ``***``."""
+    text = url.render_as_string(hide_password=True)
+    return _URL_PARAM.sub(rf"\1{MASK}", text)

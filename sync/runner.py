@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sync import statedir
 from sync.config import Config, ConnectionConfig
 from sync.db import Mirror
 from sync.db.models import SyncConnection
@@ -53,7 +54,7 @@ def state_dir(config: Config, mirror: Mirror) -> Path | None:
     if config.sync.state_dir is not None:
         return config.sync.state_dir
     path = mirror.sqlite_path
-    return path.parent if path is not None else None
+    return statedir.default(path.parent) if path is not None else None
 
 
 def build_adapter(

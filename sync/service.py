@@ -2,7 +2,11 @@
 
 - SIGTERM / SIGINT: stop scheduling, let each run stop after the ticket in hand (bounded
   by ``STOP_TIMEOUT_S``), exit 0; a second signal exits at once.
-- SIGHUP: reload the configuration; a bad file is reported and the old one kept.
+- SIGHUP: reload the configuration; a bad file is reported and the old one kept. The
+  redactor then masks the old secrets and the new ones.
+- Start: the soft open-file limit is raised to the hard one; the health and metrics
+  endpoint is bounded (``sync.endpoint``: ``service.max_connections``, header and idle
+  timeouts), so a flood of idle sockets cannot take the descriptors vendor calls need.
 - SIGUSR1: sync every connection now.
 - PostgreSQL: the instance registers in ``sync_instances`` and keeps its leases between
   runs (``sync.spread``); a clean stop releases them, so another instance takes over at once.
@@ -22,8 +26,10 @@ from pathlib import Path
 
 from sync.config import Config, load_config
 from sync.db import Mirror
+from sync.endpoint import BoundedEndpoint, Bounds, raise_fd_limit
 from sync.errors import ConfigError
 from sync.metrics import Metrics
+from sync.redact import current, install
 from sync.scheduler import Jobs
 from sync.spread import StickyLeases
 
@@ -80,10 +86,15 @@ class Service:
         loop.add_signal_handler(signal.SIGINT, self._on_stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload)
         loop.add_signal_handler(signal.SIGUSR1, self.jobs.run_all_now)
+        soft, hard = raise_fd_limit()
+        log.debug("open-file limit: %d (hard %d)", soft, hard)
         endpoint = None
         address = self.config.service.listen_address()
         if address is not None:
-            endpoint = await self.metrics.serve(*address)
+            endpoint = BoundedEndpoint(
+                self.metrics.app(), Bounds(max_connections=self.config.service.max_connections)
+            )
+            await endpoint.start(*address)
             log.info("health and metrics on http://%s:%d/", *address)
         if self.leases is not None:
             await self.leases.start()
@@ -131,6 +142,8 @@ class Service:
             )
             return
         names = [n for n in self.names if n in config.connections] or list(config.connections)
+        # A vendor may still echo a replaced secret: mask the old ones and the new ones.
+        install(current().with_secrets(config.secrets()))
         self.config = config
         self.names = names
         self.jobs.reload(config, names)

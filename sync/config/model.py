@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from sync.redact import redact_url, url_secrets
 from sync.vendors.registry import VENDORS, spec
 
 DEFAULT_DATABASE_URL = "sqlite:///ticketsync.db"
@@ -59,11 +60,18 @@ class DatabaseConfig:
     file_mode: int = 0o600
 
     def redacted_url(self) -> str:
-        """The URL with its password replaced by ``***``, for messages and ``status``."""
+        """The URL with its passwords (``password``, ``sslpassword`` too) replaced by ``***``."""
         try:
-            return make_url(self.url).render_as_string(hide_password=True)
+            return redact_url(make_url(self.url))
         except (ArgumentError, ValueError):
             return "<invalid database url>"
+
+    def url_secrets(self) -> list[str]:
+        """Every secret in the URL: the password, ``password`` and ``sslpassword``."""
+        try:
+            return url_secrets(make_url(self.url))
+        except (ArgumentError, ValueError):
+            return []
 
     def password(self) -> str | None:
         """The password in the URL, or None."""
@@ -199,9 +207,7 @@ class Config:
             for name, secret in connection.credentials.items()
             if not _is_address(connection.vendor, name)
         }
-        password = self.database.password()
-        if password:
-            values.add(password)
+        values.update(self.database.url_secrets())
         return frozenset(values)
 
 

@@ -21,6 +21,8 @@ from sync.config.model import (
     ServiceConfig,
     SyncSettings,
 )
+from sync.redact import url_secrets
+from sync.statedir import unsafe_reason
 from sync.vendors.spec import SYNC_FIELDS
 
 POLICIES = ("newest", "local", "remote", "manual")
@@ -64,7 +66,7 @@ class SectionParser(Checker):
         url = self.database_url(text)
         if url is None:
             return settings
-        if make_url(url).password and not used_env:
+        if url_secrets(make_url(url)) and not used_env:
             self.inline_secrets.append("database.url")
         return replace(settings, url=url)
 
@@ -154,7 +156,11 @@ class SectionParser(Checker):
 
     def state_dir(self, value: Any) -> Path | None:
         text = self.string(value, "sync.state_dir")
-        return None if text is None else Path(text).expanduser().absolute()
+        folder = None if text is None else Path(text).expanduser().absolute()
+        reason = None if folder is None else unsafe_reason(folder)
+        if reason:
+            self.problem("sync.state_dir", f"{folder}: {reason}; run `chmod go-w {folder}`")
+        return folder
 
     def policy(self, value: Any, path: str, base: PolicySpec | None = None) -> PolicySpec:
         """A policy name (every field), or a mapping merged over ``base``."""

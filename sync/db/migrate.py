@@ -3,13 +3,15 @@
 The top-level ``migrations/`` folder ships in the wheel as ``sync.migrations``; in a
 source checkout it is found beside the package. Two processes that start at once never
 migrate together: PostgreSQL takes an advisory lock, SQLite a lock file beside the
-database.
+database. Migrations run without the statement timeout: a long migration, or a wait for
+another process's migration, is not a hung server.
 """
 
 from __future__ import annotations
 
 import fcntl
 import importlib.util
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,8 +24,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync.db.engine import Mirror
+from sync.db.engine import Mirror, private_file
 from sync.errors import DatabaseError
+from sync.redact import current, url_secrets
 
 #: Any constant unique to ticketsync; the advisory lock that serialises migrations.
 _PG_MIGRATION_LOCK = 0x7469636B  # "tick"
@@ -81,7 +84,7 @@ def schema_state(mirror: Mirror) -> SchemaState:
             current = MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
         raise DatabaseError(
-            f"cannot open database {mirror.redacted_url()}: {_short(exc)}"
+            f"cannot open database {mirror.redacted_url()}: {_short(exc, mirror)}"
         ) from None
     return SchemaState(exists=True, current=current, head=head)
 
@@ -95,11 +98,17 @@ def migrate(mirror: Mirror, revision: str = "head") -> SchemaState:
         except OSError as exc:
             raise DatabaseError(f"cannot create the database folder {path.parent}: {exc}") from None
     try:
-        with _migration_lock(mirror), mirror.engine.connect() as conn:
+        with (
+            _migration_lock(mirror),
+            mirror.engine.connect() as conn,
+            _no_statement_timeout(conn),
+        ):
             command.upgrade(_alembic_config(conn), revision)
             conn.commit()
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot migrate {mirror.redacted_url()}: {_short(exc)}") from None
+        raise DatabaseError(
+            f"cannot migrate {mirror.redacted_url()}: {_short(exc, mirror)}"
+        ) from None
     return schema_state(mirror)
 
 
@@ -107,14 +116,15 @@ def migrate(mirror: Mirror, revision: str = "head") -> SchemaState:
 def _migration_lock(mirror: Mirror) -> Iterator[None]:
     path = mirror.sqlite_path
     if path is not None:
-        with open(path.with_name(path.name + ".migrate-lock"), "a") as handle:
+        lock = path.with_name(path.name + ".migrate-lock")
+        with open(private_file(lock, mirror.limits.file_mode, os.O_WRONLY), "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
         return
     if mirror.dialect != "postgresql":
         yield
         return
-    with mirror.engine.connect() as conn:
+    with mirror.engine.connect() as conn, _no_statement_timeout(conn):
         conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         conn.commit()
         try:
@@ -124,7 +134,24 @@ def _migration_lock(mirror: Mirror) -> Iterator[None]:
             conn.commit()
 
 
-def _short(exc: SQLAlchemyError) -> str:
-    """The driver's first line, without SQLAlchemy's statement dump."""
+@contextmanager
+def _no_statement_timeout(conn: Connection) -> Iterator[None]:
+    """Lift the statement timeout on ``conn`` inside the block (the pool reuses ``conn``)."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.execute(text("SET statement_timeout = 0"))
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.rollback()
+        conn.execute(text("RESET statement_timeout"))
+        conn.commit()
+
+
+def _short(exc: SQLAlchemyError, mirror: Mirror) -> str:
+    """The driver's first line, without SQLAlchemy's statement dump, secrets masked."""
     orig = getattr(exc, "orig", None) or exc
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(exc).__name__
+    line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(exc).__name__
+    return current().with_secrets(url_secrets(mirror.url)).redact(line)

@@ -15,6 +15,9 @@ Public (design §2.3; other programs read and write them with plain SQL):
 - ``journal``: every field change in either direction, every conflict resolution.
 - ``conflicts``: same-field conflicts and how they were settled (``manual`` ones wait).
 - ``runs``: one row per connection run, for ``status``.
+
+Error messages (``runs.message``, both ``last_error`` columns) are redacted as they are
+written, whatever code path writes them (``RedactedText``, ``RedactedJSON``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from sync.redact import current
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -69,6 +74,40 @@ class UtcDateTime(TypeDecorator[datetime]):
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RedactedText(TypeDecorator[str]):
+    """Text that is redacted on its way into the database (``sync.redact.current()``).
+
+    For messages built from errors, which may quote what a vendor echoed: whatever path
+    wrote them, no known secret or credential-shaped value reaches the table.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else current().redact(value)
+
+
+class RedactedJSON(TypeDecorator[Any]):
+    """JSON whose string values (at any depth) are redacted on the way in."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return _redact_strings(value)
+
+
+def _redact_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return current().redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_strings(v) for v in value]
+    return value
 
 
 def utcnow() -> datetime:
@@ -128,7 +167,7 @@ class TicketLink(Base):
     marker: Mapped[str | None] = mapped_column(String(128))
     fail_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(RedactedText)
     last_error_kind: Mapped[str | None] = mapped_column(String(32))
     missing_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
@@ -150,7 +189,7 @@ class SyncConnection(Base):
     next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     cooldown_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     credentials: Mapped[str] = mapped_column(String(16), nullable=False, default="unknown")
-    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(RedactedJSON)
     guard_held: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     guard_approved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -221,7 +260,7 @@ class Run(Base):
     created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     conflicts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    message: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(RedactedText)
 
 
 class JournalEntry(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -101,3 +102,57 @@ def _credential_lines() -> list[str]:
     """LoadCredential= lines a host's service gets: the base unit's and the drop-in's."""
     text = (ROOT / "deploy" / "ticketsync.service").read_text() + _drop_in("host-a")
     return [line for line in text.splitlines() if line.startswith("LoadCredential=")]
+
+
+SERVICES = ("ticketsync.service", "ticketsync-once.service")
+
+
+def _documented_exposure(text: str) -> float:
+    match = re.search(r"security --offline=yes` \(systemd \d+\): exposure (\d+\.\d)", text)
+    assert match, "the unit records its exposure figure"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_exposure_does_not_exceed_the_documented_figure(tmp_path, unit):
+    text = (ROOT / "deploy" / unit).read_text()
+    path = tmp_path / unit
+    path.write_text(text.replace("/usr/local/bin/ticketsync", "/bin/true"))
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+    if match is None:
+        pytest.skip(f"this systemd-analyze cannot score offline: {result.stderr.strip()[:200]}")
+    assert float(match.group(1)) <= _documented_exposure(text), result.stdout
+    # Every remaining ✗ is named in the unit's comment, with its reason.
+    for line in result.stdout.splitlines():
+        if line.startswith("✗"):
+            setting = line.split()[1]
+            assert setting in text, f"{unit}: {setting} is not explained"
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+def test_resource_limits_and_extra_hardening_are_present(unit):
+    text = (ROOT / "deploy" / unit).read_text()
+    for directive in (
+        "ProcSubset=pid",
+        "PrivateUsers=yes",
+        "PrivateMounts=yes",
+        "DevicePolicy=closed",
+        "MemoryHigh=512M",
+        "MemoryMax=768M",
+        "LimitNOFILE=16384",
+        "SystemCallErrorNumber=EPERM",
+    ):
+        assert f"\n{directive}\n" in text, directive
+
+
+def test_daemon_is_not_restarted_after_a_config_error_and_has_a_start_limit():
+    text = (ROOT / "deploy" / "ticketsync.service").read_text()
+    assert "\nRestartPreventExitStatus=2 3\n" in text
+    assert "\nStartLimitIntervalSec=" in text and "\nStartLimitBurst=" in text

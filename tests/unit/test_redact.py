@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import quote, quote_plus
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from sync import redact
 from sync.redact import RedactingFilter, Redactor
@@ -134,3 +135,45 @@ def test_install_filters_root_handlers_and_sets_current(monkeypatch: pytest.Monk
     assert redact.current().redact(SECRET) == "***"
     assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
     assert stream.getvalue() == "leak ***\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"access_token": "1000.abcdef', '{"access_token": "***'),
+        ('{"access_token":"1000.ab\\', '{"access_token":"***'),
+        (
+            'reply cut: {"refresh_token": "1000.xyz (truncated)',
+            'reply cut: {"refresh_token": "*** (truncated)',
+        ),
+        ("{'access_token': '1000.abc", "{'access_token': '***"),
+        ('{"access_token": "a", "x": "b', '{"access_token": "***", "x": "b'),
+    ],
+)
+def test_a_token_value_cut_before_its_closing_quote_is_masked(text: str, expected: str) -> None:
+    assert Redactor().redact(text) == expected
+
+
+def test_with_secrets_masks_old_and_new() -> None:
+    both = Redactor(["old-secret-1"]).with_secrets(["new-secret-2"])
+    assert both.redact("old-secret-1 new-secret-2") == "*** ***"
+
+
+def test_remember_adds_a_minted_secret_to_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redact, "_current", Redactor(["configured-1"]))
+    monkeypatch.setattr(redact, "_minted", redact.deque(maxlen=2))
+    redact.remember("minted-a")
+    assert redact.current().redact("configured-1 minted-a") == "*** ***"
+    redact.remember("minted-b")
+    redact.remember("minted-c")  # the oldest minted secret is dropped, configured ones kept
+    assert redact.current().redact("configured-1 minted-a minted-b minted-c") == (
+        "*** minted-a *** ***"
+    )
+
+
+def test_url_secrets_and_redact_url() -> None:
+    url = make_url("postgresql://u:pw-1@h/db?sslmode=require&password=pw-2&sslpassword=pw-3")
+    assert redact.url_secrets(url) == ["pw-1", "pw-2", "pw-3"]
+    assert redact.redact_url(url) == (
+        "postgresql://u:***@h/db?password=***&sslmode=require&sslpassword=***"
+    )

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit
 
 from sync.errors import AuthRejected, ProtocolError, RateLimited
 from sync.http import HttpClient
+from sync.redact import remember
 
 TOKEN_PATH = "/oauth/v2/token"
 #: Refresh this long before expiry at most (Zoho's tokens live 3600 s)...
@@ -140,6 +142,7 @@ class ZohoAuth:
             )
         if document.get("access_token"):
             token = self._parse_grant(document)
+            remember(token.value)  # masked in logs and messages from now on
             self._write_cache(token)
             return token
         raise self._grant_error(document, response.status)
@@ -187,11 +190,13 @@ class ZohoAuth:
             data = json.loads(self._cache_path.read_text(encoding="utf-8"))
             if data.get("client") != self._credentials.fingerprint():
                 return None
-            return AccessToken(
+            cached = AccessToken(
                 str(data["access_token"]), float(data["expires_at"]), float(data["lifetime"])
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # no cache, or one we cannot trust: refresh instead
+        remember(cached.value)
+        return cached
 
     def _write_cache(self, token: AccessToken) -> None:
         if self._cache_path is None:
@@ -203,12 +208,12 @@ class ZohoAuth:
             "client": self._credentials.fingerprint(),
         }
         self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._cache_path.with_name(f".{self._cache_path.name}.{os.getpid()}.tmp")
-        # Created 0600 from the start (never readable by others, even for an instant); the
-        # rename makes a reader see the old file or the new one, never half of it.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # mkstemp: an unpredictable name, created exclusively (never through a symlink), 0600
+        # from the start; the rename makes a reader see the old file or the new one.
+        fd, temporary = tempfile.mkstemp(
+            prefix=f".{self._cache_path.name}.", suffix=".tmp", dir=self._cache_path.parent
+        )
         try:
-            os.fchmod(fd, 0o600)
             os.write(fd, json.dumps(data).encode("utf-8"))
         finally:
             os.close(fd)
