@@ -173,6 +173,7 @@ class HttpSettings:
     concurrency: int = 4
     rate: float | None = None
     ca_bundle: str | None = None
+    max_reply_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -698,7 +699,7 @@ class _Parser:
         changes: dict[str, Any] = {}
         for key, item in data.items():
             where = _join(path, key)
-            if key in ("max_attempts", "retry_budget", "concurrency"):
+            if key in ("max_attempts", "retry_budget", "concurrency", "max_reply_bytes"):
                 changes[key] = self.integer(item, where, getattr(base, key), minimum=1)
             elif key == "rate":
                 changes[key] = None if item is None else self.number(item, where, 1.0)

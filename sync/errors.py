@@ -11,6 +11,8 @@
         ├── GuardHeld             the mass-change guard stopped the run before any write
         ├── LeaseLost             our lease on the connection was taken over; stop writing
         ├── Interrupted           a shutdown was requested; the run stopped between tickets
+        ├── InternalError         a bug or an unforeseen failure inside the run (outcome
+        │                         ``internal``): this connection's run only, traceback logged
         └── VendorError           the vendor answered badly, or not at all
             ├── Retriable         timeouts, connection errors, 408, 429, 5xx: back off, retry
             │   └── RateLimited   429 / Retry-After: honour ``retry_after``
@@ -81,6 +83,16 @@ class Interrupted(SyncError):
     """A shutdown was requested; the run stopped cleanly between two tickets or pages."""
 
     kind = "interrupted"
+
+
+class InternalError(SyncError):
+    """An exception nobody foresaw ended a connection's run (outcome ``internal``).
+
+    The message is one redacted line naming the connection and the exception's type; the
+    traceback goes to the log only.
+    """
+
+    kind = "internal"
 
 
 class VendorError(SyncError):

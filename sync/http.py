@@ -28,15 +28,13 @@ import asyncio
 import codecs
 import json as jsonlib
 import logging
-import math
 import random
 import re
 import ssl
+import string
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -45,7 +43,7 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 from yarl import URL
 
-from sync import __version__, redact
+from sync import __version__, redact, retry
 from sync.errors import (
     AuthRejected,
     ConfigError,
@@ -57,6 +55,9 @@ from sync.errors import (
     VendorError,
 )
 from sync.redact import Redactor
+from sync.retry import parse_retry_after
+
+__all__ = ["STATUS_ERRORS", "HttpClient", "Response", "error_class", "parse_retry_after"]
 
 if TYPE_CHECKING:
     from sync.config import HttpSettings
@@ -91,6 +92,12 @@ _SNIPPET = 200  # characters of a body quoted in a ProtocolError
 _VENDOR_MESSAGE = 300  # characters of the vendor's own words kept in an error
 _ABSOLUTE = re.compile(r"(?i)^(?:[a-z][a-z0-9+.-]*:)?//")  # scheme://host or //host
 _QUERY_IN_TEXT = re.compile(r"\?[^\s'\"<>()\[\]]*")
+#: Bytes of an error reply that are read for the vendor's message: a bound on the work a
+#: hostile error page can cause.
+ERROR_BODY_BYTES = 8192
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # forbidden in a header value
+_READ_CHUNK = 64 * 1024
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def error_class(status: int) -> type[VendorError]:
@@ -102,24 +109,6 @@ def error_class(status: int) -> type[VendorError]:
     if 400 <= status < 500:
         return ItemError
     return ProtocolError
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - time.time()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 @dataclass(frozen=True, repr=False)
@@ -142,12 +131,14 @@ class Response:
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "")
 
-    def text(self) -> str:
-        """The body decoded by its declared charset (UTF-8 if none), undecodable bytes replaced."""
-        return self.body.decode(_charset(self.content_type), errors="replace")
+    def text(self, limit: int | None = None) -> str:
+        """The body (its first ``limit`` bytes) decoded by its declared charset (UTF-8 if
+        none, unknown or not a text encoding), undecodable bytes replaced."""
+        return _decode(self.body if limit is None else self.body[:limit], self.content_type)
 
     def json(self) -> Any:
-        """The body parsed as JSON; ``ProtocolError`` for HTML, empty, truncated or invalid JSON.
+        """The body parsed as JSON; ``ProtocolError`` for HTML, empty, truncated, invalid or
+        too deeply nested JSON.
 
         HTML is recognised by the body, not only by the label: some vendors send JSON
         labelled ``text/html``, which is accepted.
@@ -160,6 +151,8 @@ class Response:
             raise self._protocol_error("HTML instead of JSON")
         try:
             return jsonlib.loads(text)
+        except RecursionError:
+            raise self._protocol_error("JSON nested too deeply to read") from None
         except ValueError as exc:
             if "html" in self.content_type.lower():
                 raise self._protocol_error("HTML instead of JSON") from None
@@ -171,7 +164,7 @@ class Response:
     def _protocol_error(self, problem: str) -> ProtocolError:
         redactor = self.redactor or redact.current()
         # Redact before cutting, so a secret across the cut cannot leak by halves.
-        snippet = redactor.redact(self.text()[: _SNIPPET * 10])[:_SNIPPET]
+        snippet = redactor.redact(self.text(_SNIPPET * 40)[: _SNIPPET * 10])[:_SNIPPET]
         path = self._path()
         kind = self.content_type or "no content-type"
         return ProtocolError(
@@ -211,8 +204,11 @@ class HttpClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         cooldown_until: float | None = None,
         on_request: Callable[[str, str, int | None, float], None] | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.connection = connection
+        # Only to name a credential that cannot be sent; values never reach a message.
+        self._credentials = dict(credentials or {})
         self._base = URL(base_url)
         self._settings = settings
         self._redactor = redactor
@@ -327,11 +323,17 @@ class HttpClient:
             ) from exc
         self._budget -= 1
         self._stats["retries"] += 1
-        ceiling = min(settings.backoff_cap, settings.backoff_base * 2**attempt)
-        jitter = self._random.uniform(0, ceiling)
-        return max(jitter, exc.retry_after or 0.0, self._cooldown_remaining())
+        return retry.request_delay(
+            settings.backoff_base,
+            settings.backoff_cap,
+            attempt,
+            self._random,
+            retry_after=exc.retry_after,
+            cooldown=self._cooldown_remaining(),
+        )
 
     async def _attempt(self, call: _Call, attempt: int) -> Response:
+        self._check_headers(call)
         session = self._ensure_session()
         async with self._slots:
             await self._wait_cooldown(call)
@@ -355,14 +357,68 @@ class HttpClient:
             async with session.request(
                 call.method, call.url, allow_redirects=False, **call.options
             ) as resp:
-                body = await resp.read()
+                body = await self._read(call, resp)
                 status = resp.status
                 return status, resp.headers, body
         except (TimeoutError, aiohttp.ClientError) as exc:
             # ``from None``: aiohttp's own exception text may carry the full URL and query.
             raise self._transport_error(call, exc) from None
+        except ValueError as exc:  # aiohttp refuses a header or URL it cannot send
+            raise self._transport_error(call, exc) from None
         finally:
             self._record(call, status, self._clock() - started)
+
+    async def _read(self, call: _Call, resp: aiohttp.ClientResponse) -> bytes:
+        """The reply's body, read no further than ``max_reply_bytes``."""
+        limit = self._settings.max_reply_bytes
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            raise self._too_large(call, resp.status, f"declares {declared} bytes")
+        body = bytearray()
+        while chunk := await resp.content.read(_READ_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raise self._too_large(call, resp.status, f"exceeded {limit} bytes")
+        return bytes(body)
+
+    def _too_large(self, call: _Call, status: int, what: str) -> ProtocolError:
+        limit = self._settings.max_reply_bytes
+        return ProtocolError(
+            self._redact(
+                f"{self.connection}: {call.label} -> HTTP {status}: the reply {what}, over the "
+                f"limit of {limit} bytes, and was not read further; if the vendor's replies "
+                f"are this large, raise connections.{self.connection}.http.max_reply_bytes "
+                "(or sync.http.max_reply_bytes)"
+            ),
+            connection=self.connection,
+            status=status,
+        )
+
+    def _check_headers(self, call: _Call) -> None:
+        """Refuse to send a header value with a newline or control character (HTTP forbids
+        them, and aiohttp would raise): the credential it came from is named, never shown."""
+        headers = call.options.get("headers") or {}
+        bad = [name for name, value in headers.items() if _CONTROL.search(str(value))]
+        if not bad:
+            return
+        keys = [key for key, value in self._credentials.items() if _CONTROL.search(value)]
+        where = f"connections.{self.connection}.credentials"
+        if keys:
+            named = ", ".join(f"{where}.{key}" for key in sorted(keys))
+            raise AuthRejected(
+                f"{self.connection}: {call.label}: not sent: {named} contains a newline or "
+                "control character; correct it in the configuration (or its environment "
+                "variable or file) and reload",
+                connection=self.connection,
+            )
+        raise ProtocolError(
+            self._redact(
+                f"{self.connection}: {call.label}: not sent: the {', '.join(sorted(bad))} "
+                "header would contain a newline or control character (a token the vendor "
+                f"issued?); check {where} and the vendor's token replies"
+            ),
+            connection=self.connection,
+        )
 
     def _transport_error(self, call: _Call, exc: BaseException) -> VendorError:
         settings = self._settings
@@ -410,9 +466,10 @@ class HttpClient:
 
     def _start_cooldown(self, retry_after: float | None, attempt: int) -> None:
         settings = self._settings
-        if retry_after is None:
-            retry_after = min(settings.backoff_cap, settings.backoff_base * 2**attempt)
-        until = self._clock() + retry_after
+        seconds = retry.cooldown_seconds(
+            settings.backoff_base, settings.backoff_cap, attempt, retry_after
+        )
+        until = self._clock() + seconds
         if self._cooldown is None or until > self._cooldown:
             self._cooldown = until
 
@@ -482,14 +539,24 @@ def _ssl_context(connection: str, ca_bundle: str | None) -> ssl.SSLContext | boo
 
 
 def _charset(content_type: str) -> str:
+    """The declared charset when Python knows it as a text encoding, else UTF-8."""
     match = re.search(r"charset=[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
     if match is None:
         return "utf-8"
     try:
-        codecs.lookup(match.group(1))
+        info = codecs.lookup(match.group(1))
     except LookupError:
         return "utf-8"
-    return match.group(1)
+    # base64, zlib, rot13 and the like are codecs but not text encodings.
+    return info.name if getattr(info, "_is_text_encoding", True) else "utf-8"
+
+
+def _decode(body: bytes, content_type: str) -> str:
+    """``body`` as text; never raises, whatever charset a vendor declares."""
+    try:
+        return body.decode(_charset(content_type), errors="replace")
+    except (LookupError, UnicodeError, ValueError):  # codecs that refuse "replace" (idna)
+        return body.decode("utf-8", errors="replace")
 
 
 def _describe(exc: BaseException) -> str:
@@ -507,30 +574,42 @@ def _phrase(status: int) -> str:
 
 
 def _vendor_message(response: Response) -> str:
-    """The vendor's own words, best effort: a JSON message field, an HTML title, a line."""
-    text = response.text().strip()
+    """The vendor's own words, best effort: a JSON message field, an HTML title, a line.
+
+    Only the first ``ERROR_BODY_BYTES`` of the body are read, with linear-time code, so a
+    hostile error page costs bounded work.
+    """
+    text = response.text(ERROR_BODY_BYTES).strip()
     if not text:
         return ""
     try:
-        document = jsonlib.loads(text)
-    except ValueError:
-        document = None
-    if isinstance(document, dict | list):
-        return _flatten(document)
+        return _json_message(text)
+    except (ValueError, RecursionError):
+        pass
     if "html" in response.content_type.lower() or text.startswith("<"):
         return _html_text(text)
     return text.splitlines()[0]
 
 
-def _flatten(value: Any) -> str:
+def _json_message(text: str) -> str:
+    """The message of a JSON error body; ValueError when ``text`` holds no JSON object or list."""
+    document = jsonlib.loads(text)
+    if not isinstance(document, dict | list):
+        raise ValueError("not a JSON object or list")
+    return _flatten(document)
+
+
+def _flatten(value: Any, depth: int = 0) -> str:
+    if depth > 20:
+        return ""
     if isinstance(value, dict):
         for key in _MESSAGE_KEYS:
             found = value.get(key)
             if _present(found):
-                return _flatten(found)
+                return _flatten(found, depth + 1)
         return jsonlib.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
-        return "; ".join(part for part in map(_flatten, value) if part)
+        return "; ".join(part for item in value if (part := _flatten(item, depth + 1)))
     return str(value)
 
 
@@ -542,11 +621,37 @@ def _present(value: Any) -> bool:
 
 
 def _html_text(text: str) -> str:
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title is not None and title.group(1).strip():
-        return title.group(1)
-    body = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
-    return re.sub(r"<[^>]*>", " ", body)
+    """An HTML page's title, else its text without tags, scripts and styles; linear time."""
+    lower = text.translate(_ASCII_LOWER)  # same length as ``text``, unlike str.lower()
+    title = _title(text, lower)
+    if title.strip():
+        return title
+    return _strip_tags(text, lower)
+
+
+def _title(text: str, lower: str) -> str:
+    start = lower.find("<title")
+    opened = lower.find(">", start) if start >= 0 else -1
+    closed = lower.find("</title", opened) if opened >= 0 else -1
+    return text[opened + 1 : closed] if closed >= 0 else ""
+
+
+def _strip_tags(text: str, lower: str) -> str:
+    """``text`` with tags replaced by spaces and script/style elements dropped. Every search
+    starts where the last one ended, so the work is linear in the length of ``text``; an
+    unclosed tag or element drops the rest of the text."""
+    parts: list[str] = []
+    at = 0
+    while (tag := lower.find("<", at)) >= 0:
+        parts += [text[at:tag], " "]
+        name = re.match(r"<(script|style)\b", lower[tag : tag + 8])
+        end = lower.find(f"</{name.group(1)}", tag) if name else tag
+        end = lower.find(">", end) if end >= 0 else -1
+        if end < 0:
+            return "".join(parts)
+        at = end + 1
+    parts.append(text[at:])
+    return "".join(parts)
 
 
 def _shorten(text: str) -> str:

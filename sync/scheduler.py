@@ -31,11 +31,10 @@ from sync.lease import LeaseSource
 from sync.locks import InstanceLock
 from sync.metrics import Metrics
 from sync.progress import TerminalProgress, for_terminal
+from sync.retry import connection_backoff
 from sync.runner import Selection, run_connection, run_connections
 
 log = logging.getLogger("sync.scheduler")
-
-BACKOFF_CAP_S = 3600.0
 
 
 def _instance_lock(mirror: Mirror, role: str) -> InstanceLock | None:
@@ -216,7 +215,7 @@ class Jobs:
                 if row is not None:
                     row.next_retry_at = None
                 return
-            delay = min(BACKOFF_CAP_S, interval * 2 ** min(failures, 16))
+            delay = connection_backoff(interval, failures)
             when = datetime.now(UTC) + timedelta(seconds=delay)
             if row is not None:
                 row.next_retry_at = when
