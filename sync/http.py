@@ -97,6 +97,8 @@ _QUERY_IN_TEXT = re.compile(r"\?[^\s'\"<>()\[\]]*")
 ERROR_BODY_BYTES = 8192
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # forbidden in a header value
 _READ_CHUNK = 64 * 1024
+_SCRIPT_OPEN = re.compile(r"<(script|style)\b")
+_TAG = re.compile(r"<[^<>]*>")
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
@@ -637,21 +639,21 @@ def _title(text: str, lower: str) -> str:
 
 
 def _strip_tags(text: str, lower: str) -> str:
-    """``text`` with tags replaced by spaces and script/style elements dropped. Every search
-    starts where the last one ended, so the work is linear in the length of ``text``; an
-    unclosed tag or element drops the rest of the text."""
-    parts: list[str] = []
+    """``text`` without script and style elements, its tags replaced by spaces.
+
+    Linear time: each search starts where the last one ended, and the tag pattern cannot
+    backtrack past the next ``<``. An unclosed script or style drops the rest of the text;
+    a ``<`` that no ``>`` closes before the next ``<`` stays as text.
+    """
+    kept: list[str] = []
     at = 0
-    while (tag := lower.find("<", at)) >= 0:
-        parts += [text[at:tag], " "]
-        name = re.match(r"<(script|style)\b", lower[tag : tag + 8])
-        end = lower.find(f"</{name.group(1)}", tag) if name else tag
-        end = lower.find(">", end) if end >= 0 else -1
-        if end < 0:
-            return "".join(parts)
-        at = end + 1
-    parts.append(text[at:])
-    return "".join(parts)
+    while (opened := _SCRIPT_OPEN.search(lower, at)) is not None:
+        kept.append(text[at : opened.start()])
+        closed = lower.find(f"</{opened.group(1)}", opened.end())
+        end = lower.find(">", closed) if closed >= 0 else -1
+        at = end + 1 if end >= 0 else len(text)
+    kept.append(text[at:])
+    return _TAG.sub(" ", " ".join(kept))
 
 
 def _shorten(text: str) -> str:
