@@ -23,12 +23,31 @@
 
 ``http.py`` is the one boundary that turns aiohttp exceptions and HTTP statuses into this
 tree; nothing else catches aiohttp exceptions. Messages never contain secrets: they are
-built from redacted values, and the logging pipeline redacts again.
+built from redacted values, and the logging pipeline redacts again. A ``SyncError``'s
+message is one printable line: control characters and bidirectional overrides a vendor
+sent are shown escaped (``\\x1b``), line breaks and tabs as spaces, so no log line, status
+table or terminal can be rewritten by a vendor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+
+def _escapes() -> dict[int, str]:
+    table = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+    table.update(dict.fromkeys(map(ord, "\t\n\r"), " "))
+    for code in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)):
+        table[code] = f"\\u{code:04x}"
+    return table
+
+
+_ESCAPES = _escapes()
+
+
+def printable(text: str) -> str:
+    """``text`` on one line, with control and bidirectional-override characters escaped."""
+    return text.translate(_ESCAPES)
 
 
 class TicketSyncError(Exception):
@@ -64,7 +83,7 @@ class SyncError(TicketSyncError):
 
     def __init__(self, message: str, *, connection: str | None = None) -> None:
         self.connection = connection
-        super().__init__(message)
+        super().__init__(printable(message))
 
 
 class GuardHeld(SyncError):
@@ -113,7 +132,7 @@ class VendorError(SyncError):
         vendor_message: str | None = None,
     ) -> None:
         self.status = status
-        self.vendor_message = vendor_message
+        self.vendor_message = None if vendor_message is None else printable(vendor_message)
         super().__init__(message, connection=connection)
 
 

@@ -696,3 +696,13 @@ def test_html_text_keeps_title_and_text() -> None:
     body = page.replace("<TITLE>Service Unavailable</TITLE>", "")
     assert " ".join(http_module._html_text(body).split()) == "Back soon"
     assert http_module._html_text("İ<title>x</title>") == "x"
+
+
+def test_sync_error_messages_are_one_printable_line() -> None:
+    error = ProtocolError(
+        "v: ticket 1\x00\x07\x1b[2J\x7f\u202e\x85: bad\nline\tü",
+        connection="v",
+        vendor_message="x\x1b[31my",
+    )
+    assert str(error) == "v: ticket 1\\x00\\x07\\x1b[2J\\x7f\\u202e\\x85: bad line ü"
+    assert error.vendor_message == "x\\x1b[31my"
