@@ -4,10 +4,10 @@
 ``sync.sandbox.base``). Each payload is in ``PAYLOADS``:
 
 - served instead of the vendor's reply (``EARLY``): ``deep_json`` (JSON nested 200,000
-  deep), ``oversized`` (a 200 whose body grows to ``size`` bytes), ``slow_drip`` (a 200 whose
-  body comes one byte every ``seconds`` (default 0.2), never ending within 30 s), ``unclosed_html`` (a
-  1 MB error page of unclosed tags, with ``status``), ``retry_after`` (a 429 asking to wait
-  ``1e12`` seconds);
+  deep), ``oversized`` (a 200 whose body grows to ``size`` bytes), ``slow_drip`` (a 200
+  whose body comes one byte every ``seconds``, default 0.2, never ending within 30 s),
+  ``unclosed_html`` (a 1 MB error page of unclosed tags, with ``status``), ``retry_after``
+  (a 429 asking to wait ``1e12`` seconds);
 - rewriting the vendor's real reply (``LATE``): ``charset`` (declared ``charset=base64``),
   ``future_time`` (every time-like field in the year 9999), ``overflow_time`` (every time-like
   field beyond any calendar: ``99999999999-…`` strings, ``10**30`` numbers), ``control``
