@@ -131,9 +131,9 @@ async def test_hostile_payload_fails_one_connection_clearly(
     caplog.set_level(logging.WARNING)
     config = await _prepared(sqlite_mirror, name, emulator)
     emulator.inject("hostile", payload=payload, times=10, match=PLUGINS[name].routes["pull"])
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: bounded work, however busy the machine
     results = await run_connections(sqlite_mirror, config, Selection(["v", "good"]))
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 5
     hostile, good = (r for r in results if isinstance(r, RunResult))
     assert (good.outcome, good.counts.pulled) == ("ok", 1)
     _check(hostile, payload, config, sqlite_mirror, caplog)
@@ -169,5 +169,49 @@ async def test_daemon_health_and_metrics_tell_the_truth(sqlite_mirror: Mirror, c
         assert not [r for r in caplog.records if r.exc_info]
     finally:
         await runner.cleanup()
+        await emulator.stop()
+        reset_stores()
+
+
+async def test_credential_with_a_newline_fails_its_connection_alone(
+    sqlite_mirror: Mirror, caplog: Any
+) -> None:
+    reset_stores()
+    emulator = emulators()["sirportly"]()
+    await emulator.start()
+    try:
+        data = _config(sqlite_mirror, "sirportly", emulator)
+        secret = "sandbox-secret\r\nX-Injected: 1"
+        config = parse_config(
+            {
+                "database": {"url": data.database.url},
+                "connections": {
+                    "v": {
+                        **PLUGINS["sirportly"].connection(SimpleNamespace(url=emulator.base_url)),  # type: ignore[arg-type]
+                        "credentials": {"token": "sandbox-token", "secret": secret},
+                    },
+                    "good": {
+                        "vendor": "memory",
+                        "base_url": "http://127.0.0.1:9",
+                        "fields": {"title": None},
+                    },
+                },
+            },
+            env={},
+        )
+        store("good").seed(title="first")
+        results = await run_connections(sqlite_mirror, config, Selection(["v", "good"]))
+        hostile, good = (r for r in results if isinstance(r, RunResult))
+        assert (good.outcome, good.counts.pulled) == ("ok", 1)
+        assert hostile.outcome == "failed"
+        message = str(hostile.error)
+        assert "connections.v.credentials.secret" in message
+        assert "sandbox-secret" not in message and "Injected" not in message
+        assert emulator.log == []  # nothing was sent
+        status = collect(config, sqlite_mirror)["connections"]["v"]
+        assert status["credentials"] == "rejected"
+        assert status["last_error"]["message"] == message
+        assert not [r for r in caplog.records if r.exc_info]
+    finally:
         await emulator.stop()
         reset_stores()

@@ -678,13 +678,14 @@ async def test_unclosed_html_error_page_is_read_in_linear_time(
     assert len(page) >= 1_000_000
     fake = await serve(reply(400, text=page, content_type="text/html"))
     client = make(fake.base_url)
-    started = time.perf_counter()
+    # CPU time, not wall time: the machine may be busy with other work.
+    started = time.process_time()
     with pytest.raises(ItemError):
         await client.request("GET", "/api/tickets")
-    assert time.perf_counter() - started < 0.5
-    started = time.perf_counter()
+    assert time.process_time() - started < 0.5
+    started = time.process_time()
     http_module._html_text(page)  # the whole page, not only the first 8 KiB
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 def test_html_text_keeps_title_and_text() -> None:
