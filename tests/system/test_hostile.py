@@ -20,6 +20,7 @@ import pytest
 
 from sync.config import Config, parse_config
 from sync.db import Mirror, migrate
+from sync.db.models import SyncConnection
 from sync.engine.run import RunResult
 from sync.errors import printable
 from sync.metrics import UNHEALTHY_AFTER, Metrics
@@ -106,6 +107,13 @@ async def _prepared(mirror: Mirror, name: str, emulator: Emulator) -> Config:
     return config
 
 
+def _clear_cooldown(mirror: Mirror) -> None:
+    with mirror.write() as session:
+        row = session.get(SyncConnection, "v")
+        assert row is not None
+        row.cooldown_until = None
+
+
 def _check(result: RunResult, payload: str, config: Config, mirror: Mirror, caplog: Any) -> None:
     allowed, words = EXPECTED[payload]
     assert result.outcome in allowed, f"{payload}: {result.outcome}: {result.error}"
@@ -137,6 +145,12 @@ async def test_hostile_payload_fails_one_connection_clearly(
     hostile, good = (r for r in results if isinstance(r, RunResult))
     assert (good.outcome, good.counts.pulled) == ("ok", 1)
     _check(hostile, payload, config, sqlite_mirror, caplog)
+    # Nothing the payload left behind (a cursor in the year 9999, a day-long cool-down the
+    # test does not mean) keeps the connection from recovering once the vendor is sane.
+    emulator.faults.clear()
+    _clear_cooldown(sqlite_mirror)
+    (again,) = await run_connections(sqlite_mirror, config, Selection(["v"]))
+    assert isinstance(again, RunResult) and again.outcome == "ok", again.error
 
 
 async def test_daemon_health_and_metrics_tell_the_truth(sqlite_mirror: Mirror, caplog: Any) -> None:

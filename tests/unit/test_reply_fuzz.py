@@ -147,6 +147,11 @@ def test_hostile_values_in_every_key(target: str) -> None:
             _parses(parse, {**document, key: value})
 
 
+@pytest.mark.parametrize("value", HOSTILE, ids=repr)
+def test_hostile_times_in_spql_rows(value: Any) -> None:
+    _parses(lambda d: parse_rows(d, "fuzz"), {"results": [["SP-1", value]], "fields": []})
+
+
 @pytest.mark.parametrize("target", sorted(TARGETS))
 @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "100")))
 @given(data=st.data())
