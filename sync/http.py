@@ -25,17 +25,13 @@ Contract of ``HttpClient.request``:
 from __future__ import annotations
 
 import asyncio
-import codecs
-import json as jsonlib
 import logging
 import random
 import re
 import ssl
-import string
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +51,7 @@ from sync.errors import (
     VendorError,
 )
 from sync.redact import Redactor
+from sync.reply import Response, shorten, status_phrase, vendor_message
 from sync.retry import parse_retry_after
 
 __all__ = ["STATUS_ERRORS", "HttpClient", "Response", "error_class", "parse_retry_after"]
@@ -87,19 +84,10 @@ STATUS_ERRORS: Mapping[int, type[VendorError]] = MappingProxyType(
     }
 )
 
-_MESSAGE_KEYS = ("message", "error", "errors", "description", "Message")
-_SNIPPET = 200  # characters of a body quoted in a ProtocolError
-_VENDOR_MESSAGE = 300  # characters of the vendor's own words kept in an error
 _ABSOLUTE = re.compile(r"(?i)^(?:[a-z][a-z0-9+.-]*:)?//")  # scheme://host or //host
 _QUERY_IN_TEXT = re.compile(r"\?[^\s'\"<>()\[\]]*")
-#: Bytes of an error reply that are read for the vendor's message: a bound on the work a
-#: hostile error page can cause.
-ERROR_BODY_BYTES = 8192
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # forbidden in a header value
 _READ_CHUNK = 64 * 1024
-_SCRIPT_OPEN = re.compile(r"<(script|style)\b")
-_TAG = re.compile(r"<[^<>]*>")
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def error_class(status: int) -> type[VendorError]:
@@ -111,70 +99,6 @@ def error_class(status: int) -> type[VendorError]:
     if 400 <= status < 500:
         return ItemError
     return ProtocolError
-
-
-@dataclass(frozen=True, repr=False)
-class Response:
-    """A vendor's answer, body read in full. ``url`` carries no query string."""
-
-    status: int
-    headers: Mapping[str, str]  # case-insensitive (CIMultiDictProxy)
-    body: bytes
-    url: str
-    method: str = "GET"
-    connection: str = ""
-    redactor: Redactor | None = field(default=None, compare=False)
-
-    def __repr__(self) -> str:
-        # Bodies and headers may carry tokens (an OAuth reply, Set-Cookie): never shown.
-        return f"<Response {self.status} {self.method} {self._path()}>"
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "")
-
-    def text(self, limit: int | None = None) -> str:
-        """The body (its first ``limit`` bytes) decoded by its declared charset (UTF-8 if
-        none, unknown or not a text encoding), undecodable bytes replaced."""
-        return _decode(self.body if limit is None else self.body[:limit], self.content_type)
-
-    def json(self) -> Any:
-        """The body parsed as JSON; ``ProtocolError`` for HTML, empty, truncated, invalid or
-        too deeply nested JSON.
-
-        HTML is recognised by the body, not only by the label: some vendors send JSON
-        labelled ``text/html``, which is accepted.
-        """
-        text = self.text()
-        start = text.lstrip()[:1]
-        if not start:
-            raise self._protocol_error("empty body instead of JSON")
-        if start == "<":
-            raise self._protocol_error("HTML instead of JSON")
-        try:
-            return jsonlib.loads(text)
-        except RecursionError:
-            raise self._protocol_error("JSON nested too deeply to read") from None
-        except ValueError as exc:
-            if "html" in self.content_type.lower():
-                raise self._protocol_error("HTML instead of JSON") from None
-            raise self._protocol_error(f"invalid or truncated JSON ({exc})") from None
-
-    def _path(self) -> str:
-        return (self.redactor or redact.current()).redact(URL(self.url).path)
-
-    def _protocol_error(self, problem: str) -> ProtocolError:
-        redactor = self.redactor or redact.current()
-        # Redact before cutting, so a secret across the cut cannot leak by halves.
-        snippet = redactor.redact(self.text(_SNIPPET * 40)[: _SNIPPET * 10])[:_SNIPPET]
-        path = self._path()
-        kind = self.content_type or "no content-type"
-        return ProtocolError(
-            f"{self.connection}: {self.method} {path} -> HTTP {self.status} ({kind}): "
-            f"{problem}; body starts {snippet!r}",
-            connection=self.connection,
-            status=self.status,
-        )
 
 
 @dataclass(frozen=True)
@@ -443,12 +367,12 @@ class HttpClient:
 
     def _status_error(self, call: _Call, response: Response, attempt: int) -> VendorError:
         error = error_class(response.status)
-        vendor = _shorten(self._redact(_vendor_message(response)))
+        vendor = shorten(self._redact(vendor_message(response)))
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status == 429:
             self._start_cooldown(retry_after, attempt)
         message = f"{self.connection}: {call.label} -> HTTP {response.status}: "
-        message += vendor or _phrase(response.status)
+        message += vendor or status_phrase(response.status)
         if retry_after is not None:
             message += f" (Retry-After {retry_after:.0f}s)"
         if issubclass(error, Retriable):
@@ -540,124 +464,8 @@ def _ssl_context(connection: str, ca_bundle: str | None) -> ssl.SSLContext | boo
         ) from None
 
 
-def _charset(content_type: str) -> str:
-    """The declared charset when Python knows it as a text encoding, else UTF-8."""
-    match = re.search(r"charset=[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
-    if match is None:
-        return "utf-8"
-    try:
-        info = codecs.lookup(match.group(1))
-    except LookupError:
-        return "utf-8"
-    # base64, zlib, rot13 and the like are codecs but not text encodings.
-    return info.name if getattr(info, "_is_text_encoding", True) else "utf-8"
-
-
-def _decode(body: bytes, content_type: str) -> str:
-    """``body`` as text; never raises, whatever charset a vendor declares."""
-    try:
-        return body.decode(_charset(content_type), errors="replace")
-    except (LookupError, UnicodeError, ValueError):  # codecs that refuse "replace" (idna)
-        return body.decode("utf-8", errors="replace")
-
-
 def _describe(exc: BaseException) -> str:
     """aiohttp's account of a failure, without query strings (they may hold secrets)."""
     text = str(exc)
     described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return _QUERY_IN_TEXT.sub("", described)
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "unknown status"
-
-
-def _vendor_message(response: Response) -> str:
-    """The vendor's own words, best effort: a JSON message field, an HTML title, a line.
-
-    Only the first ``ERROR_BODY_BYTES`` of the body are read, with linear-time code, so a
-    hostile error page costs bounded work.
-    """
-    text = response.text(ERROR_BODY_BYTES).strip()
-    if not text:
-        return ""
-    try:
-        return _json_message(text)
-    except (ValueError, RecursionError):
-        pass
-    if "html" in response.content_type.lower() or text.startswith("<"):
-        return _html_text(text)
-    return text.splitlines()[0]
-
-
-def _json_message(text: str) -> str:
-    """The message of a JSON error body; ValueError when ``text`` holds no JSON object or list."""
-    document = jsonlib.loads(text)
-    if not isinstance(document, dict | list):
-        raise ValueError("not a JSON object or list")
-    return _flatten(document)
-
-
-def _flatten(value: Any, depth: int = 0) -> str:
-    if depth > 20:
-        return ""
-    if isinstance(value, dict):
-        for key in _MESSAGE_KEYS:
-            found = value.get(key)
-            if _present(found):
-                return _flatten(found, depth + 1)
-        return jsonlib.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "; ".join(part for item in value if (part := _flatten(item, depth + 1)))
-    return str(value)
-
-
-def _present(value: Any) -> bool:
-    # ``"error": false`` beside the real message is common; it is no message itself.
-    if value is None or isinstance(value, bool):
-        return False
-    return not (isinstance(value, str | list | dict) and not value)
-
-
-def _html_text(text: str) -> str:
-    """An HTML page's title, else its text without tags, scripts and styles; linear time."""
-    lower = text.translate(_ASCII_LOWER)  # same length as ``text``, unlike str.lower()
-    title = _title(text, lower)
-    if title.strip():
-        return title
-    return _strip_tags(text, lower)
-
-
-def _title(text: str, lower: str) -> str:
-    start = lower.find("<title")
-    opened = lower.find(">", start) if start >= 0 else -1
-    closed = lower.find("</title", opened) if opened >= 0 else -1
-    return text[opened + 1 : closed] if closed >= 0 else ""
-
-
-def _strip_tags(text: str, lower: str) -> str:
-    """``text`` without script and style elements, its tags replaced by spaces.
-
-    Linear time: each search starts where the last one ended, and the tag pattern cannot
-    backtrack past the next ``<``. An unclosed script or style drops the rest of the text;
-    a ``<`` that no ``>`` closes before the next ``<`` stays as text.
-    """
-    kept: list[str] = []
-    at = 0
-    while (opened := _SCRIPT_OPEN.search(lower, at)) is not None:
-        kept.append(text[at : opened.start()])
-        closed = lower.find(f"</{opened.group(1)}", opened.end())
-        end = lower.find(">", closed) if closed >= 0 else -1
-        at = end + 1 if end >= 0 else len(text)
-    kept.append(text[at:])
-    return _TAG.sub(" ", " ".join(kept))
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    if len(text) <= _VENDOR_MESSAGE:
-        return text
-    return text[: _VENDOR_MESSAGE - 1] + "…"

@@ -22,7 +22,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sync import __version__, redact
-from sync import http as http_module
 from sync.config import HttpSettings
 from sync.errors import (
     AuthRejected,
@@ -35,6 +34,7 @@ from sync.errors import (
 )
 from sync.http import HttpClient, Response, error_class, parse_retry_after
 from sync.redact import Redactor
+from sync.reply import html_text
 from sync.retry import RETRY_AFTER_MAX_S
 
 SECRET = "s3ntinel-SECRET-9f2c"
@@ -684,7 +684,7 @@ async def test_unclosed_html_error_page_is_read_in_linear_time(
         await client.request("GET", "/api/tickets")
     assert time.process_time() - started < 0.5
     started = time.process_time()
-    http_module._html_text(page)  # the whole page, not only the first 8 KiB
+    html_text(page)  # the whole page, not only the first 8 KiB
     assert time.process_time() - started < 0.5
 
 
@@ -693,10 +693,10 @@ def test_html_text_keeps_title_and_text() -> None:
         "<HTML><head><TITLE>Service Unavailable</TITLE><style>p{}</style></head>"
         "<body><script>var a = '<b>';</script><h1>Back soon</h1></body></html>"
     )
-    assert http_module._html_text(page) == "Service Unavailable"
+    assert html_text(page) == "Service Unavailable"
     body = page.replace("<TITLE>Service Unavailable</TITLE>", "")
-    assert " ".join(http_module._html_text(body).split()) == "Back soon"
-    assert http_module._html_text("İ<title>x</title>") == "x"
+    assert " ".join(html_text(body).split()) == "Back soon"
+    assert html_text("İ<title>x</title>") == "x"
 
 
 def test_sync_error_messages_are_one_printable_line() -> None:
