@@ -2,7 +2,10 @@
 
 Called by the CLI and the daemon only (the config becomes objects here and nowhere
 else). ``run_connections`` runs the selected connections concurrently; one failing
-never stops the others.
+never stops the others. ``run_connection`` is the boundary of one connection's run: an
+exception nobody foresaw becomes outcome ``internal`` (one redacted line in ``runs`` and
+``sync_connections.last_error``, the traceback in the log), never an escape that would
+cancel the other connections.
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@ Run-once runs every selected connection once, concurrently, and maps the results
 the exit code (§2.1). The daemon runs one interval job per connection with
 ``max_instances=1`` and ``coalesce=True``, a misfire grace time and jitter, so a slow
 connection never delays another; a connection that keeps failing is rescheduled with a
-growing, capped delay and recovers by itself. Signals and systemd live in ``service``.
+growing, capped delay (``sync.retry.connection_backoff``) and recovers by itself. A run
+that an unforeseen exception ended comes back from ``sync.runner`` as outcome ``internal``
+and counts as a failure here like any other (backoff, metrics, ``/healthz``). Signals
+and systemd live in ``service``.
 """
 
 from __future__ import annotations
