@@ -11,6 +11,8 @@
         ├── GuardHeld             the mass-change guard stopped the run before any write
         ├── LeaseLost             our lease on the connection was taken over; stop writing
         ├── Interrupted           a shutdown was requested; the run stopped between tickets
+        ├── InternalError         a bug or an unforeseen failure inside the run (outcome
+        │                         ``internal``): this connection's run only, traceback logged
         └── VendorError           the vendor answered badly, or not at all
             ├── Retriable         timeouts, connection errors, 408, 429, 5xx: back off, retry
             │   └── RateLimited   429 / Retry-After: honour ``retry_after``
@@ -21,12 +23,31 @@
 
 ``http.py`` is the one boundary that turns aiohttp exceptions and HTTP statuses into this
 tree; nothing else catches aiohttp exceptions. Messages never contain secrets: they are
-built from redacted values, and the logging pipeline redacts again.
+built from redacted values, and the logging pipeline redacts again. A ``SyncError``'s
+message is one printable line: control characters and bidirectional overrides a vendor
+sent are shown escaped (``\\x1b``), line breaks and tabs as spaces, so no log line, status
+table or terminal can be rewritten by a vendor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+
+def _escapes() -> dict[int, str]:
+    table = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+    table.update(dict.fromkeys(map(ord, "\t\n\r"), " "))
+    for code in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)):
+        table[code] = f"\\u{code:04x}"
+    return table
+
+
+_ESCAPES = _escapes()
+
+
+def printable(text: str) -> str:
+    """``text`` on one line, with control and bidirectional-override characters escaped."""
+    return text.translate(_ESCAPES)
 
 
 class TicketSyncError(Exception):
@@ -62,7 +83,7 @@ class SyncError(TicketSyncError):
 
     def __init__(self, message: str, *, connection: str | None = None) -> None:
         self.connection = connection
-        super().__init__(message)
+        super().__init__(printable(message))
 
 
 class GuardHeld(SyncError):
@@ -83,6 +104,16 @@ class Interrupted(SyncError):
     kind = "interrupted"
 
 
+class InternalError(SyncError):
+    """An exception nobody foresaw ended a connection's run (outcome ``internal``).
+
+    The message is one redacted line naming the connection and the exception's type; the
+    traceback goes to the log only.
+    """
+
+    kind = "internal"
+
+
 class VendorError(SyncError):
     """The vendor answered with an error or not at all.
 
@@ -101,7 +132,7 @@ class VendorError(SyncError):
         vendor_message: str | None = None,
     ) -> None:
         self.status = status
-        self.vendor_message = vendor_message
+        self.vendor_message = None if vendor_message is None else printable(vendor_message)
         super().__init__(message, connection=connection)
 
 

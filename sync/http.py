@@ -25,19 +25,13 @@ Contract of ``HttpClient.request``:
 from __future__ import annotations
 
 import asyncio
-import codecs
-import json as jsonlib
 import logging
-import math
 import random
 import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC
-from email.utils import parsedate_to_datetime
-from http import HTTPStatus
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +39,7 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 from yarl import URL
 
-from sync import __version__, redact
+from sync import __version__, redact, retry
 from sync.errors import (
     AuthRejected,
     ConfigError,
@@ -57,6 +51,10 @@ from sync.errors import (
     VendorError,
 )
 from sync.redact import Redactor
+from sync.reply import Response, shorten, status_phrase, vendor_message
+from sync.retry import parse_retry_after
+
+__all__ = ["STATUS_ERRORS", "HttpClient", "Response", "error_class", "parse_retry_after"]
 
 if TYPE_CHECKING:
     from sync.config import HttpSettings
@@ -86,11 +84,10 @@ STATUS_ERRORS: Mapping[int, type[VendorError]] = MappingProxyType(
     }
 )
 
-_MESSAGE_KEYS = ("message", "error", "errors", "description", "Message")
-_SNIPPET = 200  # characters of a body quoted in a ProtocolError
-_VENDOR_MESSAGE = 300  # characters of the vendor's own words kept in an error
 _ABSOLUTE = re.compile(r"(?i)^(?:[a-z][a-z0-9+.-]*:)?//")  # scheme://host or //host
 _QUERY_IN_TEXT = re.compile(r"\?[^\s'\"<>()\[\]]*")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # forbidden in a header value
+_READ_CHUNK = 64 * 1024
 
 
 def error_class(status: int) -> type[VendorError]:
@@ -102,84 +99,6 @@ def error_class(status: int) -> type[VendorError]:
     if 400 <= status < 500:
         return ItemError
     return ProtocolError
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - time.time()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-@dataclass(frozen=True, repr=False)
-class Response:
-    """A vendor's answer, body read in full. ``url`` carries no query string."""
-
-    status: int
-    headers: Mapping[str, str]  # case-insensitive (CIMultiDictProxy)
-    body: bytes
-    url: str
-    method: str = "GET"
-    connection: str = ""
-    redactor: Redactor | None = field(default=None, compare=False)
-
-    def __repr__(self) -> str:
-        # Bodies and headers may carry tokens (an OAuth reply, Set-Cookie): never shown.
-        return f"<Response {self.status} {self.method} {self._path()}>"
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "")
-
-    def text(self) -> str:
-        """The body decoded by its declared charset (UTF-8 if none), undecodable bytes replaced."""
-        return self.body.decode(_charset(self.content_type), errors="replace")
-
-    def json(self) -> Any:
-        """The body parsed as JSON; ``ProtocolError`` for HTML, empty, truncated or invalid JSON.
-
-        HTML is recognised by the body, not only by the label: some vendors send JSON
-        labelled ``text/html``, which is accepted.
-        """
-        text = self.text()
-        start = text.lstrip()[:1]
-        if not start:
-            raise self._protocol_error("empty body instead of JSON")
-        if start == "<":
-            raise self._protocol_error("HTML instead of JSON")
-        try:
-            return jsonlib.loads(text)
-        except ValueError as exc:
-            if "html" in self.content_type.lower():
-                raise self._protocol_error("HTML instead of JSON") from None
-            raise self._protocol_error(f"invalid or truncated JSON ({exc})") from None
-
-    def _path(self) -> str:
-        return (self.redactor or redact.current()).redact(URL(self.url).path)
-
-    def _protocol_error(self, problem: str) -> ProtocolError:
-        redactor = self.redactor or redact.current()
-        # Redact before cutting, so a secret across the cut cannot leak by halves.
-        snippet = redactor.redact(self.text()[: _SNIPPET * 10])[:_SNIPPET]
-        path = self._path()
-        kind = self.content_type or "no content-type"
-        return ProtocolError(
-            f"{self.connection}: {self.method} {path} -> HTTP {self.status} ({kind}): "
-            f"{problem}; body starts {snippet!r}",
-            connection=self.connection,
-            status=self.status,
-        )
 
 
 @dataclass(frozen=True)
@@ -211,8 +130,11 @@ class HttpClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         cooldown_until: float | None = None,
         on_request: Callable[[str, str, int | None, float], None] | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.connection = connection
+        # Only to name a credential that cannot be sent; values never reach a message.
+        self._credentials = dict(credentials or {})
         self._base = URL(base_url)
         self._settings = settings
         self._redactor = redactor
@@ -327,11 +249,17 @@ class HttpClient:
             ) from exc
         self._budget -= 1
         self._stats["retries"] += 1
-        ceiling = min(settings.backoff_cap, settings.backoff_base * 2**attempt)
-        jitter = self._random.uniform(0, ceiling)
-        return max(jitter, exc.retry_after or 0.0, self._cooldown_remaining())
+        return retry.request_delay(
+            settings.backoff_base,
+            settings.backoff_cap,
+            attempt,
+            self._random,
+            retry_after=exc.retry_after,
+            cooldown=self._cooldown_remaining(),
+        )
 
     async def _attempt(self, call: _Call, attempt: int) -> Response:
+        self._check_headers(call)
         session = self._ensure_session()
         async with self._slots:
             await self._wait_cooldown(call)
@@ -355,14 +283,68 @@ class HttpClient:
             async with session.request(
                 call.method, call.url, allow_redirects=False, **call.options
             ) as resp:
-                body = await resp.read()
+                body = await self._read(call, resp)
                 status = resp.status
                 return status, resp.headers, body
         except (TimeoutError, aiohttp.ClientError) as exc:
             # ``from None``: aiohttp's own exception text may carry the full URL and query.
             raise self._transport_error(call, exc) from None
+        except ValueError as exc:  # aiohttp refuses a header or URL it cannot send
+            raise self._transport_error(call, exc) from None
         finally:
             self._record(call, status, self._clock() - started)
+
+    async def _read(self, call: _Call, resp: aiohttp.ClientResponse) -> bytes:
+        """The reply's body, read no further than ``max_reply_bytes``."""
+        limit = self._settings.max_reply_bytes
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            raise self._too_large(call, resp.status, f"declares {declared} bytes")
+        body = bytearray()
+        while chunk := await resp.content.read(_READ_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raise self._too_large(call, resp.status, f"exceeded {limit} bytes")
+        return bytes(body)
+
+    def _too_large(self, call: _Call, status: int, what: str) -> ProtocolError:
+        limit = self._settings.max_reply_bytes
+        return ProtocolError(
+            self._redact(
+                f"{self.connection}: {call.label} -> HTTP {status}: the reply {what}, over the "
+                f"limit of {limit} bytes, and was not read further; if the vendor's replies "
+                f"are this large, raise connections.{self.connection}.http.max_reply_bytes "
+                "(or sync.http.max_reply_bytes)"
+            ),
+            connection=self.connection,
+            status=status,
+        )
+
+    def _check_headers(self, call: _Call) -> None:
+        """Refuse to send a header value with a newline or control character (HTTP forbids
+        them, and aiohttp would raise): the credential it came from is named, never shown."""
+        headers = call.options.get("headers") or {}
+        bad = [name for name, value in headers.items() if _CONTROL.search(str(value))]
+        if not bad:
+            return
+        keys = [key for key, value in self._credentials.items() if _CONTROL.search(value)]
+        where = f"connections.{self.connection}.credentials"
+        if keys:
+            named = ", ".join(f"{where}.{key}" for key in sorted(keys))
+            raise AuthRejected(
+                f"{self.connection}: {call.label}: not sent: {named} contains a newline or "
+                "control character; correct it in the configuration (or its environment "
+                "variable or file) and reload",
+                connection=self.connection,
+            )
+        raise ProtocolError(
+            self._redact(
+                f"{self.connection}: {call.label}: not sent: the {', '.join(sorted(bad))} "
+                "header would contain a newline or control character (a token the vendor "
+                f"issued?); check {where} and the vendor's token replies"
+            ),
+            connection=self.connection,
+        )
 
     def _transport_error(self, call: _Call, exc: BaseException) -> VendorError:
         settings = self._settings
@@ -385,12 +367,12 @@ class HttpClient:
 
     def _status_error(self, call: _Call, response: Response, attempt: int) -> VendorError:
         error = error_class(response.status)
-        vendor = _shorten(self._redact(_vendor_message(response)))
+        vendor = shorten(self._redact(vendor_message(response)))
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status == 429:
             self._start_cooldown(retry_after, attempt)
         message = f"{self.connection}: {call.label} -> HTTP {response.status}: "
-        message += vendor or _phrase(response.status)
+        message += vendor or status_phrase(response.status)
         if retry_after is not None:
             message += f" (Retry-After {retry_after:.0f}s)"
         if issubclass(error, Retriable):
@@ -410,9 +392,10 @@ class HttpClient:
 
     def _start_cooldown(self, retry_after: float | None, attempt: int) -> None:
         settings = self._settings
-        if retry_after is None:
-            retry_after = min(settings.backoff_cap, settings.backoff_base * 2**attempt)
-        until = self._clock() + retry_after
+        seconds = retry.cooldown_seconds(
+            settings.backoff_base, settings.backoff_cap, attempt, retry_after
+        )
+        until = self._clock() + seconds
         if self._cooldown is None or until > self._cooldown:
             self._cooldown = until
 
@@ -481,76 +464,8 @@ def _ssl_context(connection: str, ca_bundle: str | None) -> ssl.SSLContext | boo
         ) from None
 
 
-def _charset(content_type: str) -> str:
-    match = re.search(r"charset=[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
-    if match is None:
-        return "utf-8"
-    try:
-        codecs.lookup(match.group(1))
-    except LookupError:
-        return "utf-8"
-    return match.group(1)
-
-
 def _describe(exc: BaseException) -> str:
     """aiohttp's account of a failure, without query strings (they may hold secrets)."""
     text = str(exc)
     described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return _QUERY_IN_TEXT.sub("", described)
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "unknown status"
-
-
-def _vendor_message(response: Response) -> str:
-    """The vendor's own words, best effort: a JSON message field, an HTML title, a line."""
-    text = response.text().strip()
-    if not text:
-        return ""
-    try:
-        document = jsonlib.loads(text)
-    except ValueError:
-        document = None
-    if isinstance(document, dict | list):
-        return _flatten(document)
-    if "html" in response.content_type.lower() or text.startswith("<"):
-        return _html_text(text)
-    return text.splitlines()[0]
-
-
-def _flatten(value: Any) -> str:
-    if isinstance(value, dict):
-        for key in _MESSAGE_KEYS:
-            found = value.get(key)
-            if _present(found):
-                return _flatten(found)
-        return jsonlib.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "; ".join(part for part in map(_flatten, value) if part)
-    return str(value)
-
-
-def _present(value: Any) -> bool:
-    # ``"error": false`` beside the real message is common; it is no message itself.
-    if value is None or isinstance(value, bool):
-        return False
-    return not (isinstance(value, str | list | dict) and not value)
-
-
-def _html_text(text: str) -> str:
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title is not None and title.group(1).strip():
-        return title.group(1)
-    body = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
-    return re.sub(r"<[^>]*>", " ", body)
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    if len(text) <= _VENDOR_MESSAGE:
-        return text
-    return text[: _VENDOR_MESSAGE - 1] + "…"

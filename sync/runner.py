@@ -2,7 +2,10 @@
 
 Called by the CLI and the daemon only (the config becomes objects here and nowhere
 else). ``run_connections`` runs the selected connections concurrently; one failing
-never stops the others.
+never stops the others. ``run_connection`` is the boundary of one connection's run: an
+exception nobody foresaw becomes outcome ``internal`` (one redacted line in ``runs`` and
+``sync_connections.last_error``, the traceback in the log), never an escape that would
+cancel the other connections.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from sync import statedir
 from sync.config import Config, ConnectionConfig
 from sync.db import Mirror
-from sync.db.models import SyncConnection
+from sync.db.models import Run, SyncConnection
+from sync.engine import store
 from sync.engine.context import SyncRules
 from sync.engine.guard import Guard
 from sync.engine.run import ConnectionRun, Counts, RunOptions, RunResult
-from sync.errors import LockHeld
+from sync.errors import InternalError, LockHeld, UserError
 from sync.http import HttpClient
 from sync.lease import Lease, LeaseSource, PerRunLeases
 from sync.redact import current as current_redactor
@@ -74,6 +80,7 @@ def build_adapter(
             redactor=current_redactor(),
             cooldown_until=cooldown_until,
             on_request=on_request,
+            credentials={k: v.reveal() for k, v in connection.credentials.items()},
         )
 
     cls = adapter_class(connection.vendor)
@@ -130,47 +137,131 @@ async def run_connection(
             raise LockHeld(f"{connection.name}: another instance is syncing this connection")
     result: RunResult | None = None
     hook = selection.http_hook(connection.vendor) if selection.http_hook else None
-    adapter = build_adapter(
-        connection,
-        state_dir(config, mirror),
-        _cooldown(mirror, connection.name),
-        hook,
-        config.sync.lookback_seconds,
-    )
+    started = time.monotonic()
+    run: ConnectionRun | None = None
     try:
-        run = ConnectionRun(
-            mirror,
-            connection.name,
-            adapter,
-            build_rules(connection, config, adapter),
-            direction=connection.direction,
-            create_when=dict(connection.create_when)
-            if connection.create_when is not None
-            else None,
-            options=RunOptions(
-                dry_run=selection.dry_run,
-                force=selection.force,
-                batch_size=config.sync.batch_size,
-                concurrency=connection.http.concurrency,
-                guard=Guard(connection.guard.share, connection.guard.min_count),
-                should_stop=selection.should_stop,
-                progress=selection.progress,
-                fence=lease,
-                call_seconds=connection.http.total_timeout,
-            ),
-            report=report,
+        adapter = build_adapter(
+            connection,
+            state_dir(config, mirror),
+            _cooldown(mirror, connection.name),
+            hook,
+            config.sync.lookback_seconds,
         )
-        result = await run.run()
-        if not selection.dry_run:
-            _save_cooldown(mirror, connection.name, adapter)
+        try:
+            run = _connection_run(mirror, config, connection, selection, adapter, lease, report)
+            result = await run.run()
+            if not selection.dry_run:
+                _save_cooldown(mirror, connection.name, adapter)
+        finally:
+            await adapter.aclose()
+    except (LockHeld, UserError, OperationalError):
+        raise  # not this run's fault: the callers handle these as before
+    except Exception as exc:  # the boundary of one connection's run
+        result = _internal(mirror, connection, selection, run, exc, time.monotonic() - started)
     finally:
-        await adapter.aclose()
         if leases is not None and lease is not None:
             await leases.done(connection.name, lease, result)
     _log_summary(connection, result)
     if selection.on_result is not None:
         selection.on_result(result)
     return result
+
+
+def _connection_run(
+    mirror: Mirror,
+    config: Config,
+    connection: ConnectionConfig,
+    selection: Selection,
+    adapter: Adapter,
+    lease: Lease | None,
+    report: Callable[[str], None] | None,
+) -> ConnectionRun:
+    return ConnectionRun(
+        mirror,
+        connection.name,
+        adapter,
+        build_rules(connection, config, adapter),
+        direction=connection.direction,
+        create_when=dict(connection.create_when) if connection.create_when is not None else None,
+        options=RunOptions(
+            dry_run=selection.dry_run,
+            force=selection.force,
+            batch_size=config.sync.batch_size,
+            concurrency=connection.http.concurrency,
+            guard=Guard(connection.guard.share, connection.guard.min_count),
+            should_stop=selection.should_stop,
+            progress=selection.progress,
+            fence=lease,
+            call_seconds=connection.http.total_timeout,
+        ),
+        report=report,
+    )
+
+
+def _internal(
+    mirror: Mirror,
+    connection: ConnectionConfig,
+    selection: Selection,
+    run: ConnectionRun | None,
+    exc: Exception,
+    duration_s: float,
+) -> RunResult:
+    """The run ``exc`` ended unforeseen, as outcome ``internal``: the traceback goes to the
+    log, the run record and the connection's state get one redacted line, and the failure
+    counts towards the connection's backoff like any other."""
+    name = connection.name
+    log.error("%s: internal error; the run stopped", name, exc_info=exc)
+    error = InternalError(_internal_message(name, exc), connection=name)
+    counts = run.counts if run is not None else Counts()
+    result = RunResult(name, "internal", counts, duration_s, error)
+    if not selection.dry_run:
+        try:
+            _record_internal(mirror, connection, run.run_id if run else None, result)
+        except Exception:  # the database may be what failed
+            log.exception("%s: could not record the internal error", name)
+    return result
+
+
+def _internal_message(name: str, exc: BaseException) -> str:
+    """One redacted line: the connection, the exception's type and first line, what to do."""
+    lines = str(exc).strip().splitlines()
+    what = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+    message = (
+        f"{name}: internal error ({what}); the run stopped and the next one retries; "
+        "if it recurs, report it with the traceback from the log"
+    )
+    return current_redactor().redact(" ".join(message.split()))
+
+
+def _record_internal(
+    mirror: Mirror, connection: ConnectionConfig, run_id: int | None, result: RunResult
+) -> None:
+    """Close (or write) the run's record as ``internal`` and count a failure of the connection."""
+    now = datetime.now(UTC)
+    assert result.error is not None
+    message = str(result.error)
+    with mirror.write() as session:
+        row = session.get(SyncConnection, connection.name)
+        if row is None:
+            row = store.register(session, connection.name, connection.vendor, False)
+        record = session.get(Run, run_id) if run_id is not None else None
+        if record is None:
+            record = Run(connection=connection.name, started_at=now)
+            session.add(record)
+        record.finished_at = now
+        record.duration_s = result.duration_s
+        record.outcome = result.outcome
+        for key, value in result.counts.as_dict().items():
+            setattr(record, key, value)
+        record.message = message
+        row.consecutive_failures += 1
+        row.last_error = {
+            "at": now.isoformat(),
+            "kind": result.error.kind,
+            "message": message,
+            "ticket_id": None,
+            "external_id": None,
+        }
 
 
 async def run_connections(

@@ -4,7 +4,10 @@ Run-once runs every selected connection once, concurrently, and maps the results
 the exit code (§2.1). The daemon runs one interval job per connection with
 ``max_instances=1`` and ``coalesce=True``, a misfire grace time and jitter, so a slow
 connection never delays another; a connection that keeps failing is rescheduled with a
-growing, capped delay and recovers by itself. Signals and systemd live in ``service``.
+growing, capped delay (``sync.retry.connection_backoff``) and recovers by itself. A run
+that an unforeseen exception ended comes back from ``sync.runner`` as outcome ``internal``
+and counts as a failure here like any other (backoff, metrics, ``/healthz``). Signals
+and systemd live in ``service``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,10 @@ from sync.lease import LeaseSource
 from sync.locks import InstanceLock
 from sync.metrics import Metrics
 from sync.progress import TerminalProgress, for_terminal
+from sync.retry import connection_backoff
 from sync.runner import Selection, run_connection, run_connections
 
 log = logging.getLogger("sync.scheduler")
-
-BACKOFF_CAP_S = 3600.0
 
 
 def _instance_lock(mirror: Mirror, role: str) -> InstanceLock | None:
@@ -216,7 +218,7 @@ class Jobs:
                 if row is not None:
                     row.next_retry_at = None
                 return
-            delay = min(BACKOFF_CAP_S, interval * 2 ** min(failures, 16))
+            delay = connection_backoff(interval, failures)
             when = datetime.now(UTC) + timedelta(seconds=delay)
             if row is not None:
                 row.next_retry_at = when

@@ -5,7 +5,8 @@ table for a terminal. On PostgreSQL each connection's ``holder`` is the instance
 lease is current (instance id, host, pid, since, generation, expires_at), and
 ``instances`` lists the live daemon instances with the number of leases each holds.
 Keys may be added; none is renamed or removed without bumping ``schema``. Nothing here
-reads a secret.
+reads a secret. A last run's ``outcome`` is ``ok``, ``failed``, ``held``, ``interrupted`` or
+``internal`` (an unforeseen error ended it; ``sync.runner`` records it).
 """
 
 from __future__ import annotations

@@ -37,12 +37,26 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from sync.sandbox import hostile
+
 #: What ``inject`` understands. ``status``: answer with that status (optional ``body``,
 #: ``headers`` such as Retry-After); ``latency``: wait ``seconds`` then serve; ``drop``: close
 #: the connection unanswered; ``html200``: an HTML page with status 200; ``truncated``: serve,
 #: then cut the reply's body short; ``apply_then_drop``: serve (a write is applied), then close
-#: the connection unanswered; ``revoke``: revoke the credentials now (vendor-specific).
-FAULT_KINDS = ("status", "latency", "drop", "html200", "truncated", "apply_then_drop", "revoke")
+#: the connection unanswered; ``revoke``: revoke the credentials now (vendor-specific);
+#: ``hostile``: serve ``payload``, one of ``sync.sandbox.hostile.PAYLOADS`` (deep JSON, odd
+#: charsets, oversized and slow-drip bodies, unclosed HTML, absurd Retry-After, future and
+#: overflowing timestamps, control characters).
+FAULT_KINDS = (
+    "status",
+    "latency",
+    "drop",
+    "html200",
+    "truncated",
+    "apply_then_drop",
+    "revoke",
+    "hostile",
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -70,6 +84,15 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: The ``hostile`` fault's payload, and the body size of its ``oversized`` one.
+    payload: str = ""
+    size: int = 32 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.kind == "hostile" and self.payload not in hostile.PAYLOADS:
+            raise ValueError(
+                f"unknown hostile payload {self.payload!r}; expected one of {hostile.PAYLOADS}"
+            )
 
     def matches(self, method: str, path: str) -> bool:
         if self.match is None:
@@ -249,6 +272,10 @@ class Emulator(ABC):
             await asyncio.sleep(self.latency)
         if fault and fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
+        if fault and fault.kind == "hostile" and fault.payload in hostile.EARLY:
+            served = await self._hostile(request, fault)
+            entry["status"] = served.status
+            return served
         early = self._early_fault(request, fault)
         if early is not None:
             entry["status"] = None if fault and fault.kind == "drop" else early.status
@@ -282,12 +309,20 @@ class Emulator(ABC):
             return response
         if fault.kind == "apply_then_drop":
             return self._drop(request)
+        if fault.kind == "hostile":
+            return hostile.late(fault.payload, response)
         if fault.kind == "truncated":
             body = response.body if isinstance(response, web.Response) else None
             data = bytes(body) if isinstance(body, bytes | bytearray) else b""
             cut = data[: len(data) // 2] if len(data) > 1 else b'{"data": [{"id": '
             return web.Response(status=200, body=cut, content_type="application/json")
         return response
+
+    async def _hostile(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        if fault.payload == "retry_after":
+            headers = {**fault.headers, "Retry-After": "1e12"}
+            return self.fault_response(Fault("status", status=429, headers=headers))
+        return await hostile.early(request, fault.payload, fault)
 
     @staticmethod
     def _drop(request: web.Request) -> web.Response:

@@ -34,6 +34,8 @@ from sync.errors import (
 )
 from sync.http import HttpClient, Response, error_class, parse_retry_after
 from sync.redact import Redactor
+from sync.reply import html_text
+from sync.retry import RETRY_AFTER_MAX_S
 
 SECRET = "s3ntinel-SECRET-9f2c"
 Reply = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -537,3 +539,171 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("soon") is None
     assert parse_retry_after("inf") is None
     assert parse_retry_after(None) is None
+
+
+# -- hostile vendors (issue 20): whatever comes back, a value or one of our errors ----------
+
+
+def _raw(status: int, body: bytes, content_type: str) -> Reply:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+
+    return answer
+
+
+def _streamed(chunks: int, size: int, *, declare: bool) -> Reply:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if declare:
+            response.content_length = chunks * size
+        else:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            for _ in range(chunks):
+                await response.write(b" " * size)
+        except ConnectionError:
+            pass  # the client stopped reading, as it should
+        return response
+
+    return answer
+
+
+async def test_deeply_nested_json_is_a_protocol_error(serve: Serve, make: MakeClient) -> None:
+    fake = await serve(reply(text="[" * 100_000 + "]" * 100_000))
+    response = await make(fake.base_url).request("GET", "/api/tickets")
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        response.json()
+
+
+@pytest.mark.parametrize("charset", ["base64", "zlib", "idna", "no-such-charset"])
+async def test_any_declared_charset_decodes(serve: Serve, make: MakeClient, charset: str) -> None:
+    fake = await serve(
+        _raw(200, '{"ok": "ü"}'.encode(), f"application/json; charset={charset}"),
+        _raw(400, '{"message": "bad ü"}'.encode(), f"application/json; charset={charset}"),
+    )
+    client = make(fake.base_url)
+    response = await client.request("GET", "/api/tickets")
+    assert response.json() == {"ok": "ü"}
+    with pytest.raises(ItemError) as caught:
+        await client.request("GET", "/api/tickets")
+    assert caught.value.vendor_message is not None and "bad" in caught.value.vendor_message
+
+
+@pytest.mark.parametrize("value", ["1e12", "Fri, 31 Dec 9999 23:59:59 GMT", "1" + "0" * 300])
+async def test_absurd_retry_after_is_bounded(serve: Serve, make: MakeClient, value: str) -> None:
+    fake = await serve(reply(429, body={"message": "slow"}, headers={"Retry-After": value}))
+    client = make(fake.base_url, settings(max_attempts=1))
+    with pytest.raises(RateLimited) as caught:
+        await client.request("GET", "/api/tickets")
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after <= RETRY_AFTER_MAX_S
+    # The cool-down carried to the next run must be a representable time.
+    until = client.cooldown_until
+    assert until is not None
+    datetime.fromtimestamp(until, UTC)
+
+
+def test_parse_retry_after_never_raises() -> None:
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after("1e12") == RETRY_AFTER_MAX_S
+    assert parse_retry_after("1e400") is None
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT") == RETRY_AFTER_MAX_S
+    for garbage in ("", "\x00", "Mon, 99 Foo 20x", "1e", "-inf", "Wed, 21 Oct 2015 07:28:00 XYZ"):
+        value = parse_retry_after(garbage)
+        assert value is None or 0.0 <= value <= RETRY_AFTER_MAX_S
+
+
+@pytest.mark.parametrize("bad", ["tok\nen", "tok\ren", "tok\x01en", "tok\x7fen"])
+async def test_credential_with_control_character_names_the_key_not_the_value(
+    serve: Serve, make: MakeClient, bad: str
+) -> None:
+    fake = await serve()
+    value = f"s3cr{bad}et"
+    client = make(fake.base_url, credentials={"token": value, "org_id": "42"})
+    with pytest.raises(AuthRejected) as caught:
+        await client.request("GET", "/api/tickets", headers={"Authorization": f"Token {value}"})
+    message = str(caught.value)
+    assert "connections.test.credentials.token" in message
+    assert "org_id" not in message
+    assert "s3cr" not in message and bad not in message
+    assert fake.seen == []  # nothing was sent
+
+
+async def test_issued_token_with_newline_is_a_protocol_error(
+    serve: Serve, make: MakeClient
+) -> None:
+    fake = await serve()
+    client = make(fake.base_url, credentials={"token": "fine"})
+    with pytest.raises(ProtocolError) as caught:
+        await client.request("GET", "/api/tickets", headers={"Authorization": "Bearer a\nb"})
+    assert "Authorization header" in str(caught.value)
+    assert "a\nb" not in str(caught.value)
+
+
+@pytest.mark.parametrize("declare", [True, False], ids=["content-length", "chunked"])
+async def test_reply_over_the_cap_is_not_read_further(
+    serve: Serve, make: MakeClient, declare: bool
+) -> None:
+    fake = await serve(_streamed(64, 64 * 1024, declare=declare))  # 4 MiB
+    client = make(fake.base_url, settings(max_reply_bytes=1024 * 1024))
+    with pytest.raises(ProtocolError) as caught:
+        await client.request("GET", "/api/tickets")
+    message = str(caught.value)
+    assert message.startswith("test: GET /api/tickets -> HTTP 200")
+    assert "1048576 bytes" in message
+    assert "connections.test.http.max_reply_bytes" in message
+
+
+async def test_reply_at_the_cap_is_read(serve: Serve, make: MakeClient) -> None:
+    fake = await serve(_streamed(16, 1024, declare=False))
+    client = make(fake.base_url, settings(max_reply_bytes=16 * 1024))
+    response = await client.request("GET", "/api/tickets")
+    assert len(response.body) == 16 * 1024
+
+
+UNCLOSED = [
+    "<title>x" * 130_000,
+    "<" * 1_000_000,
+    "<script>" * 130_000,
+    "<p " * 340_000,
+]
+
+
+@pytest.mark.parametrize("page", UNCLOSED, ids=["title", "lt", "script", "attribute"])
+async def test_unclosed_html_error_page_is_read_in_linear_time(
+    serve: Serve, make: MakeClient, page: str
+) -> None:
+    assert len(page) >= 1_000_000
+    fake = await serve(reply(400, text=page, content_type="text/html"))
+    client = make(fake.base_url)
+    # CPU time, not wall time: the machine may be busy with other work.
+    started = time.process_time()
+    with pytest.raises(ItemError):
+        await client.request("GET", "/api/tickets")
+    assert time.process_time() - started < 0.5
+    started = time.process_time()
+    html_text(page)  # the whole page, not only the first 8 KiB
+    assert time.process_time() - started < 0.5
+
+
+def test_html_text_keeps_title_and_text() -> None:
+    page = (
+        "<HTML><head><TITLE>Service Unavailable</TITLE><style>p{}</style></head>"
+        "<body><script>var a = '<b>';</script><h1>Back soon</h1></body></html>"
+    )
+    assert html_text(page) == "Service Unavailable"
+    body = page.replace("<TITLE>Service Unavailable</TITLE>", "")
+    assert " ".join(html_text(body).split()) == "Back soon"
+    assert html_text("İ<title>x</title>") == "x"
+
+
+def test_sync_error_messages_are_one_printable_line() -> None:
+    error = ProtocolError(
+        "v: ticket 1\x00\x07\x1b[2J\x7f\u202e\x85: bad\nline\tü",
+        connection="v",
+        vendor_message="x\x1b[31my",
+    )
+    assert str(error) == "v: ticket 1\\x00\\x07\\x1b[2J\\x7f\\u202e\\x85: bad line ü"
+    assert error.vendor_message == "x\\x1b[31my"

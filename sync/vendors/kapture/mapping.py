@@ -103,7 +103,10 @@ def parse_time(value: Any, zone: tzinfo) -> datetime | None:
     if isinstance(value, bool):
         raise BadRecord(f"time {value!r} is not a time")
     if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
-        moment = datetime.fromtimestamp(int(value) / 1000, UTC)
+        try:
+            moment = datetime.fromtimestamp(int(value) / 1000, UTC)
+        except (OverflowError, OSError, ValueError):  # beyond time_t, NaN, infinity
+            raise BadRecord(f"time {value!r} is absurd") from None
     elif isinstance(value, str):
         moment = _parse_local(value.strip(), zone)
     else:

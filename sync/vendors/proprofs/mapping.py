@@ -92,7 +92,10 @@ def parse_local(value: Any, zone: ZoneInfo, *, now: datetime | None = None) -> d
         raise BadRecord(f"not a time: {value!r}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)  # fold=0: the first of an ambiguous DST hour
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted past the calendar's end
+        raise BadRecord(f"absurd time {value!r}") from None
     latest = (now or datetime.now(UTC)) + timedelta(days=2)
     if not _EARLIEST <= moment <= latest:
         raise BadRecord(f"absurd time {value!r} (read as {moment:%Y-%m-%d %H:%M} UTC)")

@@ -346,7 +346,7 @@ class SirportlyAdapter(Adapter):
     def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
         try:
             return to_remote(document, self.options.marker_field)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
             raise ProtocolError(
                 f"{self.name}: ticket {external_id}: Sirportly's reply is not a ticket ({exc!r})",
                 connection=self.name,

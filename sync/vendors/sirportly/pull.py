@@ -83,7 +83,7 @@ def parse_rows(document: Any, connection: str) -> list[Row]:
     for result in results:
         try:
             reference, updated = result[ref_at], parse_time(result[time_at])
-        except (IndexError, KeyError, TypeError, ValueError) as exc:
+        except (IndexError, KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(
                 f"{connection}: an SPQL result is not (reference, updated_at): {result!r} ({exc})",
                 connection=connection,

@@ -272,7 +272,7 @@ class ZohoDeskAdapter(Adapter):
     def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
         try:
             return to_remote(document, self.options.marker_field)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
             raise ProtocolError(
                 f"{self.name}: ticket {external_id}: Zoho's reply is not a ticket ({exc!r})",
                 connection=self.name,

@@ -16,7 +16,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sync.vendors.base import RemoteTicket
@@ -119,10 +119,14 @@ def to_remote(record: Mapping[str, Any], marker_field: str) -> RemoteTicket:
     external_id = str(record["id"])
     fields = {name: _vendor_value(name, record.get(zoho)) for name, zoho in FIELD_NAMES.items()}
     custom = record.get("cf") or {}
+    modified_at = parse_time(record.get("modifiedTime"))
+    if modified_at is not None and modified_at > datetime.now(UTC) + timedelta(days=2):
+        # It would carry the pull's cursor past every later change (and Zoho refuses it).
+        raise ValueError(f"modifiedTime {record.get('modifiedTime')!r} is in the future")
     return RemoteTicket(
         external_id=external_id,
         fields=fields,
-        modified_at=parse_time(record.get("modifiedTime")),
+        modified_at=modified_at,
         marker=decode_marker(custom.get(marker_field)) if isinstance(custom, dict) else None,
         raw=dict(record),
     )
