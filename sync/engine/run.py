@@ -25,7 +25,6 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Iterator,
-    Mapping,
     Sequence,
 )
 from contextlib import contextmanager
@@ -43,8 +42,17 @@ from sync.engine.acks import Ack, Acks, Imports, Staged
 from sync.engine.context import CREATE_FIELDS, SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import Guard, consume_approval
-from sync.engine.mapping import Unmapped, canonical_text, column_value, same_vendor_value
-from sync.engine.merge import Action, TicketMerge, merge_ticket
+from sync.engine.mapping import Unmapped, canonical_text, column_value
+from sync.engine.merge import (
+    Action,
+    TicketMerge,
+    activation,
+    agrees_with_base,
+    late_writes,
+    merge_ticket,
+    remote_changes,
+    without_late_writes,
+)
 from sync.errors import (
     AuthRejected,
     GuardHeld,
@@ -472,32 +480,20 @@ class ConnectionRun:
         fence = self.options.fence
         if fence is None or fence.generation is None:
             return link.base
-        changed = {
-            name: value
-            for name, value in remote.fields.items()
-            if isinstance(link.base.get(name), dict)
-            and not same_vendor_value(value, link.base[name].get("remote"))
-        }
+        changed = remote_changes(link.base, remote.fields)
         if not changed:
             return link.base
         since = self.clock() - timedelta(seconds=fence.seconds * LATE_WRITE_LEASES)
         sent = store.superseded_sends(
             session, self.name, link.ticket_id, fence.generation, since, list(changed)
         )
-        late = {
-            name: value
-            for name, value in changed.items()
-            if any(same_vendor_value(value, old) for old in sent.get(name, ()))
-        }
+        late = late_writes(link.base, changed, sent)
         if not late:
             return link.base
-        base = dict(link.base)
-        for name, value in late.items():
-            base[name] = {**base[name], "remote": value, "pending_push": True}
+        base = without_late_writes(link.base, late)
         if apply:
             link.base = base
-        for name, value in late.items():
-            if apply:
+            for name, value in late.items():
                 self._journal(
                     session,
                     "late_write",
@@ -936,7 +932,7 @@ class ConnectionRun:
         except VendorError as exc:
             self._record_ticket_failure(link, exc, backoff=False)
             raise
-        if _agrees_with_base(link.base, fresh.fields):
+        if agrees_with_base(link.base, fresh.fields):
             return ticket, link  # nothing changed at the vendor: nothing to merge in
         with self._write(origin=self.name) as session:
             current = session.get(TicketLink, link.id)
@@ -1103,22 +1099,11 @@ class ConnectionRun:
         other difference is an edit at the vendor: the base keeps what we sent, and the
         next merge pulls it (or settles a conflict).
         """
-        pending = False
-        base = {}
-        followups = self.caps.create_followups
-        for name, entry in link.base.items():
-            vendor = remote.fields.get(name, entry.get("remote"))
-            if same_vendor_value(vendor, entry.get("remote")):
-                base[name] = entry
-            elif name not in self.rules.writable:
-                base[name] = {**entry, "remote": vendor}
-            elif name in followups:
-                base[name] = {**entry, "remote": vendor, "pending_push": True}
-                pending = True
-            else:
-                base[name] = entry
-        link.base = base
-        if pending:
+        settled = activation(
+            link.base, remote.fields, self.rules.writable, self.caps.create_followups
+        )
+        link.base = settled.base
+        if settled.pending:
             store.mark_dirty(session, self.name, link.ticket_id)
         link.external_id = remote.external_id
         link.external_key = self.adapter.id_key(remote.external_id)
@@ -1229,14 +1214,6 @@ def _problems(merge: TicketMerge) -> tuple[list[str | None], list[str | None]]:
     errors = merge.of(Action.ERROR)
     local = [d.error for d in errors if d.was_remote is None]
     return local, [d.error for d in errors if d.was_remote is not None]
-
-
-def _agrees_with_base(base: Mapping[str, Any], fields: Mapping[str, str | None]) -> bool:
-    """True when every vendor value is the one the base last agreed on."""
-    return all(
-        isinstance(base.get(name), dict) and same_vendor_value(value, base[name].get("remote"))
-        for name, value in fields.items()
-    )
 
 
 def _failures(done: Iterable[asyncio.Future[None]]) -> list[BaseException]:
