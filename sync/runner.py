@@ -212,11 +212,11 @@ def _internal(
     name = connection.name
     log.error("%s: internal error; the run stopped", name, exc_info=exc)
     error = InternalError(_internal_message(name, exc), connection=name)
-    counts = run.counts if run is not None else Counts()
+    counts = run.state.counts if run is not None else Counts()
     result = RunResult(name, "internal", counts, duration_s, error)
     if not selection.dry_run:
         try:
-            _record_internal(mirror, connection, run.run_id if run else None, result)
+            _record_internal(mirror, connection, run.state.run_id if run else None, result)
         except Exception:  # the database may be what failed
             log.exception("%s: could not record the internal error", name)
     return result

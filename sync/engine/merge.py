@@ -20,11 +20,22 @@ changed        changed         equal after mapping: agree; different: conflict -
 
 A field with a pending manual conflict waits until the operator settles it. A base entry
 marked ``pending_push`` counts as changed locally: the vendor never took our value.
+
+Three rules settle what the table sees before it runs; they sit below it, pure as well:
+
+- ``late_writes`` / ``without_late_writes``: a vendor value that an update of a superseded
+  lease generation sent is a late write of ours, not an edit: the base takes it with
+  ``pending_push``, so the table pushes the mirror's value again (docs/architecture.md §7.3).
+- ``activation``: a create that found its ticket at the vendor keeps, per field, what we
+  sent, or the vendor's value (unwritable fields), or marks a follow-up value that did not
+  land as still to push.
+- ``agrees_with_base``: a fresh read before a push that still shows the base's vendor
+  values changes nothing, so the push merges against the base without reading it in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -281,3 +292,106 @@ def merge_ticket(
             continue
         merge.decisions.append(merge_field(base.get(name), local.get(name), remote[name], ctx))
     return merge
+
+
+# -- rules beside the table: they settle the base the table is run against -------------
+
+
+def remote_changes(
+    base: Mapping[str, Any], remote: Mapping[str, str | None]
+) -> dict[str, str | None]:
+    """The vendor values of fields with a base entry that differ from the base's."""
+    return {
+        name: value
+        for name, value in remote.items()
+        if isinstance(base.get(name), dict)
+        and not same_vendor_value(value, base[name].get("remote"))
+    }
+
+
+def late_writes(
+    base: Mapping[str, Any],
+    remote: Mapping[str, str | None],
+    sent: Mapping[str, Sequence[str | None]],
+) -> dict[str, str | None]:
+    """The vendor's changes that are late writes of ours, by field.
+
+    ``sent``: the values updates of superseded lease generations sent, by field. A vendor
+    value that differs from the base and equals one of them is a request a paused holder
+    sent before the takeover and the vendor applied since, not an agent's edit.
+    """
+    return {
+        name: value
+        for name, value in remote_changes(base, remote).items()
+        if any(same_vendor_value(value, old) for old in sent.get(name, ()))
+    }
+
+
+def without_late_writes(base: Mapping[str, Any], late: Mapping[str, str | None]) -> dict[str, Any]:
+    """``base`` with each late write taken as the vendor's value and marked ``pending_push``:
+    the table then pushes the mirror's value again instead of pulling the stale one."""
+    result = dict(base)
+    for name, value in late.items():
+        result[name] = {**result[name], "remote": value, "pending_push": True}
+    return result
+
+
+@dataclass(frozen=True)
+class Activation:
+    """The base a create intent takes when it finds its ticket at the vendor.
+
+    ``pending``: some field did not land and is marked ``pending_push``; the ticket must
+    be pushed again.
+    """
+
+    base: dict[str, Any]
+    pending: bool
+
+
+def activation(
+    base: Mapping[str, Any],
+    remote: Mapping[str, str | None],
+    writable: Collection[str],
+    followups: Collection[str],
+) -> Activation:
+    """Settle each field of a create's base against the vendor's values after the create.
+
+    ``base`` holds, per field, what we sent (``remote``) and the mirror's value
+    (``local``). Where the vendor holds another value than we sent, either our value did
+    not land or someone edited the ticket since:
+
+    - same value: the entry stays;
+    - a field the vendor cannot write (not in ``writable``): the vendor's value (we cannot
+      have set it);
+    - a field the adapter sets in a second call of the create (``followups``: Kapture's
+      sub-status, Sirportly's first message): taken as not landed, the vendor's value with
+      ``pending_push``, so the next merge sends the mirror's value;
+    - any other difference is an edit at the vendor: the entry keeps what we sent, and the
+      next merge pulls it (or settles a conflict).
+    """
+    pending = False
+    result: dict[str, Any] = {}
+    for name, entry in base.items():
+        vendor = remote.get(name, entry.get("remote"))
+        if same_vendor_value(vendor, entry.get("remote")):
+            result[name] = entry
+        elif name not in writable:
+            result[name] = {**entry, "remote": vendor}
+        elif name in followups:
+            result[name] = {**entry, "remote": vendor, "pending_push": True}
+            pending = True
+        else:
+            result[name] = entry
+    return Activation(result, pending)
+
+
+def agrees_with_base(base: Mapping[str, Any], remote: Mapping[str, str | None]) -> bool:
+    """True when every vendor value is the one the base last agreed on.
+
+    The push shortcut: a fresh read before an update (``fetch_before_update``) that agrees
+    with the base has nothing to merge in, so the push goes ahead on the base alone.
+    """
+    return all(
+        isinstance(base.get(name), dict) and same_vendor_value(value, base[name].get("remote"))
+        for name, value in remote.items()
+    )

@@ -29,7 +29,7 @@ from sync.sandbox.base import Emulator, emulators
 from sync.sandbox.hostile import PAYLOADS
 from sync.scheduler import Jobs
 from sync.status import collect
-from sync.vendors.memory import reset_stores, store
+from sync.vendors.memory.adapter import reset_stores, store
 from tests.system.harness import PLUGINS
 
 HTTP = {

@@ -15,7 +15,7 @@ import pytest
 
 from sync.cli import main
 from sync.db import Mirror
-from sync.vendors.memory import reset_stores
+from sync.vendors.memory.adapter import reset_stores
 from tests.system.conftest import run_cli
 from tests.unit.engine_helpers import links, sql, sync, update_ticket, vendor
 

@@ -15,6 +15,7 @@ from sync.db.models import utcnow
 from sync.engine.context import SyncRules
 from sync.engine.guard import Guard
 from sync.engine.run import ConnectionRun, RunOptions, RunResult
+from sync.engine.state import RunState
 from sync.vendors.memory.adapter import MemoryAdapter, MemoryVendor, store
 
 STATUS = {
@@ -78,6 +79,11 @@ def make_run(
         clock=clock or utcnow,
         report=report,
     )
+
+
+def make_state(mirror: Mirror, name: str = "mem", **kw: Any) -> RunState:
+    """The shared state of a run as ``make_run`` builds it, for testing one phase alone."""
+    return make_run(mirror, name, **kw).state
 
 
 def sync(mirror: Mirror, name: str = "mem", **kw: Any) -> RunResult:

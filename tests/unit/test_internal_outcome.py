@@ -24,7 +24,7 @@ from sync.redact import Redactor
 from sync.runner import Selection, run_connections
 from sync.scheduler import Jobs, run_once
 from sync.status import collect
-from sync.vendors.memory import reset_stores, store
+from sync.vendors.memory.adapter import reset_stores, store
 
 SECRET = "s3ntinel-internal-7c1d"
 

@@ -19,7 +19,7 @@ from sync.db import Mirror
 from sync.errors import UserError
 from sync.journal_view import DEFAULT_LIMIT, JournalQuery, collect, render
 from sync.redact import Redactor
-from sync.vendors.memory import reset_stores
+from sync.vendors.memory.adapter import reset_stores
 from tests.unit.engine_helpers import journal, links, sql, sync, update_ticket, vendor
 
 

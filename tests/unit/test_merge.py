@@ -13,7 +13,19 @@ from typing import Any
 import pytest
 
 from sync.engine.mapping import FieldMap
-from sync.engine.merge import Action, FieldContext, FieldDecision, merge_field, merge_ticket
+from sync.engine.merge import (
+    Action,
+    Activation,
+    FieldContext,
+    FieldDecision,
+    activation,
+    agrees_with_base,
+    late_writes,
+    merge_field,
+    merge_ticket,
+    remote_changes,
+    without_late_writes,
+)
 from tests.unit.engine_helpers import PRIORITY, STATUS
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -326,3 +338,117 @@ def test_new_base_keeps_the_unsent_entry_until_pushed() -> None:
     old = {"status": base("pending", "Pending")}
     assert merge.new_base(old, pushed=False) == {"status": d.unsent}
     assert merge.new_base(old) == {"status": base("on_hold", "Pending")}
+
+
+# -- late writes of a superseded lease generation ------------------------------------------
+
+
+def test_remote_changes_are_fields_with_a_base_whose_vendor_value_moved() -> None:
+    b = {"status": base("open", "Open"), "priority": base("normal", "P3")}
+    remote = {"status": " OPEN ", "priority": "P1", "queue": "billing"}
+    # re-spelt status: no change; queue has no base entry: not judged here
+    assert remote_changes(b, remote) == {"priority": "P1"}
+
+
+def test_a_change_equal_to_a_superseded_send_is_a_late_write() -> None:
+    # the vendor moved to a value an older generation sent: ours, arriving late
+    b = {"status": base("open", "Open")}
+    assert late_writes(b, {"status": "Closed"}, {"status": ["Pending", "closed"]}) == {
+        "status": "Closed"
+    }
+
+
+def test_a_change_no_superseded_send_holds_is_an_edit() -> None:
+    # the vendor moved to a value no older generation sent: an agent's edit
+    b = {"status": base("open", "Open")}
+    assert late_writes(b, {"status": "Closed"}, {"status": ["Pending"]}) == {}
+    assert late_writes(b, {"status": "Closed"}, {}) == {}
+
+
+def test_an_unchanged_field_is_never_a_late_write() -> None:
+    # the vendor still holds the base's value: nothing arrived, whatever was sent once
+    b = {"status": base("open", "Open")}
+    assert late_writes(b, {"status": "Open"}, {"status": ["Open"]}) == {}
+
+
+def test_a_late_write_is_pushed_over_not_pulled() -> None:
+    # the mirror's value goes out again; without the rule the stale value would be pulled
+    b = {"status": base("open", "Open")}
+    late = late_writes(b, {"status": "Closed"}, {"status": ["Closed"]})
+    fixed = without_late_writes(b, late)
+    assert fixed == {"status": base("open", "Closed", pending_push=True)}
+    assert b == {"status": base("open", "Open")}  # the input is left alone
+    d = merge_field(fixed["status"], "open", "Closed", ctx())
+    assert (d.action, d.remote) == (Action.PUSH, "Open")
+    assert merge_field(b["status"], "open", "Closed", ctx()).action is Action.PULL
+
+
+def test_a_late_write_under_a_newer_local_edit_sends_the_local_value() -> None:
+    b = {"status": base("open", "Open")}
+    fixed = without_late_writes(b, {"status": "Closed"})
+    d = merge_field(fixed["status"], "pending", "Closed", ctx())
+    assert (d.action, d.remote) == (Action.PUSH, "Pending")
+
+
+# -- create activation ----------------------------------------------------------------------
+
+FOLLOWUPS = frozenset({"status"})
+WRITES = frozenset({"status", "priority", "title"})
+
+
+def test_activation_keeps_what_landed() -> None:
+    b = {"status": base("open", "Open"), "title": base("A", "A")}
+    assert activation(b, {"status": "open ", "title": "A"}, WRITES, FOLLOWUPS) == Activation(
+        b, pending=False
+    )
+
+
+def test_activation_keeps_a_field_the_vendor_did_not_report() -> None:
+    b = {"status": base("open", "Open")}
+    assert activation(b, {}, WRITES, FOLLOWUPS) == Activation(b, pending=False)
+
+
+def test_activation_takes_the_vendors_value_of_an_unwritable_field() -> None:
+    # we cannot have set it: the vendor's value is the base's
+    b = {"queue": base("billing", "billing")}
+    got = activation(b, {"queue": "triage"}, WRITES, FOLLOWUPS)
+    assert got == Activation({"queue": base("billing", "triage")}, pending=False)
+
+
+def test_activation_marks_a_followup_that_did_not_land_as_still_to_push() -> None:
+    # the create's second call was lost: the vendor's value is noted, ours goes out again
+    b = {"status": base("pending", "Pending")}
+    got = activation(b, {"status": "Open"}, WRITES, FOLLOWUPS)
+    assert got == Activation({"status": base("pending", "Open", pending_push=True)}, True)
+    d = merge_field(got.base["status"], "pending", "Open", ctx())
+    assert (d.action, d.remote) == (Action.PUSH, "Pending")
+
+
+def test_activation_keeps_our_value_where_the_vendor_was_edited_since() -> None:
+    # a writable field the create itself sets: a difference is an edit, the merge pulls it
+    b = {"priority": base("normal", "P3")}
+    got = activation(b, {"priority": "P1"}, WRITES, FOLLOWUPS)
+    assert got == Activation(b, pending=False)
+    pmap = FieldMap("priority", PRIORITY)
+    d = merge_field(got.base["priority"], "normal", "P1", ctx(pmap))
+    assert (d.action, d.local) == (Action.PULL, "urgent")
+
+
+# -- the fresh-read shortcut of a push ------------------------------------------------------
+
+
+def test_a_fresh_read_equal_to_the_base_agrees() -> None:
+    b = {"status": base("open", "Open"), "priority": base("normal", "P3")}
+    assert agrees_with_base(b, {"status": " open", "priority": "P3"})
+    assert agrees_with_base(b, {})
+
+
+def test_a_fresh_read_with_a_vendor_change_does_not_agree() -> None:
+    b = {"status": base("open", "Open"), "priority": base("normal", "P3")}
+    assert not agrees_with_base(b, {"status": "Open", "priority": "P1"})
+
+
+def test_a_fresh_read_with_a_field_the_base_lacks_does_not_agree() -> None:
+    # a field never agreed on must go through the merge (first sight)
+    assert not agrees_with_base({"status": base("open", "Open")}, {"queue": "billing"})
+    assert not agrees_with_base({"queue": "billing"}, {"queue": "billing"})

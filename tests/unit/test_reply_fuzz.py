@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sync.vendors.sirportly_pull import parse_rows
 
 from sync.config import parse_config
 from sync.errors import ProtocolError
 from sync.runner import build_adapter
 from sync.sandbox.base import emulators
 from sync.vendors.base import RemoteTicket
+from sync.vendors.sirportly.pull import parse_rows
 from tests.system.harness import PLUGINS
 
 HOSTILE = [

@@ -1,0 +1,136 @@
+"""Plan and guard: read the vendor's changes, count the writes they and the dirty tickets
+would make, and hold the run before any write when that is too many (the mass-change
+guard, docs/architecture.md §7.5). On a dry run the plan is all there is: one line per
+planned action and the totals (§7.7).
+
+The plan previews the pull and the push with their own decisions (``pull.remote_merge``,
+``push.route``, ``push.push_merge``), read-only; what it hands on is a ``Plan``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from sync.db.models import SyncConnection, Ticket, TicketLink
+from sync.engine import store
+from sync.engine.create import wants_create
+from sync.engine.journal import describe
+from sync.engine.merge import Action
+from sync.engine.pull import Changes, base_without_late_writes, page_links, remote_merge, stream
+from sync.engine.push import Route, push_merge, route
+from sync.engine.state import RunState
+from sync.vendors.base import Page, RemoteTicket
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the plan hands the pull: the vendor's changes, and the planned writes (exact
+    on a dry run or when the guard had to look closely, else an upper bound)."""
+
+    changes: Changes
+    planned: int
+
+
+async def read_changes(state: RunState, cursor: Any) -> Changes:
+    """Read every changed page up front (not on a first import, which streams)."""
+    if state.direction == "push" or (cursor is None and not state.options.dry_run):
+        return Changes(cursor, None)
+    return Changes(cursor, tuple([page async for page in stream(state, cursor)]))
+
+
+async def plan(state: RunState, cursor: Any) -> Plan:
+    """Read the changes since ``cursor`` and plan them; raise ``GuardHeld`` if need be."""
+    changes = await read_changes(state, cursor)
+    return Plan(changes, count(state, changes.pages))
+
+
+def count(state: RunState, pages: tuple[Page, ...] | None) -> int:
+    """Count (and, on a dry run, print) the planned writes; hold the guard if need be.
+
+    A real run plans in detail only when the guard could hold it: the changed remote
+    tickets plus the dirty marks bound the planned writes from above, and a bound that
+    cannot trip the guard (or ``--force``, or an approval) makes the per-ticket merge
+    pass unneeded, so the pushes start at once. The count returned is then that bound.
+    """
+    options = state.options
+    with state.mirror.read() as session:
+        links = store.count_links(session, state.name)
+        approved = _guard_approved(state, session)
+        if not options.dry_run:
+            bound = sum(len(p.tickets) for p in pages or ())
+            bound += store.count_dirty(session, state.name)
+            if options.force or approved:
+                return bound
+            if not options.guard.trips(bound, links):
+                options.guard.check(state.name, bound, links, state.mirror, state.clock())
+                return bound
+        planned = 0
+        for page in pages or ():
+            known = page_links(state, session, page)
+            planned += sum(preview_remote(state, session, r, known) for r in page.tickets)
+        planned += preview_dirty(state, session)
+    if options.dry_run:
+        state.report(f"{state.name}: {planned} planned change(s)")
+        return planned
+    options.guard.check(state.name, planned, links, state.mirror, state.clock())
+    return planned
+
+
+def _guard_approved(state: RunState, session: Session) -> bool:
+    row = session.get(SyncConnection, state.name)
+    return row is not None and row.guard_approved_at is not None
+
+
+def preview_remote(
+    state: RunState, session: Session, remote: RemoteTicket, links: dict[str, TicketLink]
+) -> int:
+    """Plan the merge of one remote ticket (read-only); 1 if it updates a linked ticket."""
+    link = links.get(state.adapter.id_key(remote.external_id))
+    if link is None and remote.marker:
+        link = store.links_by_marker(session, state.name, [remote.marker]).get(remote.marker)
+    if link is None:
+        state.act(f"{state.name}: new <- {remote.external_id}: import")
+        return 0
+    ticket = session.get(Ticket, link.ticket_id)
+    if ticket is None:
+        return 0
+    base = base_without_late_writes(state, session, link, remote, apply=False)
+    merge = remote_merge(state, base, ticket, remote)
+    describe(state, link, merge, only=(Action.PULL, Action.CONFLICT, Action.MANUAL))
+    return int(bool(merge.pulls or merge.of(Action.CONFLICT, Action.MANUAL)))
+
+
+def preview_dirty(state: RunState, session: Session) -> int:
+    """Plan the pushes and creates of every dirty ticket (read-only); return the count."""
+    planned = 0
+    after = 0
+    while True:
+        batch = store.dirty_batch(session, state.name, after, state.options.batch_size)
+        if not batch:
+            return planned
+        after = batch[-1][0]
+        ids = [t for t, _ in batch]
+        links = store.links_by_ticket(session, state.name, ids)
+        tickets = store.tickets_by_id(session, ids)
+        now = state.clock()
+        for ticket_id, _ in batch:
+            ticket, link = tickets.get(ticket_id), links.get(ticket_id)
+            step = route(
+                ticket,
+                link,
+                direction=state.direction,
+                now=now,
+                wants_create=lambda t: wants_create(state, t),
+            )
+            if step is Route.CREATE:
+                planned += 1
+                state.act(f"{state.name}: #{ticket_id} -> new: create")
+            elif step in (Route.PUSH, Route.WAIT):  # a backoff does not lower the plan
+                assert ticket is not None and link is not None
+                merge = push_merge(state, link, ticket)
+                if merge.pushes:
+                    planned += 1
+                    describe(state, link, merge, only=(Action.PUSH,))
