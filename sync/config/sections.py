@@ -29,8 +29,8 @@ POLICIES = ("newest", "local", "remote", "manual")
 TIE_BREAKS = ("local", "remote")
 LOG_FORMATS = ("auto", "text", "json")
 _ANY_ADDRESS = frozenset({"0.0.0.0", "::"})
-#: The bits of ``database.file_mode`` that may be set: the owner's and the group's.
-_FILE_MODE_BITS = 0o770
+#: The bits of ``database.file_mode`` that may be set: read and write, owner's and group's.
+_FILE_MODE_BITS = 0o660
 
 
 class SectionParser(Checker):
@@ -83,11 +83,18 @@ class SectionParser(Checker):
         if mode is None or not 0 <= mode <= 0o777:
             self.problem(path, f"expected an octal file mode such as 0600 or 0660, got {value!r}")
             return default
-        if mode & ~_FILE_MODE_BITS:
+        if mode & 0o007:
             self.problem(
                 path,
                 f"{mode:#o} gives other users access to the database: use 0600 (owner only) "
                 "or 0660 (owner and group)",
+            )
+            return default
+        if mode & ~_FILE_MODE_BITS or mode & 0o600 != 0o600:
+            self.problem(
+                path,
+                f"{mode:#o} is not a mode for a database file: the owner reads and writes, the "
+                "group at most reads and writes, nobody executes (0600, 0640 or 0660)",
             )
             return default
         return mode
