@@ -99,6 +99,7 @@ class Lease:
         instance: str = INSTANCE,
         clock: Callable[[], float] = time.monotonic,
         on_lost: Callable[[str], None] | None = None,
+        heartbeat: float | None = None,
     ) -> None:
         self.mirror = mirror
         self.connection = connection
@@ -106,6 +107,8 @@ class Lease:
         self.instance = instance
         self.clock = clock
         self.on_lost = on_lost
+        #: Seconds between the heartbeat's renewals: a third of the lease unless given.
+        self.heartbeat = seconds / 3 if heartbeat is None else heartbeat
         self.generation: int | None = None
         self.took_over = False
         self.lost = False
@@ -211,7 +214,7 @@ class Lease:
 
     async def _beat(self) -> None:
         while True:
-            await asyncio.sleep(self.seconds / 3)
+            await asyncio.sleep(self.heartbeat)
             try:
                 alive = await asyncio.to_thread(self.renew)
             except Exception as exc:  # the database is unreachable: the fence decides
