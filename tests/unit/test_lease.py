@@ -13,6 +13,7 @@ from sync.engine.context import SyncRules
 from sync.engine.run import ConnectionRun, RunOptions
 from sync.errors import LeaseLost
 from sync.lease import Lease
+from sync.liveness import Liveness
 from sync.metrics import Metrics
 from sync.spread import Load, StickyLeases
 from sync.vendors.memory import MemoryAdapter, reset_stores
@@ -210,21 +211,21 @@ def test_a_joining_instance_gets_its_share_and_takeovers_are_counted(pg):
 
 
 @on_pg
-def test_a_dead_instances_connections_are_taken_and_its_loss_is_counted(pg):
+def test_a_paused_instances_connections_move_on_expiry_and_its_loss_is_counted(pg):
+    """A paused holder keeps its liveness lock: only the lease's expiry lets another take."""
+
     async def scenario() -> None:
         a = _sticky(pg, "host-a:1:aa", ["c1", "c2"])
         await a.start()
         lease = await a.take("c1")
         assert lease is not None and await a.take("c2") is not None
         assert a._beat_task is not None
-        a._beat_task.cancel()  # a stops renewing, as if it had died
+        a._beat_task.cancel()  # a stops renewing, as if it were paused
         b = _sticky(pg, "host-b:2:bb", ["c1", "c2"])
         await b.start()
         assert await b.take("c1") is None, "a's lease is still current"
-        expire(pg, "c1")  # a lease time later: a's row and leases have run out
-        expire(pg, "c2")
-        silence(pg, "host-a:1:aa", 30)
-        assert await b.take("c1") is not None and await b.take("c2") is not None
+        expire(pg, "c1")  # a lease time later
+        assert await b.take("c1") is not None
         assert _sample(b, "ticketsync_lease_takeovers_total", "c1") == 1
         with pytest.raises(LeaseLost), pg.write() as session:
             lease.before_commit(session)
@@ -232,8 +233,107 @@ def test_a_dead_instances_connections_are_taken_and_its_loss_is_counted(pg):
         assert await a.take("c1") is None, "a lost lease is forgotten, and b holds it now"
         assert "c1" not in a.held
         await b.stop()
+        await a.stop()
 
     asyncio.run(scenario())
+
+
+@on_pg
+def test_a_dead_instances_connections_are_taken_at_once(pg):
+    """A holder whose session is gone (its process died) has no lock: no wait for expiry."""
+
+    async def scenario() -> None:
+        a = _sticky(pg, "host-a:1:aa", ["c1", "c2"])
+        await a.start()
+        lease = await a.take("c1")
+        assert lease is not None and await a.take("c2") is not None
+        assert a._beat_task is not None
+        a._beat_task.cancel()
+        b = _sticky(pg, "host-b:2:bb", ["c1", "c2"])
+        await b.start()
+        assert await b.take("c1") is None, "a is live"
+        await a.liveness.stop()  # a's process dies: the server ends its session
+        assert await b.take("c1") is not None and await b.take("c2") is not None
+        assert sql(pg, "SELECT instance, generation FROM sync_leases ORDER BY connection") == [
+            ("host-b:2:bb", 2),
+            ("host-b:2:bb", 2),
+        ]
+        assert sql(pg, "SELECT count(*) FROM sync_leases WHERE expires_at < now()") == [(0,)]
+        assert _sample(b, "ticketsync_lease_takeovers_total", "c2") == 1
+        with pytest.raises(LeaseLost), pg.write() as session:
+            lease.before_commit(session)  # the generation fences a holder that lived on
+        await b.stop()
+
+    asyncio.run(scenario())
+
+
+def _live(pg: Mirror) -> Liveness:
+    liveness = Liveness(pg)
+    liveness.start()
+    return liveness
+
+
+@on_pg
+def test_a_lease_whose_holder_lost_its_lock_is_taken_at_once_with_a_new_generation(pg):
+    mine, theirs = _live(pg), _live(pg)
+    try:
+        a = Lease(pg, "zoho", 30, instance="host-a:1:aa", liveness=mine)
+        b = Lease(pg, "zoho", 30, instance="host-b:2:bb", liveness=theirs)
+        assert a.acquire()
+        assert not b.acquire(), "a holds its lock: the lease is a's until it expires"
+        mine.close()
+        assert b.acquire() and b.generation == 2 and b.took_over
+        with pytest.raises(LeaseLost), pg.write() as session:
+            a.before_commit(session)
+        assert sql(pg, "SELECT lock_key FROM sync_leases") == [(theirs.key,)]
+    finally:
+        mine.close()
+        theirs.close()
+
+
+@on_pg
+def test_a_failed_ping_loses_every_lease_and_stops_the_next_send(pg):
+    liveness = _live(pg)
+    try:
+        leases = [Lease(pg, c, 30, instance="host-a:1:aa", liveness=liveness) for c in "xy"]
+        assert all(lease.acquire() for lease in leases)
+        assert liveness.ping() and liveness.fresh()
+        (pid,) = sql(
+            pg,
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND "
+            "objid = (:k & 4294967295)::oid",
+            k=liveness.key,
+        )[0]
+        sql(pg, "SELECT pg_terminate_backend(:p)", p=pid)  # the session is cut off
+        assert not liveness.ping()
+        assert all(lease.lost for lease in leases), "every lease of the instance"
+        with pytest.raises(LeaseLost, match="liveness"):
+            leases[0].before_send(1.0)
+    finally:
+        liveness.close()
+
+
+@on_pg
+def test_a_send_needs_a_ping_less_than_a_second_old(pg):
+    now = [100.0]
+    liveness = Liveness(pg, clock=lambda: now[0])
+    liveness.start()
+    try:
+        lease = Lease(
+            pg, "zoho", 30, instance="host-a:1:aa", liveness=liveness, clock=lambda: now[0]
+        )
+        assert lease.acquire()
+        assert liveness.fresh()
+        now[0] += 1.0
+        assert not liveness.fresh(), "a second without a ping"
+        lease.before_send(1.0)  # pings first, then sends
+        assert liveness.fresh()
+        liveness.close()  # the session is gone: the ping before the send fails
+        now[0] += 1.0
+        with pytest.raises(LeaseLost):
+            lease.before_send(1.0)
+    finally:
+        liveness.close()
 
 
 @on_pg
@@ -359,3 +459,14 @@ def test_clearing_dirty_marks_never_waits_for_another_writer(pg):
     assert sql(pg, "SELECT ticket_id, version FROM ticket_dirty WHERE connection = 'mem'") == [
         (marks[0][0], marks[0][1] + 1)
     ]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_check_says_how_a_dead_instances_leases_move(mirror, db_url):
+    from sync.liveness import failover, pooled
+
+    if mirror.dialect == "sqlite":
+        assert failover(db_url) is None, "one instance per file: nothing moves"
+        return
+    assert not pooled(mirror), "a direct connection keeps its session"
+    assert "at once when an instance dies" in (failover(db_url) or "")
