@@ -4,9 +4,11 @@ PostgreSQL is the only coordinator: no protocol between the instances, only rows
 
 - **Registry.** Each daemon has a row in ``sync_instances`` (id, host, pid, started_at,
   seen_at, lock_key), refreshed by its heartbeat every third of ``sync.lease_seconds`` and
-  removed on a clean stop. An instance is *live* while it holds its liveness lock
-  (``sync.liveness``: ``lock_key`` in ``pg_locks``); only where it holds none (transaction
-  pooling) while ``seen_at`` (database time) is younger than ``sync.lease_seconds``.
+  removed on a clean stop. An instance is *live* while ``seen_at`` (database time) is
+  younger than ``sync.lease_seconds`` and it still holds its liveness lock
+  (``sync.liveness``: ``lock_key`` in ``pg_locks``; none is held behind transaction
+  pooling). A dead instance's lock is gone at once; a paused one's row goes stale after a
+  lease time, when its leases expire too, so its connections move then, not a lease later.
 - **Sticky leases.** A daemon keeps the leases it holds between runs and renews them all
   in the same heartbeat (the instance row first, so a dead instance's row goes stale
   before its leases expire), so a connection stays on the instance that syncs it.
@@ -76,9 +78,7 @@ _LOADS = text(
     SELECT i.id, count(l.connection)
     FROM sync_instances i
     LEFT JOIN sync_leases l ON l.instance = i.id AND l.expires_at > now() AND NOT {dead_l}
-    WHERE i.id = :i OR (
-        CASE WHEN i.lock_key IS NULL THEN i.seen_at > now() - :ttl ELSE {live_i} END
-    )
+    WHERE i.id = :i OR (i.seen_at > now() - :ttl AND (i.lock_key IS NULL OR {live_i}))
     GROUP BY i.id
     """.format(dead_l=_DEAD.format(t="l", live=live_sql("l")), live_i=live_sql("i"))
 )

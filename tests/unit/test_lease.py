@@ -232,6 +232,10 @@ def test_a_paused_instances_connections_move_on_expiry_and_its_loss_is_counted(p
         assert _sample(a, "ticketsync_leases_lost_total", "c1") == 1
         assert await a.take("c1") is None, "a lost lease is forgotten, and b holds it now"
         assert "c1" not in a.held
+        assert await b.take("c2") is None, "a holds its lock and is seen: b has its share"
+        expire(pg, "c2")
+        silence(pg, "host-a:1:aa", 30)  # a lease time without a's heartbeat
+        assert await b.take("c2") is not None, "a paused instance's share is not kept for it"
         await b.stop()
         await a.stop()
 
