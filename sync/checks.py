@@ -15,6 +15,7 @@ from typing import Any
 from sync.config import Config, ConnectionConfig
 from sync.db import Mirror, schema_state
 from sync.errors import AuthRejected, ConfigError, DatabaseError, VendorError
+from sync.liveness import failover
 from sync.runner import build_adapter, build_rules
 from sync.vendors.base import adapter_class
 from sync.vendors.registry import VENDORS
@@ -40,6 +41,8 @@ def run(config: Config, *, online: bool) -> int:
     require_vendors(config)
     print(f"configuration: {config.path or '(built in)'}: valid")
     print(f"database:      {_database(config)}")
+    if (moves := failover(config.database.url)) is not None:
+        print(f"failover:      {moves}")
     results = asyncio.run(_check_all(config)) if online else {}
     failed = 0
     for name, connection in config.connections.items():

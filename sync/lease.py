@@ -17,6 +17,10 @@ Fencing, so a paused instance that wakes up after a takeover cannot do harm:
 
 Expiry is judged in database time (``now()``), so the instances' clocks need not agree.
 
+A holder that is gone is seen at once (``sync.liveness``): each lease row records the
+holder's liveness lock, and a lease whose holder no longer holds it may be taken before it
+expires (with the generation raised, as on expiry).
+
 Who holds a lease between runs is the caller's choice: ``PerRunLeases`` (``--run-once``)
 takes it for one run and releases it after; the daemon keeps it between runs and spreads
 the connections over the live instances (``sync.spread``). A lease that is found gone
@@ -42,26 +46,29 @@ from sqlalchemy.orm import Session
 from sync.db import Mirror
 from sync.engine.run import RunResult
 from sync.errors import LeaseLost
+from sync.liveness import Liveness, live_sql
 
 log = logging.getLogger("sync.lease")
 
 _ACQUIRE = text(
     """
     INSERT INTO sync_leases (connection, instance, host, pid, generation, acquired_at,
-                             expires_at)
-    VALUES (:c, :i, :h, :p, 1, now(), now() + :ttl)
+                             expires_at, lock_key)
+    VALUES (:c, :i, :h, :p, 1, now(), now() + :ttl, :k)
     ON CONFLICT (connection) DO UPDATE SET
         instance = EXCLUDED.instance,
         host = EXCLUDED.host,
         pid = EXCLUDED.pid,
+        lock_key = EXCLUDED.lock_key,
         generation = sync_leases.generation
             + CASE WHEN sync_leases.instance = EXCLUDED.instance THEN 0 ELSE 1 END,
         acquired_at = CASE WHEN sync_leases.instance = EXCLUDED.instance
             THEN sync_leases.acquired_at ELSE now() END,
         expires_at = EXCLUDED.expires_at
     WHERE sync_leases.expires_at < now() OR sync_leases.instance = EXCLUDED.instance
+        OR (sync_leases.lock_key IS NOT NULL AND NOT {live})
     RETURNING generation, acquired_at = now() AS fresh
-    """
+    """.format(live=live_sql("sync_leases"))
 )
 _RENEW = text(
     "UPDATE sync_leases SET expires_at = now() + :ttl "
@@ -99,6 +106,8 @@ class Lease:
         instance: str = INSTANCE,
         clock: Callable[[], float] = time.monotonic,
         on_lost: Callable[[str], None] | None = None,
+        heartbeat: float | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.mirror = mirror
         self.connection = connection
@@ -106,6 +115,11 @@ class Lease:
         self.instance = instance
         self.clock = clock
         self.on_lost = on_lost
+        #: Seconds between the heartbeat's renewals: a third of the lease unless given.
+        self.heartbeat = seconds / 3 if heartbeat is None else heartbeat
+        #: This instance's liveness lock (PostgreSQL): recorded in the row, so a holder that
+        #: is gone is seen at once; None: the lease moves on expiry only.
+        self.liveness = liveness
         self.generation: int | None = None
         self.took_over = False
         self.lost = False
@@ -125,10 +139,19 @@ class Lease:
         started = self.clock()
         with self.mirror.engine.begin() as conn:
             row = conn.execute(
-                _ACQUIRE, {**self._params(), "h": socket.gethostname(), "p": os.getpid()}
+                _ACQUIRE,
+                {
+                    **self._params(),
+                    "h": socket.gethostname(),
+                    "p": os.getpid(),
+                    "k": self.liveness.key if self.liveness is not None else None,
+                },
             ).first()
         if row is None:
             return False
+        if self.liveness is not None:
+            self.liveness.forget(self._lose)
+            self.liveness.on_lost(self._lose)
         generation, fresh = int(row[0]), bool(row[1])
         self.took_over = fresh and generation > 1
         if self.took_over:
@@ -176,6 +199,8 @@ class Lease:
             return
         with contextlib.suppress(Exception), self.mirror.engine.begin() as conn:
             conn.execute(_RELEASE, self._params())
+        if self.liveness is not None:
+            self.liveness.forget(self._lose)
         self.generation = None
 
     def before_commit(self, session: Session) -> None:
@@ -189,7 +214,15 @@ class Lease:
             )
 
     def before_send(self, call_seconds: float) -> None:
-        """Raise ``LeaseLost`` unless the lease outlives one vendor call of ``call_seconds``."""
+        """Raise ``LeaseLost`` unless the lease outlives one vendor call of ``call_seconds``
+        and, with a liveness lock, its session answered a ping less than a second ago."""
+        if self.liveness is not None and not self.liveness.ensure_fresh():
+            self._lose()
+            raise LeaseLost(
+                f"{self.connection}: this instance's liveness session is lost, so another "
+                "instance may take the connection at once; this run stops before writing",
+                connection=self.connection,
+            )
         if self._deadline - self.clock() > call_seconds:
             return
         if not self.renew() or self._deadline - self.clock() <= call_seconds:
@@ -211,7 +244,7 @@ class Lease:
 
     async def _beat(self) -> None:
         while True:
-            await asyncio.sleep(self.seconds / 3)
+            await asyncio.sleep(self.heartbeat)
             try:
                 alive = await asyncio.to_thread(self.renew)
             except Exception as exc:  # the database is unreachable: the fence decides
@@ -237,20 +270,27 @@ class LeaseSource(Protocol):
 class PerRunLeases:
     """Take the lease for one run, renew it while the run lasts, release it after.
 
-    What ``--run-once`` does: a pass holds nothing once it is over.
+    What ``--run-once`` does: a pass holds nothing once it is over. While it holds the
+    lease it holds a liveness lock too (``sync.liveness``), so a pass that is killed leaves
+    nothing that makes the next one wait.
     """
 
     def __init__(self, mirror: Mirror, seconds: float) -> None:
         self.mirror = mirror
         self.seconds = seconds
+        self.liveness = Liveness(mirror)
 
     async def take(self, connection: str) -> Lease | None:
-        lease = Lease(self.mirror, connection, self.seconds)
-        if not lease.acquire():
+        await asyncio.to_thread(self.liveness.start)
+        lease = Lease(self.mirror, connection, self.seconds, liveness=self.liveness)
+        if not await asyncio.to_thread(lease.acquire):
+            await self.liveness.stop()
             return None
+        self.liveness.start_pinging()
         lease.start_heartbeat()
         return lease
 
     async def done(self, connection: str, lease: Lease, result: RunResult | None) -> None:
         await lease.stop_heartbeat()
         lease.release()
+        await self.liveness.stop()

@@ -3,9 +3,12 @@
 PostgreSQL is the only coordinator: no protocol between the instances, only rows.
 
 - **Registry.** Each daemon has a row in ``sync_instances`` (id, host, pid, started_at,
-  seen_at), refreshed by its heartbeat every third of ``sync.lease_seconds`` and removed on
-  a clean stop. An instance is *live* while ``seen_at`` (database time) is younger than
-  ``sync.lease_seconds``.
+  seen_at, lock_key), refreshed by its heartbeat every third of ``sync.lease_seconds`` and
+  removed on a clean stop. An instance is *live* while ``seen_at`` (database time) is
+  younger than ``sync.lease_seconds`` and it still holds its liveness lock
+  (``sync.liveness``: ``lock_key`` in ``pg_locks``; none is held behind transaction
+  pooling). A dead instance's lock is gone at once; a paused one's row goes stale after a
+  lease time, when its leases expire too, so its connections move then, not a lease later.
 - **Sticky leases.** A daemon keeps the leases it holds between runs and renews them all
   in the same heartbeat (the instance row first, so a dead instance's row goes stale
   before its leases expire), so a connection stays on the instance that syncs it.
@@ -22,9 +25,11 @@ PostgreSQL is the only coordinator: no protocol between the instances, only rows
 - **Orphans.** A lease free or expired for longer than one lease time (instances with
   different connection sets, say) is taken by whoever runs it next, share or not, so no
   connection stays unsynced.
-- **Takeover.** A dead instance stops renewing; once its leases expire the others are
-  under their new share and take its connections on their next runs: within
-  ``sync.lease_seconds`` plus one interval (and its jitter).
+- **Takeover.** A dead instance's session ends with it, and its liveness lock too: its
+  leases stop counting at once, the others are under their new share and take its
+  connections on their next runs, within one interval (and its jitter). A paused or
+  partitioned one keeps its lock: its connections move once its leases expire, within
+  ``sync.lease_seconds`` plus one interval.
 
 A run under a sticky lease is fenced exactly like any other (``sync.lease``).
 """
@@ -49,6 +54,7 @@ from sync.db import Mirror
 from sync.engine.run import RunResult
 from sync.errors import LeaseLost
 from sync.lease import INSTANCE, Lease
+from sync.liveness import Liveness, live_sql
 from sync.metrics import Metrics
 
 log = logging.getLogger("sync.spread")
@@ -59,24 +65,28 @@ T = TypeVar("T")
 PRUNE_AFTER_LEASES = 100
 
 _REGISTER = text(
-    "INSERT INTO sync_instances (id, host, pid, started_at, seen_at) "
-    "VALUES (:i, :h, :p, now(), now()) "
-    "ON CONFLICT (id) DO UPDATE SET seen_at = now()"
+    "INSERT INTO sync_instances (id, host, pid, started_at, seen_at, lock_key) "
+    "VALUES (:i, :h, :p, now(), now(), :k) "
+    "ON CONFLICT (id) DO UPDATE SET seen_at = now(), lock_key = EXCLUDED.lock_key"
 )
+#: A row (alias ``{t}``) whose holder took a liveness lock that is gone: its holder is dead.
+_DEAD = "({t}.lock_key IS NOT NULL AND NOT {live})"
 _PRUNE = text("DELETE FROM sync_instances WHERE seen_at < now() - :old")
 _DEREGISTER = text("DELETE FROM sync_instances WHERE id = :i")
 _LOADS = text(
     """
     SELECT i.id, count(l.connection)
     FROM sync_instances i
-    LEFT JOIN sync_leases l ON l.instance = i.id AND l.expires_at > now()
-    WHERE i.seen_at > now() - :ttl OR i.id = :i
+    LEFT JOIN sync_leases l ON l.instance = i.id AND l.expires_at > now() AND NOT {dead_l}
+    WHERE i.id = :i OR (i.seen_at > now() - :ttl AND (i.lock_key IS NULL OR {live_i}))
     GROUP BY i.id
-    """
+    """.format(dead_l=_DEAD.format(t="l", live=live_sql("l")), live_i=live_sql("i"))
 )
 _LEASE_STATE = text(
-    "SELECT instance, expires_at > now(), expires_at < now() - :ttl "
-    "FROM sync_leases WHERE connection = :c"
+    """
+    SELECT instance, expires_at > now() AND NOT {dead}, expires_at < now() - :ttl
+    FROM sync_leases s WHERE connection = :c
+    """.format(dead=_DEAD.format(t="s", live=live_sql("s")))
 )
 
 
@@ -113,17 +123,27 @@ class Load:
 class Registry:
     """This instance's row in ``sync_instances`` and what the live instances hold."""
 
-    def __init__(self, mirror: Mirror, seconds: float, instance: str = INSTANCE) -> None:
+    def __init__(
+        self,
+        mirror: Mirror,
+        seconds: float,
+        instance: str = INSTANCE,
+        liveness: Liveness | None = None,
+    ) -> None:
         self.mirror = mirror
         self.instance = instance
         self.ttl = timedelta(seconds=seconds)
+        self.liveness = liveness
 
     def register(self) -> None:
-        """Insert (or refresh) this instance's row; forget instances long gone."""
+        """Insert (or refresh) this instance's row, with its liveness lock's key; forget
+        instances long gone."""
+        key = self.liveness.key if self.liveness is not None else None
         with self.mirror.engine.begin() as conn:
             conn.execute(_PRUNE, {"old": self.ttl * PRUNE_AFTER_LEASES})
             conn.execute(
-                _REGISTER, {"i": self.instance, "h": socket.gethostname(), "p": os.getpid()}
+                _REGISTER,
+                {"i": self.instance, "h": socket.gethostname(), "p": os.getpid(), "k": key},
             )
 
     beat = register
@@ -170,7 +190,8 @@ class StickyLeases:
         self.names = list(names)
         self.instance = instance
         self.metrics = metrics
-        self.registry = Registry(mirror, seconds, instance)
+        self.liveness = Liveness(mirror)
+        self.registry = Registry(mirror, seconds, instance, self.liveness)
         self.held: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._beat_task: asyncio.Task[None] | None = None
@@ -178,8 +199,9 @@ class StickyLeases:
     # -- life cycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Register this instance and start the heartbeat."""
-        await self._db(self.registry.register)
+        """Take the liveness lock, register this instance and start the heartbeat."""
+        await self._db(self._live)
+        self.liveness.start_pinging()
         self._beat_task = asyncio.ensure_future(self._beat())
 
     async def stop(self) -> None:
@@ -191,6 +213,7 @@ class StickyLeases:
         for name in list(self.held):
             await self._release(name)
         await self._db(self.registry.deregister)
+        await self.liveness.stop()
 
     def set_connections(self, names: Sequence[str]) -> None:
         """The connections this instance syncs (after SIGHUP); others are released by the
@@ -248,7 +271,14 @@ class StickyLeases:
             return False
         return lease.remaining > self.seconds / 3 or lease.renew()
 
+    def _live(self) -> None:
+        """Hold the liveness lock (a new one after a lost session) and register with it."""
+        if not self.liveness.running or self.liveness.lost:
+            self.liveness.start()
+            self.registry.register()
+
     def _claim(self, connection: str) -> Lease | None:
+        self._live()
         holder, current, orphaned = self.registry.lease_state(connection)
         if current and holder != self.instance:
             log.debug("%s: held by %s; skipping", connection, holder)
@@ -263,7 +293,12 @@ class StickyLeases:
             )
             return None
         lease = Lease(
-            self.mirror, connection, self.seconds, instance=self.instance, on_lost=self._lost
+            self.mirror,
+            connection,
+            self.seconds,
+            instance=self.instance,
+            on_lost=self._lost,
+            liveness=self.liveness,
         )
         if not lease.acquire():
             log.debug("%s: another instance took the lease first; skipping", connection)

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -210,6 +211,7 @@ class SyncLease(Base):
     generation: Mapped[int] = mapped_column(Integer, nullable=False)
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    lock_key: Mapped[int | None] = mapped_column(BigInteger)  # the holder's liveness lock
 
 
 class SyncInstance(Base):
@@ -227,6 +229,7 @@ class SyncInstance(Base):
     pid: Mapped[int] = mapped_column(Integer, nullable=False)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    lock_key: Mapped[int | None] = mapped_column(BigInteger)  # its liveness lock
 
 
 class TicketDirty(Base):

@@ -6,9 +6,16 @@ ships: for each operation the emulator serves, its parameters (``in``, ``require
 schema) and its request body. Only validation keywords are kept (types, enums, ranges, lengths,
 patterns, properties, required); prose, examples, formats and responses are dropped.
 
-Run ``python -m sync.sandbox.derive_zoho_schema OAS_FOLDER > sync/sandbox/zoho_schema.json`` to
-regenerate; ``tests/vendors/test_zoho_schema.py`` checks the shipped file equals the derivation
-whenever the OAS folder is present.
+The shipped ``zoho_schema.json`` is the only input the emulator and the tests read; Zoho's OAS
+files are not part of this repository. To regenerate or check it, fetch them first (Zoho
+publishes them at https://github.com/zoho/zohodesk-oas; the ``v1.0`` folder), then::
+
+    python -m sync.sandbox.derive_zoho_schema OAS_FOLDER > sync/sandbox/zoho_schema.json
+    python -m sync.sandbox.derive_zoho_schema --check OAS_FOLDER
+
+``--check`` exits 0 when the shipped file is exactly the derivation of ``OAS_FOLDER``, else 1
+with a message (run it after Zoho changes its files). ``tests/vendors/test_zoho_schema.py``
+checks the derivation itself on small OAS documents of its own, which carry each defect below.
 
 Known defects of the OAS files, normalised here (design §7.11); each one is listed with its fix:
 
@@ -201,7 +208,25 @@ def dumps(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
 
 
+#: The derived schema this package ships.
+SHIPPED = Path(__file__).with_name("zoho_schema.json")
+USAGE = "usage: python -m sync.sandbox.derive_zoho_schema [--check] OAS_FOLDER"
+
+
+def main(argv: list[str], shipped: Path = SHIPPED) -> int:
+    """Print the derivation of ``OAS_FOLDER``; with ``--check``, compare it with ``shipped``
+    instead: 0 when they are identical, 1 (and a message on stderr) when not."""
+    if len(argv) == 2 and argv[0] == "--check":
+        if shipped.read_text(encoding="utf-8") == dumps(derive(argv[1])):
+            return 0
+        sys.stderr.write(f"{shipped} is not the derivation of {argv[1]}: regenerate it\n")
+        return 1
+    if len(argv) != 1 or argv[0].startswith("-"):
+        sys.stderr.write(USAGE + "\n")
+        return 2
+    sys.stdout.write(dumps(derive(argv[0])))
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m sync.sandbox.derive_zoho_schema OAS_FOLDER")
-    sys.stdout.write(dumps(derive(sys.argv[1])))
+    raise SystemExit(main(sys.argv[1:]))

@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -54,7 +55,11 @@ def _start(config: Path) -> subprocess.Popen[str]:
     )
 
 
-def _wait(predicate, timeout: float = 15.0) -> bool:
+def _wait(predicate, timeout: float = 60.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` passes (False).
+
+    The timeout only bounds a failing test: it is generous, because a loaded machine can take
+    many seconds to start a daemon, and a passing test never waits it out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -100,10 +105,14 @@ def daemon(tmp_path):
 def test_local_insert_reaches_the_vendor_within_two_intervals(daemon):
     _, port, _, db = daemon
     with sqlite3.connect(db) as conn:
+        before = conn.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0]
         conn.execute("INSERT INTO tickets (title, status) VALUES ('from a tool', 'open')")
-    started = time.monotonic()
-    assert _wait(lambda: _links(db) == 1, timeout=5)
-    assert time.monotonic() - started < 2 * 0.5 + 1.5  # two intervals plus jitter and run time
+    assert _wait(lambda: _links(db) == 1)
+    # Counted in runs, not seconds, so a loaded machine's slower runs cannot fail it: the
+    # run that was under way at the insert may miss it, the next one may not.
+    with sqlite3.connect(db) as conn:
+        (creator,) = conn.execute("SELECT run_id FROM journal WHERE action = 'create'").fetchone()
+    assert creator <= before + 1, f"created by run {creator}, {creator - before} runs later"
     status, text = _get(port, "/metrics")
     assert status == 200
     assert 'ticketsync_tickets_total{action="created",connection="mem"} 1.0' in text
@@ -119,19 +128,24 @@ def test_sigterm_exits_0(daemon):
 
 def test_sighup_with_a_broken_file_keeps_the_old_config(daemon):
     proc, _, config, db = daemon
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)
+    reader.start()
     good = config.read_text()
     config.write_text("connections: [not, a, mapping]\n")
     proc.send_signal(signal.SIGHUP)
-    time.sleep(1.0)
+    # The good file goes back only once the daemon has read the broken one: however late a
+    # loaded machine lets it handle the signal, it must have seen the broken file.
+    assert _wait(lambda: any("keeping the running configuration" in line for line in err))
     assert proc.poll() is None
     config.write_text(good)
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO tickets (title, status) VALUES ('after reload', 'open')")
-    assert _wait(lambda: _links(db) == 1, timeout=5)
+    assert _wait(lambda: _links(db) == 1)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=25)
+    proc.wait(timeout=25)
+    reader.join(timeout=10)
     assert proc.returncode == 0
-    assert "keeping the running configuration" in err
 
 
 def test_a_second_daemon_on_the_same_database_exits_3(daemon):
@@ -161,7 +175,8 @@ def test_sigusr1_syncs_now(tmp_path):
         time.sleep(0.5)
         assert _links(db) == 0, "the next scheduled run is 30 s away"
         proc.send_signal(signal.SIGUSR1)
-        assert _wait(lambda: _links(db) == 1, timeout=5)
+        # well before the next scheduled run (27 s at the earliest)
+        assert _wait(lambda: _links(db) == 1, timeout=15)
     finally:
         proc.terminate()
         proc.communicate(timeout=25)
@@ -199,7 +214,7 @@ def test_systemd_notify_ready_and_stopping(tmp_path):
     address = str(tmp_path / "notify.sock")
     sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM)
     sock.bind(address)
-    sock.settimeout(15)
+    sock.settimeout(60)  # bounds a failing test only: a loaded machine starts slowly
     port = _free_port()
     config = _write_config(tmp_path, port)
     env = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +13,7 @@ from sync.engine.context import SyncRules
 from sync.engine.run import ConnectionRun, RunOptions
 from sync.errors import LeaseLost
 from sync.lease import Lease
+from sync.liveness import Liveness
 from sync.metrics import Metrics
 from sync.spread import Load, StickyLeases
 from sync.vendors.memory.adapter import MemoryAdapter, reset_stores
@@ -28,15 +28,40 @@ def pg(mirror: Mirror) -> Mirror:
     return mirror
 
 
+# No test waits for a lease to run out: a lease time short enough to wait for is also short
+# enough to run out under a test that a loaded machine slows down (the fence judges expiry
+# in database time, with no heartbeat in most of these tests). Leases here last long, and
+# "its time has passed" is set in the database, as the clock would have made it.
+
+
+def expire(pg: Mirror, connection: str) -> None:
+    """Let ``connection``'s lease run out now, in database time."""
+    sql(
+        pg,
+        "UPDATE sync_leases SET expires_at = now() - interval '1 ms' WHERE connection = :c",
+        c=connection,
+    )
+
+
+def silence(pg: Mirror, instance: str, seconds: float) -> None:
+    """Let ``instance``'s registry row be older than a lease time (``seconds``): not live."""
+    sql(
+        pg,
+        "UPDATE sync_instances SET seen_at = now() - make_interval(secs => :s) WHERE id = :i",
+        s=2 * seconds,
+        i=instance,
+    )
+
+
 @on_pg
 def test_one_holder_at_a_time_and_takeover_after_expiry(pg):
-    a = Lease(pg, "zoho", 0.5, instance="host-a:1:aa")
-    b = Lease(pg, "zoho", 0.5, instance="host-b:2:bb")
+    a = Lease(pg, "zoho", 30, instance="host-a:1:aa")
+    b = Lease(pg, "zoho", 30, instance="host-b:2:bb")
     assert a.acquire()
     assert not b.acquire(), "a live lease is exclusive"
     assert a.acquire(), "the holder may take it again"
     assert a.generation == 1
-    time.sleep(0.6)
+    expire(pg, "zoho")
     assert b.acquire(), "an expired lease is taken over"
     assert b.generation == 2
     assert not a.renew(), "the old holder cannot renew"
@@ -44,11 +69,11 @@ def test_one_holder_at_a_time_and_takeover_after_expiry(pg):
 
 @on_pg
 def test_a_superseded_holder_cannot_commit(pg):
-    a = Lease(pg, "zoho", 0.3, instance="host-a:1:aa")
+    a = Lease(pg, "zoho", 30, instance="host-a:1:aa")
     assert a.acquire()
     with pg.write() as session:
         a.before_commit(session)  # current: fine
-    time.sleep(0.4)
+    expire(pg, "zoho")
     assert Lease(pg, "zoho", 5, instance="host-b:2:bb").acquire()
     with pytest.raises(LeaseLost), pg.write() as session:
         session.execute(text("INSERT INTO tickets (title) VALUES ('stale')"))
@@ -58,11 +83,15 @@ def test_a_superseded_holder_cannot_commit(pg):
 
 @on_pg
 def test_no_vendor_write_when_the_lease_cannot_outlast_the_call(pg):
-    lease = Lease(pg, "zoho", 2.0, instance="host-a:1:aa")
+    now = [100.0]
+    lease = Lease(pg, "zoho", 2.0, instance="host-a:1:aa", clock=lambda: now[0])
     assert lease.acquire()
     lease.before_send(1.0)
     with pytest.raises(LeaseLost):
         lease.before_send(5.0)
+    now[0] += 1.5  # 0.5 s left on our clock: renewed first, then sent
+    lease.before_send(1.0)
+    assert lease.remaining == 2.0
 
 
 @on_pg
@@ -72,9 +101,9 @@ def test_a_run_that_lost_its_lease_writes_nothing(pg):
     adapter = MemoryAdapter(connection)
     for i in range(3):
         adapter.store.seed(title=f"t{i}", status="Open", priority="P3", queue="q")
-    stale = Lease(pg, "mem", 0.3, instance="host-a:1:aa")
+    stale = Lease(pg, "mem", 30, instance="host-a:1:aa")
     assert stale.acquire()
-    time.sleep(0.4)
+    expire(pg, "mem")
     assert Lease(pg, "mem", 30, instance="host-b:2:bb").acquire()
     rules = SyncRules.build(FIELDS, {}, adapter.capabilities, direction="both", tie_break="local")
     run = ConnectionRun(pg, "mem", adapter, rules, options=RunOptions(fence=stale))
@@ -89,18 +118,30 @@ def test_a_run_that_lost_its_lease_writes_nothing(pg):
 
 @on_pg
 def test_heartbeat_keeps_a_long_run_leased(pg):
-    lease = Lease(pg, "zoho", 0.6, instance="host-a:1:aa")
+    """The heartbeat renews: past the first deadline, the same generation is still current.
+
+    Judged by the renewals the database shows, not by outliving a short lease on the wall
+    clock (which a loaded machine may not give the heartbeat time to do)."""
+    lease = Lease(pg, "zoho", 30, instance="host-a:1:aa", heartbeat=0.05)
+    renewals = 3
+
+    def expiry() -> object:
+        return sql(pg, "SELECT expires_at FROM sync_leases WHERE connection = 'zoho'")[0][0]
 
     async def long_run() -> None:
         assert lease.acquire()
+        seen = [expiry()]
         lease.start_heartbeat()
-        await asyncio.sleep(1.5)
+        while len(seen) <= renewals:  # each renewal moves the deadline on
+            await asyncio.sleep(0.05)
+            if (moved := expiry()) > seen[-1]:
+                seen.append(moved)
         with pg.write() as session:
-            lease.before_commit(session)
+            lease.before_commit(session)  # a commit after those renewals is fenced in
         await lease.stop_heartbeat()
 
-    asyncio.run(long_run())
-    assert not Lease(pg, "zoho", 0.6, instance="host-b:2:bb").acquire()
+    asyncio.run(asyncio.wait_for(long_run(), 60))
+    assert sql(pg, "SELECT instance, generation FROM sync_leases") == [("host-a:1:aa", 1)]
 
 
 # -- spreading (sync.spread) -------------------------------------------------------
@@ -170,28 +211,133 @@ def test_a_joining_instance_gets_its_share_and_takeovers_are_counted(pg):
 
 
 @on_pg
-def test_a_dead_instances_connections_are_taken_and_its_loss_is_counted(pg):
+def test_a_paused_instances_connections_move_on_expiry_and_its_loss_is_counted(pg):
+    """A paused holder keeps its liveness lock: only the lease's expiry lets another take."""
+
     async def scenario() -> None:
-        a = _sticky(pg, "host-a:1:aa", ["c1", "c2"], seconds=0.6)
+        a = _sticky(pg, "host-a:1:aa", ["c1", "c2"])
         await a.start()
         lease = await a.take("c1")
         assert lease is not None and await a.take("c2") is not None
         assert a._beat_task is not None
-        a._beat_task.cancel()  # a stops renewing, as if it had died
-        b = _sticky(pg, "host-b:2:bb", ["c1", "c2"], seconds=0.6)
+        a._beat_task.cancel()  # a stops renewing, as if it were paused
+        b = _sticky(pg, "host-b:2:bb", ["c1", "c2"])
         await b.start()
         assert await b.take("c1") is None, "a's lease is still current"
-        await asyncio.sleep(0.8)
-        assert await b.take("c1") is not None and await b.take("c2") is not None
+        expire(pg, "c1")  # a lease time later
+        assert await b.take("c1") is not None
         assert _sample(b, "ticketsync_lease_takeovers_total", "c1") == 1
         with pytest.raises(LeaseLost), pg.write() as session:
             lease.before_commit(session)
         assert _sample(a, "ticketsync_leases_lost_total", "c1") == 1
         assert await a.take("c1") is None, "a lost lease is forgotten, and b holds it now"
         assert "c1" not in a.held
+        assert await b.take("c2") is None, "a holds its lock and is seen: b has its share"
+        expire(pg, "c2")
+        silence(pg, "host-a:1:aa", 30)  # a lease time without a's heartbeat
+        assert await b.take("c2") is not None, "a paused instance's share is not kept for it"
+        await b.stop()
+        await a.stop()
+
+    asyncio.run(scenario())
+
+
+@on_pg
+def test_a_dead_instances_connections_are_taken_at_once(pg):
+    """A holder whose session is gone (its process died) has no lock: no wait for expiry."""
+
+    async def scenario() -> None:
+        a = _sticky(pg, "host-a:1:aa", ["c1", "c2"])
+        await a.start()
+        lease = await a.take("c1")
+        assert lease is not None and await a.take("c2") is not None
+        assert a._beat_task is not None
+        a._beat_task.cancel()
+        b = _sticky(pg, "host-b:2:bb", ["c1", "c2"])
+        await b.start()
+        assert await b.take("c1") is None, "a is live"
+        await a.liveness.stop()  # a's process dies: the server ends its session
+        assert await b.take("c1") is not None and await b.take("c2") is not None
+        assert sql(pg, "SELECT instance, generation FROM sync_leases ORDER BY connection") == [
+            ("host-b:2:bb", 2),
+            ("host-b:2:bb", 2),
+        ]
+        assert sql(pg, "SELECT count(*) FROM sync_leases WHERE expires_at < now()") == [(0,)]
+        assert _sample(b, "ticketsync_lease_takeovers_total", "c2") == 1
+        with pytest.raises(LeaseLost), pg.write() as session:
+            lease.before_commit(session)  # the generation fences a holder that lived on
         await b.stop()
 
     asyncio.run(scenario())
+
+
+def _live(pg: Mirror) -> Liveness:
+    liveness = Liveness(pg)
+    liveness.start()
+    return liveness
+
+
+@on_pg
+def test_a_lease_whose_holder_lost_its_lock_is_taken_at_once_with_a_new_generation(pg):
+    mine, theirs = _live(pg), _live(pg)
+    try:
+        a = Lease(pg, "zoho", 30, instance="host-a:1:aa", liveness=mine)
+        b = Lease(pg, "zoho", 30, instance="host-b:2:bb", liveness=theirs)
+        assert a.acquire()
+        assert not b.acquire(), "a holds its lock: the lease is a's until it expires"
+        mine.close()
+        assert b.acquire() and b.generation == 2 and b.took_over
+        with pytest.raises(LeaseLost), pg.write() as session:
+            a.before_commit(session)
+        assert sql(pg, "SELECT lock_key FROM sync_leases") == [(theirs.key,)]
+    finally:
+        mine.close()
+        theirs.close()
+
+
+@on_pg
+def test_a_failed_ping_loses_every_lease_and_stops_the_next_send(pg):
+    liveness = _live(pg)
+    try:
+        leases = [Lease(pg, c, 30, instance="host-a:1:aa", liveness=liveness) for c in "xy"]
+        assert all(lease.acquire() for lease in leases)
+        assert liveness.ping() and liveness.fresh()
+        (pid,) = sql(
+            pg,
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND "
+            "objid = (:k & 4294967295)::oid",
+            k=liveness.key,
+        )[0]
+        sql(pg, "SELECT pg_terminate_backend(:p)", p=pid)  # the session is cut off
+        assert not liveness.ping()
+        assert all(lease.lost for lease in leases), "every lease of the instance"
+        with pytest.raises(LeaseLost, match="liveness"):
+            leases[0].before_send(1.0)
+    finally:
+        liveness.close()
+
+
+@on_pg
+def test_a_send_needs_a_ping_less_than_a_second_old(pg):
+    now = [100.0]
+    liveness = Liveness(pg, clock=lambda: now[0])
+    liveness.start()
+    try:
+        lease = Lease(
+            pg, "zoho", 30, instance="host-a:1:aa", liveness=liveness, clock=lambda: now[0]
+        )
+        assert lease.acquire()
+        assert liveness.fresh()
+        now[0] += 1.0
+        assert not liveness.fresh(), "a second without a ping"
+        lease.before_send(1.0)  # pings first, then sends
+        assert liveness.fresh()
+        liveness.close()  # the session is gone: the ping before the send fails
+        now[0] += 1.0
+        with pytest.raises(LeaseLost):
+            lease.before_send(1.0)
+    finally:
+        liveness.close()
 
 
 @on_pg
@@ -240,12 +386,12 @@ def test_a_late_write_of_a_superseded_generation_is_sent_over(pg):
         )
         assert result.outcome == "ok", result.error
 
-    old = Lease(pg, "mem", 0.5, instance="host-a:1:aa")
+    old = Lease(pg, "mem", 30, instance="host-a:1:aa")
     assert old.acquire()
     run_under(old)  # the import
     sql(pg, "UPDATE tickets SET status = 'closed'")
     run_under(old)  # sends Closed under generation 1 (journaled before the send)
-    time.sleep(0.6)
+    expire(pg, "mem")  # the holder pauses past its lease
     new = Lease(pg, "mem", 30, instance="host-b:2:bb")
     assert new.acquire() and new.generation == 2
     sql(pg, "UPDATE tickets SET status = 'open'")
@@ -305,11 +451,11 @@ def test_clearing_dirty_marks_never_waits_for_another_writer(pg):
     try:
         held = other.begin()
         other.execute(text("UPDATE tickets SET title = 'a2' WHERE id = :i"), {"i": marks[0][0]})
-        started = time.monotonic()
         with pg.write() as session:
+            # a wait would last until ``held`` commits, below: the timeout would end it
+            # with an error, however fast or slow the machine
             session.execute(text("SET LOCAL lock_timeout = '2s'"))
             store.clear_dirty_many(session, "mem", [tuple(m) for m in marks])
-        assert time.monotonic() - started < 1.0
         held.commit()
     finally:
         other.close()
@@ -317,3 +463,14 @@ def test_clearing_dirty_marks_never_waits_for_another_writer(pg):
     assert sql(pg, "SELECT ticket_id, version FROM ticket_dirty WHERE connection = 'mem'") == [
         (marks[0][0], marks[0][1] + 1)
     ]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_check_says_how_a_dead_instances_leases_move(mirror, db_url):
+    from sync.liveness import failover, pooled
+
+    if mirror.dialect == "sqlite":
+        assert failover(db_url) is None, "one instance per file: nothing moves"
+        return
+    assert not pooled(mirror), "a direct connection keeps its session"
+    assert "at once when an instance dies" in (failover(db_url) or "")
