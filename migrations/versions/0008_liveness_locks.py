@@ -4,8 +4,8 @@ An instance holds a session-level advisory lock on ``lock_key`` while it holds l
 (``sync.liveness``); the others read ``pg_locks`` to know whether it is still there. NULL:
 the holder holds no such lock (behind transaction pooling), so only lease expiry counts.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
