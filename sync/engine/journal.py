@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from sync.db.models import SyncConnection, TicketLink
@@ -21,9 +20,7 @@ from sync.engine.mapping import canonical_text
 from sync.engine.merge import Action, TicketMerge
 from sync.engine.state import RunState
 from sync.errors import VendorError
-
-RETRY_BASE = timedelta(seconds=30)
-RETRY_CAP = timedelta(hours=1)
+from sync.retry import ticket_backoff
 
 
 def link_error(
@@ -82,7 +79,7 @@ def ticket_failure(
         current.last_error = state.ticket_message(current, str(exc))
         current.last_error_kind = exc.kind
         if backoff:
-            current.next_retry_at = now + _backoff(current.fail_count)
+            current.next_retry_at = now + ticket_backoff(current.fail_count)
         if missing:
             current.missing_count += 1
             if current.missing_count >= 2:
@@ -165,7 +162,3 @@ class Sends:
         if rows:
             with self.state.write() as session:
                 store.journal_many(session, rows)
-
-
-def _backoff(failures: int) -> timedelta:
-    return min(RETRY_CAP, RETRY_BASE * (2 ** max(0, failures - 1)))

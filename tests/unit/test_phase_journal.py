@@ -12,7 +12,7 @@ import pytest
 from sync.db import Mirror
 from sync.db.models import TicketLink
 from sync.engine import record
-from sync.engine.journal import RETRY_BASE, RETRY_CAP, Sends, _backoff, link_error, ticket_failure
+from sync.engine.journal import Sends, link_error, ticket_failure
 from sync.engine.run import RunOptions
 from sync.engine.state import RunState
 from sync.errors import ItemError
@@ -49,16 +49,6 @@ def _linked(mirror: Mirror) -> tuple[int, TicketLink]:
 
 def _sends(mirror: Mirror) -> list[tuple[Any, ...]]:
     return sql(mirror, "SELECT field, new_value, generation FROM journal WHERE action = 'send'")
-
-
-def test_the_backoff_doubles_up_to_its_cap() -> None:
-    assert [_backoff(n) for n in (0, 1, 2, 3)] == [
-        RETRY_BASE,
-        RETRY_BASE,
-        2 * RETRY_BASE,
-        4 * RETRY_BASE,
-    ]
-    assert _backoff(10) == RETRY_CAP
 
 
 def test_sends_are_journaled_once_with_the_generation(mirror: Mirror) -> None:
