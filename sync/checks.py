@@ -13,9 +13,9 @@ import asyncio
 from typing import Any
 
 from sync.config import Config, ConnectionConfig
+from sync.coord.liveness import failover
 from sync.db import Mirror, schema_state
 from sync.errors import AuthRejected, ConfigError, DatabaseError, VendorError
-from sync.liveness import failover
 from sync.runner import build_adapter, build_rules
 from sync.vendors.base import adapter_class
 from sync.vendors.registry import VENDORS

@@ -292,8 +292,9 @@ def open_database(config: Config, *, upgrade: bool) -> Mirror:
 
 
 def _cmd_sync(args: argparse.Namespace, config: Config) -> int:
-    from sync import scheduler
+    from sync import once
     from sync.checks import require_vendors
+    from sync.daemon import service
 
     names = _selected(args, config)
     require_vendors(config)
@@ -301,8 +302,8 @@ def _cmd_sync(args: argparse.Namespace, config: Config) -> int:
     upgrade = config.database.auto_upgrade and not args.dry_run
     mirror = open_database(config, upgrade=upgrade)
     if one_pass:
-        return scheduler.run_once(mirror, config, names, dry_run=args.dry_run, force=args.force)
-    return scheduler.run_daemon(mirror, config, names, config_path=config.path)
+        return once.run_once(mirror, config, names, dry_run=args.dry_run, force=args.force)
+    return service.run_daemon(mirror, config, names, config_path=config.path)
 
 
 def _cmd_status(args: argparse.Namespace, config: Config) -> int:

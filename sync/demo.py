@@ -296,7 +296,7 @@ async def run(directory: Path | None, *, keep_running: bool, tickets: int, out: 
 
 
 async def _serve(demo: Demo) -> None:
-    from sync.service import Service
+    from sync.daemon.service import Service
 
     assert demo.config is not None and demo.mirror is not None
     service = Service(demo.mirror, demo.config, list(demo.config.connections), demo.config.path)

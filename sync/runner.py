@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from sync import statedir
 from sync.config import Config, ConnectionConfig
+from sync.coord.lease import Lease, LeaseSource, PerRunLeases
 from sync.db import Mirror
 from sync.db.models import Run, SyncConnection
 from sync.engine import store
@@ -30,7 +31,6 @@ from sync.engine.guard import Guard
 from sync.engine.run import ConnectionRun, Counts, RunOptions, RunResult
 from sync.errors import InternalError, LockHeld, UserError
 from sync.http import HttpClient
-from sync.lease import Lease, LeaseSource, PerRunLeases
 from sync.redact import current as current_redactor
 from sync.vendors.base import Adapter, AdapterContext, adapter_class
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sync.config import Config
+from sync.coord.locks import read_holder
 from sync.db import Mirror
 from sync.db.models import (
     Conflict,
@@ -29,7 +30,6 @@ from sync.db.models import (
     TicketDirty,
     TicketLink,
 )
-from sync.locks import read_holder
 from sync.runner import build_adapter, build_rules
 
 SCHEMA = 1

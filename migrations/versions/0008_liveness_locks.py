@@ -1,7 +1,7 @@
 """lock_key on sync_leases and sync_instances: the holder's liveness lock (PostgreSQL).
 
 An instance holds a session-level advisory lock on ``lock_key`` while it holds leases
-(``sync.liveness``); the others read ``pg_locks`` to know whether it is still there. NULL:
+(``sync.coord.liveness``); the others read ``pg_locks`` to know whether it is still there. NULL:
 the holder holds no such lock (behind transaction pooling), so only lease expiry counts.
 
 Revision ID: 0008

@@ -215,7 +215,7 @@ class SyncLease(Base):
 
 
 class SyncInstance(Base):
-    """A running daemon instance (PostgreSQL, several instances; ``sync.spread``).
+    """A running daemon instance (PostgreSQL, several instances; ``sync.coord.spread``).
 
     Each daemon registers itself at start, refreshes ``seen_at`` (database time) with its
     lease heartbeat and removes its row on a clean stop. An instance is live while

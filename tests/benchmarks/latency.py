@@ -10,7 +10,7 @@ first write of that ticket after it (the entry's ``at``: when the request arrive
 emulator's clock; both processes read this machine's wall clock).
 
 The daemon's job fires every ``interval`` plus a jitter of up to ``min(5, interval / 10)``
-(``sync.scheduler.Jobs``), so an edit committed just after a run read the change feed
+(``sync.daemon.scheduler.Jobs``), so an edit committed just after a run read the change feed
 waits for the next run: bound = interval + jitter + the longest run the daemon recorded.
 Every session (all vendors, both intervals) runs at once, each with its own emulator
 process and daemon, so the default interval's session sets the wall time.

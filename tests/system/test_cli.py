@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.locks import InstanceLock
+from sync.coord.locks import InstanceLock
 from tests.system.conftest import ROOT, run_cli
 
 COMMANDS = [

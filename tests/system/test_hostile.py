@@ -19,15 +19,15 @@ import aiohttp
 import pytest
 
 from sync.config import Config, parse_config
+from sync.daemon.metrics import UNHEALTHY_AFTER, Metrics
+from sync.daemon.scheduler import Jobs
 from sync.db import Mirror, migrate
 from sync.db.models import SyncConnection
 from sync.engine.run import RunResult
 from sync.errors import printable
-from sync.metrics import UNHEALTHY_AFTER, Metrics
 from sync.runner import Selection, run_connections
 from sync.sandbox.base import Emulator, emulators
 from sync.sandbox.hostile import PAYLOADS
-from sync.scheduler import Jobs
 from sync.status import collect
 from sync.vendors.memory.adapter import reset_stores, store
 from tests.system.harness import PLUGINS

@@ -16,11 +16,11 @@ from sqlalchemy.exc import OperationalError
 
 from sync import redact
 from sync.config import Config, load_config, parse_config
+from sync.coord.locks import InstanceLock
 from sync.db import Mirror, migrate, schema_state
 from sync.db.engine import Limits
 from sync.db.models import Run, SyncConnection, TicketLink
 from sync.errors import ConfigError, DatabaseError
-from sync.locks import InstanceLock
 from sync.redact import Redactor
 
 SECRET = "SENTINEL-db-secret-77c1"

@@ -1,4 +1,4 @@
-"""sync.endpoint: the cap, the header deadline, the idle timeout, the open-file limit."""
+"""sync.daemon.endpoint: the cap, the header deadline, the idle timeout, the open-file limit."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import sys
 import pytest
 from aiohttp import web
 
-from sync import endpoint
-from sync.endpoint import BoundedEndpoint, Bounds, raise_fd_limit
+from sync.daemon import endpoint
+from sync.daemon.endpoint import BoundedEndpoint, Bounds, raise_fd_limit
 
 
 async def _hello(request: web.Request) -> web.Response:
@@ -105,7 +105,7 @@ async def test_failing_accepts_warn_once(
 def test_raise_fd_limit_lifts_soft_to_hard() -> None:
     code = (
         "import resource\n"
-        "from sync.endpoint import raise_fd_limit\n"
+        "from sync.daemon.endpoint import raise_fd_limit\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (128, 256))\n"
         "print(raise_fd_limit(), resource.getrlimit(resource.RLIMIT_NOFILE))\n"
     )

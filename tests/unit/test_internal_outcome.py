@@ -17,12 +17,13 @@ from sqlalchemy import select
 
 from sync import redact
 from sync.config import Config, parse_config
+from sync.daemon.metrics import UNHEALTHY_AFTER, Metrics
+from sync.daemon.scheduler import Jobs
 from sync.db import Mirror
 from sync.db.models import Run, SyncConnection
-from sync.metrics import UNHEALTHY_AFTER, Metrics
+from sync.once import run_once
 from sync.redact import Redactor
 from sync.runner import Selection, run_connections
-from sync.scheduler import Jobs, run_once
 from sync.status import collect
 from sync.vendors.memory.adapter import reset_stores, store
 

@@ -8,14 +8,14 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import text
 
+from sync.coord.lease import Lease
+from sync.coord.liveness import Liveness
+from sync.coord.spread import Load, StickyLeases
+from sync.daemon.metrics import Metrics
 from sync.db import Mirror
 from sync.engine.context import SyncRules
 from sync.engine.run import ConnectionRun, RunOptions
 from sync.errors import LeaseLost
-from sync.lease import Lease
-from sync.liveness import Liveness
-from sync.metrics import Metrics
-from sync.spread import Load, StickyLeases
 from sync.vendors.memory.adapter import MemoryAdapter, reset_stores
 from tests.unit.engine_helpers import FIELDS, sql
 
@@ -144,7 +144,7 @@ def test_heartbeat_keeps_a_long_run_leased(pg):
     assert sql(pg, "SELECT instance, generation FROM sync_leases") == [("host-a:1:aa", 1)]
 
 
-# -- spreading (sync.spread) -------------------------------------------------------
+# -- spreading (sync.coord.spread) -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -467,7 +467,7 @@ def test_clearing_dirty_marks_never_waits_for_another_writer(pg):
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 def test_check_says_how_a_dead_instances_leases_move(mirror, db_url):
-    from sync.liveness import failover, pooled
+    from sync.coord.liveness import failover, pooled
 
     if mirror.dialect == "sqlite":
         assert failover(db_url) is None, "one instance per file: nothing moves"

@@ -9,9 +9,9 @@ import pytest
 
 from sync import redact
 from sync.config import load_config
+from sync.daemon.service import Service
 from sync.db import Mirror, migrate
 from sync.redact import Redactor
-from sync.service import Service
 
 CONFIG = """\
 database: {{url: "sqlite:///{db}"}}

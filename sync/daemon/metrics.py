@@ -6,7 +6,7 @@
 and exposes no secret: labels are connection names, vendor ids, outcomes and statuses.
 On PostgreSQL the lease metrics count takeovers (``ticketsync_lease_takeovers_total``),
 lost leases (``ticketsync_leases_lost_total``) and the leases held now
-(``ticketsync_leases_held``); see ``sync.spread``. ``sync.endpoint`` serves ``app()``
+(``ticketsync_leases_held``); see ``sync.coord.spread``. ``sync.daemon.endpoint`` serves ``app()``
 within bounds.
 """
 

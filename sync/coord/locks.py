@@ -6,7 +6,7 @@ it. The kernel releases the lock when the process dies, however it dies. The loc
 takes the database file's mode (``database.file_mode``), never a umask-widened one.
 
 PostgreSQL: several instances may share the database; each connection's run holds a lease
-with fencing instead (``sync.lease``).
+with fencing instead (``sync.coord.lease``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from sync.db import Mirror
 from sync.db.engine import private_file, side_file_mode
 from sync.errors import LockHeld
 
@@ -94,3 +95,9 @@ def _holder(role: str) -> dict[str, Any]:
         "since": datetime.now(UTC).isoformat(),
         "role": role,
     }
+
+
+def instance_lock(mirror: Mirror, role: str) -> InstanceLock | None:
+    """The file lock of a ``role`` on an SQLite mirror; None on PostgreSQL (leases instead)."""
+    path = mirror.sqlite_path
+    return InstanceLock(path, role) if path is not None else None

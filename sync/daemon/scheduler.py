@@ -1,7 +1,6 @@
-"""Drivers: the one-shot pass (``--run-once``) and the daemon's APScheduler 3.x wiring.
+"""The daemon's APScheduler 3.x wiring: one job per connection.
 
-Run-once runs every selected connection once, concurrently, and maps the results to
-the exit code (§2.1). The daemon runs one interval job per connection with
+The daemon runs one interval job per connection with
 ``max_instances=1`` and ``coalesce=True``, a misfire grace time and jitter, so a slow
 connection never delays another; a connection that keeps failing is rescheduled with a
 growing, capped delay (``sync.retry.connection_backoff``) and recovers by itself. A run
@@ -15,109 +14,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
-import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import OperationalError
 
 from sync.config import Config
+from sync.coord.lease import LeaseSource
+from sync.daemon.metrics import Metrics
 from sync.db import Mirror
 from sync.db.models import SyncConnection
 from sync.engine.run import RunResult
 from sync.errors import LeaseLost, LockHeld
-from sync.lease import LeaseSource
-from sync.locks import InstanceLock
-from sync.metrics import Metrics
-from sync.progress import TerminalProgress, for_terminal
 from sync.retry import connection_backoff
-from sync.runner import Selection, run_connection, run_connections
+from sync.runner import Selection, run_connection
 
 log = logging.getLogger("sync.scheduler")
-
-
-def _instance_lock(mirror: Mirror, role: str) -> InstanceLock | None:
-    path = mirror.sqlite_path
-    return InstanceLock(path, role) if path is not None else None
-
-
-def run_once(
-    mirror: Mirror, config: Config, names: Sequence[str], *, dry_run: bool, force: bool
-) -> int:
-    """One pass over ``names``; returns the exit code (0 ok, 1 any failure, 3 all locked)."""
-    lock = None if dry_run else _instance_lock(mirror, "run-once")
-    progress = for_terminal()
-    if lock is not None:
-        lock.acquire()  # LockHeld -> exit 3
-    try:
-        results = _run_with_signals(
-            run_connections(
-                mirror,
-                config,
-                Selection(names, dry_run=dry_run, force=force, progress=progress),
-                report=lambda line: print(line, flush=True),
-            )
-        )
-    finally:
-        if lock is not None:
-            lock.release()
-    if isinstance(progress, TerminalProgress):
-        progress.done()
-    if results is None:
-        return 1  # interrupted by a signal
-    if dry_run:
-        _print_totals(results)
-    if all(isinstance(r, LockHeld) for r in results):
-        raise LockHeld("every selected connection is being synced by another instance")
-    ok = all(isinstance(r, LockHeld) or r.ok for r in results)
-    return 0 if ok else 1
-
-
-def _print_totals(results: Sequence[RunResult | LockHeld]) -> None:
-    planned = sum(r.planned for r in results if isinstance(r, RunResult))
-    print(f"dry run: {planned} planned change(s) in {len(results)} connection(s); nothing written")
-
-
-def _run_with_signals(
-    coro: Coroutine[Any, Any, list[RunResult | LockHeld]],
-) -> list[RunResult | LockHeld] | None:
-    """Run ``coro``; SIGTERM/SIGINT cancel it (each connection records ``interrupted``)."""
-
-    async def main() -> list[RunResult | LockHeld] | None:
-        task = asyncio.ensure_future(coro)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            return await task
-        except asyncio.CancelledError:
-            print(
-                "ticketsync: interrupted; the next run resumes where this one stopped",
-                file=sys.stderr,
-            )
-            return None
-
-    return asyncio.run(main())
-
-
-def run_daemon(
-    mirror: Mirror, config: Config, names: Sequence[str], *, config_path: Path | None
-) -> int:
-    """Run until SIGTERM/SIGINT; returns 0 after a clean shutdown."""
-    from sync.service import Service
-
-    lock = _instance_lock(mirror, "daemon")
-    if lock is not None:
-        lock.acquire()
-    try:
-        return asyncio.run(Service(mirror, config, names, config_path).serve())
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 class Jobs:

@@ -5,11 +5,11 @@
 - SIGHUP: reload the configuration; a bad file is reported and the old one kept. The
   redactor then masks the old secrets and the new ones.
 - Start: the soft open-file limit is raised to the hard one; the health and metrics
-  endpoint is bounded (``sync.endpoint``: ``service.max_connections``, header and idle
+  endpoint is bounded (``sync.daemon.endpoint``: ``service.max_connections``, header and idle
   timeouts), so a flood of idle sockets cannot take the descriptors vendor calls need.
 - SIGUSR1: sync every connection now.
 - PostgreSQL: the instance registers in ``sync_instances`` and keeps its leases between
-  runs (``sync.spread``); a clean stop releases them, so another instance takes over at once.
+  runs (``sync.coord.spread``); a clean stop releases them, so another instance takes over at once.
 - systemd (``Type=notify``): READY=1 once started, WATCHDOG=1 pings at half of
   ``$WATCHDOG_USEC`` while the loop is alive, STOPPING=1 on shutdown; no-ops elsewhere.
 """
@@ -25,13 +25,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sync.config import Config, load_config
+from sync.coord.locks import instance_lock
+from sync.coord.spread import StickyLeases
+from sync.daemon.endpoint import BoundedEndpoint, Bounds, raise_fd_limit
+from sync.daemon.metrics import Metrics
+from sync.daemon.scheduler import Jobs
 from sync.db import Mirror
-from sync.endpoint import BoundedEndpoint, Bounds, raise_fd_limit
 from sync.errors import ConfigError
-from sync.metrics import Metrics
 from sync.redact import current, install
-from sync.scheduler import Jobs
-from sync.spread import StickyLeases
 
 log = logging.getLogger("sync.service")
 
@@ -158,3 +159,17 @@ class Service:
         while True:
             notify("WATCHDOG=1")
             await asyncio.sleep(usec / 2e6)
+
+
+def run_daemon(
+    mirror: Mirror, config: Config, names: Sequence[str], *, config_path: Path | None
+) -> int:
+    """Run until SIGTERM/SIGINT; returns 0 after a clean shutdown."""
+    lock = instance_lock(mirror, "daemon")
+    if lock is not None:
+        lock.acquire()
+    try:
+        return asyncio.run(Service(mirror, config, names, config_path).serve())
+    finally:
+        if lock is not None:
+            lock.release()

@@ -17,13 +17,13 @@ Fencing, so a paused instance that wakes up after a takeover cannot do harm:
 
 Expiry is judged in database time (``now()``), so the instances' clocks need not agree.
 
-A holder that is gone is seen at once (``sync.liveness``): each lease row records the
+A holder that is gone is seen at once (``sync.coord.liveness``): each lease row records the
 holder's liveness lock, and a lease whose holder no longer holds it may be taken before it
 expires (with the generation raised, as on expiry).
 
 Who holds a lease between runs is the caller's choice: ``PerRunLeases`` (``--run-once``)
 takes it for one run and releases it after; the daemon keeps it between runs and spreads
-the connections over the live instances (``sync.spread``). A lease that is found gone
+the connections over the live instances (``sync.coord.spread``). A lease that is found gone
 (renewal or a fence fails) is *lost*: ``on_lost`` is told once per generation.
 """
 
@@ -43,10 +43,10 @@ from typing import Protocol
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from sync.coord.liveness import Liveness, live_sql
 from sync.db import Mirror
 from sync.engine.run import RunResult
 from sync.errors import LeaseLost
-from sync.liveness import Liveness, live_sql
 
 log = logging.getLogger("sync.lease")
 
@@ -271,7 +271,7 @@ class PerRunLeases:
     """Take the lease for one run, renew it while the run lasts, release it after.
 
     What ``--run-once`` does: a pass holds nothing once it is over. While it holds the
-    lease it holds a liveness lock too (``sync.liveness``), so a pass that is killed leaves
+    lease it holds a liveness lock too (``sync.coord.liveness``), so a pass that is killed leaves
     nothing that makes the next one wait.
     """
 

@@ -6,7 +6,7 @@ PostgreSQL is the only coordinator: no protocol between the instances, only rows
   seen_at, lock_key), refreshed by its heartbeat every third of ``sync.lease_seconds`` and
   removed on a clean stop. An instance is *live* while ``seen_at`` (database time) is
   younger than ``sync.lease_seconds`` and it still holds its liveness lock
-  (``sync.liveness``: ``lock_key`` in ``pg_locks``; none is held behind transaction
+  (``sync.coord.liveness``: ``lock_key`` in ``pg_locks``; none is held behind transaction
   pooling). A dead instance's lock is gone at once; a paused one's row goes stale after a
   lease time, when its leases expire too, so its connections move then, not a lease later.
 - **Sticky leases.** A daemon keeps the leases it holds between runs and renews them all
@@ -31,7 +31,7 @@ PostgreSQL is the only coordinator: no protocol between the instances, only rows
   partitioned one keeps its lock: its connections move once its leases expire, within
   ``sync.lease_seconds`` plus one interval.
 
-A run under a sticky lease is fenced exactly like any other (``sync.lease``).
+A run under a sticky lease is fenced exactly like any other (``sync.coord.lease``).
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ from typing import ParamSpec, TypeVar
 
 from sqlalchemy import text
 
+from sync.coord.lease import INSTANCE, Lease
+from sync.coord.liveness import Liveness, live_sql
+from sync.daemon.metrics import Metrics
 from sync.db import Mirror
 from sync.engine.run import RunResult
 from sync.errors import LeaseLost
-from sync.lease import INSTANCE, Lease
-from sync.liveness import Liveness, live_sql
-from sync.metrics import Metrics
 
 log = logging.getLogger("sync.spread")
 P = ParamSpec("P")
@@ -171,7 +171,7 @@ class Registry:
 class StickyLeases:
     """The daemon's leases: kept between runs, renewed together, spread by fair share.
 
-    Implements ``sync.lease.LeaseSource``. Database work runs in worker threads, one at a
+    Implements ``sync.coord.lease.LeaseSource``. Database work runs in worker threads, one at a
     time (``_lock``), so the event loop never waits on the database and a renewal never
     races a release of the same lease.
     """
