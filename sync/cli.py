@@ -1,4 +1,5 @@
-"""The command line (design §2.1): parse arguments, call one function, map errors to exits.
+"""The command line (docs/architecture.md §2.1): parse arguments, call one function, map errors to
+exits.
 
 Exit codes: 0 success; 1 a sync failed; 2 usage or configuration error (every problem
 listed, no traceback); 3 another instance holds the lock.

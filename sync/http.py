@@ -12,7 +12,8 @@ Contract of ``HttpClient.request``:
   retried on ``Retriable`` errors: at most ``max_attempts`` attempts, exponential backoff with
   full jitter (Brooker, "Exponential Backoff And Jitter", AWS Architecture Blog, 2015),
   ``Retry-After`` honoured up to ``retry_after_cap``, every retry spending one unit of the
-  connection's per-run retry budget. Writes are never retried here (design §7.4): whether
+  connection's per-run retry budget. Writes are never retried here (docs/architecture.md §7.4):
+  whether
   to send an update again is the engine's decision, after a fresh read.
 - A 429 starts a cool-down for the whole connection: later requests wait for its end, or,
   when it ends further away than ``retry_after_cap``, fail at once with ``RateLimited``.

@@ -1,7 +1,7 @@
 """Progress of long pulls on a terminal: one self-overwriting line per connection.
 
 Shown only when stderr is a terminal and not systemd's journal; elsewhere the summary
-log line per run says everything (design §6).
+log line per run says everything (docs/architecture.md §6).
 """
 
 from __future__ import annotations

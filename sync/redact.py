@@ -39,7 +39,8 @@ MASK = "***"
 #: How many secrets learnt at run time ``remember`` keeps (access tokens live for an hour).
 MINTED_KEPT = 64
 
-# Header names whose whole value is a credential (reference §1 Kapture, §3 Sirportly, §4 Zoho).
+# Header names whose whole value is a credential (docs/vendor-apis.md §1 Kapture,
+# docs/vendor-apis.md §3 Sirportly, docs/vendor-apis.md §4 Zoho).
 _HEADER = re.compile(
     r"(?im)\b((?:proxy-)?authorization|x-auth-token|x-auth-secret|x-api-key)"
     r"(['\"]?\s*[:=]\s*['\"]?)[^\r\n'\"]*"

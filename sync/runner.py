@@ -56,7 +56,8 @@ class Selection:
 
 
 def state_dir(config: Config, mirror: Mirror) -> Path | None:
-    """Where adapters keep private files (§7.11): sync.state_dir, else beside the SQLite file."""
+    """Where adapters keep private files (docs/architecture.md §7.11): sync.state_dir, else beside
+    the SQLite file."""
     if config.sync.state_dir is not None:
         return config.sync.state_dir
     path = mirror.sqlite_path

@@ -1,4 +1,5 @@
-"""``ticketsync status``: what each connection is doing, from the database alone (§6).
+"""``ticketsync status``: what each connection is doing, from the database alone
+(docs/architecture.md §6).
 
 ``collect`` builds the stable JSON object (``schema: 1``); ``render`` turns it into a
 table for a terminal. On PostgreSQL each connection's ``holder`` is the instance whose

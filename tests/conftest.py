@@ -4,7 +4,7 @@ PostgreSQL is found through ``TICKETSYNC_TEST_PG_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``); each test gets a schema of its
 own, dropped afterwards. Without a server the PostgreSQL variants are skipped with the
 reason; under ``CI=true`` a missing server, or a run in which no PostgreSQL test
-passed, fails the session (design §7.14).
+passed, fails the session (docs/architecture.md §7.14).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(session.config, "workerinput"):
         return  # a pytest-xdist worker: the controller sees every report and decides
     if IN_CI and session.testscollected and _pg_passed == 0 and exitstatus == 0:
-        print("\nCI=true but no PostgreSQL test passed: failing the run (design §7.14)")
+        # docs/architecture.md §7.14
+        print("\nCI=true but no PostgreSQL test passed: failing the run")
         session.exitstatus = 1
 
 

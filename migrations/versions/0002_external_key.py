@@ -1,4 +1,5 @@
-"""ticket_links.external_key: the normalised external id that lookups compare (§7.9).
+"""ticket_links.external_key: the normalised external id that lookups compare (docs/architecture.md
+§7.9).
 
 Revision ID: 0002
 Revises: 0001

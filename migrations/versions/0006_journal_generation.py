@@ -1,4 +1,4 @@
-"""journal.generation: the lease generation an update was sent under (design §7.3).
+"""journal.generation: the lease generation an update was sent under (docs/architecture.md §7.3).
 
 A ``send`` entry is written before each update on PostgreSQL, under a lease; a later pull
 that finds the vendor holding a value a superseded generation sent knows it for a late

@@ -1,6 +1,6 @@
 """The configuration file: YAML in, validated and frozen objects out.
 
-The contract is docs/architecture.md §2.2 and §7.13.
+The contract is docs/architecture.md §2.2 and docs/architecture.md §7.13.
 
 Contract:
 

@@ -1,4 +1,5 @@
-"""Leases on PostgreSQL: at most one instance syncs a connection, with fencing (§3.4, §7.3).
+"""Leases on PostgreSQL: at most one instance syncs a connection, with fencing
+(docs/architecture.md §3.4, §7.3).
 
 A lease is a row of ``sync_leases``. ``acquire`` takes it in one statement when it is free,
 expired, or already ours; a takeover raises ``generation``. The holder renews it in the

@@ -1,4 +1,5 @@
-"""Locks that keep two instances from syncing the same connection at once (§7.3).
+"""Locks that keep two instances from syncing the same connection at once (docs/architecture.md
+§7.3).
 
 SQLite: one daemon per database file. ``InstanceLock`` is an ``flock`` on
 ``<database>.lock``; the holder writes who it is into the file, so ``status`` can name

@@ -1,4 +1,5 @@
-"""Spreading connections over the daemons that share one PostgreSQL database (§3.4, §7.3).
+"""Spreading connections over the daemons that share one PostgreSQL database (docs/architecture.md
+§3.4, §7.3).
 
 PostgreSQL is the only coordinator: no protocol between the instances, only rows.
 

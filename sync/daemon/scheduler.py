@@ -109,7 +109,7 @@ class Jobs:
                 ),
             )
         except LockHeld:
-            return  # another instance syncs it: skip quietly (§7.3)
+            return  # another instance syncs it: skip quietly (docs/architecture.md §7.3)
         except OperationalError as exc:
             # The database went away mid-run (restart, pg_terminate_backend, network): the
             # pool reconnects on the next checkout, and the next run resumes.

@@ -1,6 +1,7 @@
 """Engine and sessions for the mirror, with the settings each dialect needs.
 
-SQLite (§7.1): WAL mode, a busy timeout, foreign keys on. Other programs write the same
+SQLite (docs/architecture.md §7.1): WAL mode, a busy timeout, foreign keys on. Other programs write
+the same
 file while the daemon runs, so the engine's write transactions start with ``BEGIN
 IMMEDIATE``: a deferred transaction that reads and then writes can fail at once with
 SQLITE_BUSY when another writer got in between, whatever the busy timeout says. Reads

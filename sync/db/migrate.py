@@ -1,4 +1,4 @@
-"""Schema migrations with Alembic, with the script location set in code (§7.1).
+"""Schema migrations with Alembic, with the script location set in code (docs/architecture.md §7.1).
 
 The top-level ``migrations/`` folder ships in the wheel as ``sync.migrations``; in a
 source checkout it is found beside the package. Two processes that start at once never

@@ -1,6 +1,6 @@
 """SQLAlchemy models: the mirror's public tables and the engine's own state.
 
-Public (design §2.3; other programs read and write them with plain SQL):
+Public (docs/architecture.md §2.3; other programs read and write them with plain SQL):
 ``tickets`` and ``ticket_links``. Everything else belongs to the engine:
 
 - ``sync_connections``: one row per configured connection: cursor, health, cool-down,
@@ -10,7 +10,8 @@ Public (design §2.3; other programs read and write them with plain SQL):
 - ``ticket_dirty``: the local change feed, one row per (connection, ticket) that some
   writer touched since that connection last synced it. Database triggers maintain it for
   every writer; ``version`` counts writes so a consumer removes only what it has seen.
-- ``sync_origin``: on SQLite, the connection a write of the engine comes from (§7.6); the
+- ``sync_origin``: on SQLite, the connection a write of the engine comes from (docs/architecture.md
+§7.6); the
   triggers skip that connection. PostgreSQL uses a transaction-local setting instead.
 - ``journal``: every field change in either direction, every conflict resolution.
 - ``conflicts``: same-field conflicts and how they were settled (``manual`` ones wait).
@@ -54,7 +55,8 @@ NAMING = {
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A UTC timestamp: ``timestamptz`` on PostgreSQL, ISO text on SQLite (§7.2).
+    """A UTC timestamp: ``timestamptz`` on PostgreSQL, ISO text on SQLite (docs/architecture.md
+    §7.2).
 
     Values go in as aware datetimes (naive ones are taken as UTC) and come back aware in
     UTC. SQLite stores ``YYYY-MM-DD HH:MM:SS.ffffff``, the same text the triggers write.
@@ -142,7 +144,8 @@ class TicketLink(Base):
     ``base`` maps a field to ``{"local": canonical, "remote": vendor}``: the last values
     both sides agreed on. ``external_id`` keeps the vendor's spelling; ``external_key`` is
     its normalised form (``Adapter.id_key``: ProProfs' "00700" and "700" are one ticket),
-    which lookups use (§7.9). ``state`` is ``active``, ``creating`` (intent recorded, the
+    which lookups use (docs/architecture.md §7.9). ``state`` is ``active``, ``creating`` (intent
+    recorded, the
     vendor may or may not have the ticket: ``marker`` finds it) or ``orphaned``.
     """
 
@@ -196,7 +199,7 @@ class SyncConnection(Base):
 
 
 class SyncLease(Base):
-    """Who syncs a connection (PostgreSQL, several instances; design §3.4, §7.3).
+    """Who syncs a connection (PostgreSQL, several instances; docs/architecture.md §3.4, §7.3).
 
     ``generation`` grows on every takeover; a run commits only while its generation is the
     row's and ``expires_at`` (database time) lies ahead: that is the fence.

@@ -1,4 +1,4 @@
-"""Change-feed triggers on ``tickets``, per dialect (design §2.3, §7.1, §7.6).
+"""Change-feed triggers on ``tickets``, per dialect (docs/architecture.md §2.3, §7.1, §7.6).
 
 Every write to ``tickets``, by any program, marks the ticket dirty for every registered
 connection except the write's origin, and keeps ``updated_at`` current when the writer

@@ -1,4 +1,4 @@
-"""Work recorded in groups: finished pushes (design §7.3) and a page's new tickets.
+"""Work recorded in groups: finished pushes (docs/architecture.md §7.3) and a page's new tickets.
 
 A push is recorded once the vendor acknowledged it: the link's new base, its journal rows,
 the ticket's dirty mark cleared. One transaction per ticket costs a commit (and, under a
@@ -9,7 +9,7 @@ entries, and the run records them in one transaction.
 Why this is safe: a run killed between a vendor's acknowledgement and the group's commit
 leaves those tickets dirty with their old base, exactly like a kill before a per-ticket
 commit. The next run's merge finds the vendor agreeing, or sends the same update again:
-an update repeated only after its reply was lost, which §7.3 allows. Nothing is
+an update repeated only after its reply was lost, which docs/architecture.md §7.3 allows. Nothing is
 acknowledged to the vendor or to the mirror out of order: a ticket's entry is recorded
 whole, in the transaction of its group, or not at all.
 """

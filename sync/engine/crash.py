@@ -1,4 +1,4 @@
-"""Named crash points for the crash tests (design §4).
+"""Named crash points for the crash tests (docs/architecture.md §4).
 
 ``TICKETSYNC_CRASH_AT=<name>`` makes the process kill itself with SIGKILL the first time
 it reaches that point: no cleanup, no flush, exactly like power loss. Points:

@@ -1,4 +1,5 @@
-"""The mass-change guard (§7.5): hold a run that would change too much, before any write.
+"""The mass-change guard (docs/architecture.md §7.5): hold a run that would change too much, before
+any write.
 
 It counts, per run, planned updates of linked tickets in either direction plus creates at
 the vendor; imports and a first import are not counted. The run is held when the count

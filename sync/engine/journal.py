@@ -5,8 +5,9 @@
   says is gone on two runs in a row becomes ``orphaned`` (docs/architecture.md §7.8).
 - Unmapped values are recorded on the link, and cleared once they are gone.
 - Under a lease, every update is journaled with the lease generation before it is sent
-  (``Sends``, §7.3): the pull then tells a late write of ours from an agent's edit.
-- On a dry run, each planned field change is one line (``describe``, §7.7).
+  (``Sends``, docs/architecture.md §7.3): the pull then tells a late write of ours from an agent's
+  edit.
+- On a dry run, each planned field change is one line (``describe``, docs/architecture.md §7.7).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def describe(
 
 class Sends:
     """The ``send`` journal entries of one run: each value is journaled once, before it
-    is first sent, with the lease generation (§7.3)."""
+    is first sent, with the lease generation (docs/architecture.md §7.3)."""
 
     def __init__(self, state: RunState) -> None:
         self.state = state

@@ -1,4 +1,5 @@
-"""Canonical values <-> vendor values, through a connection's ``fields`` maps (§2.2).
+"""Canonical values <-> vendor values, through a connection's ``fields`` maps (docs/architecture.md
+§2.2).
 
 A field with a map translates every value through it; a field without one (``null`` in
 the config: ``title``, ``description``...) passes values through unchanged. A value with

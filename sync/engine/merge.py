@@ -1,4 +1,4 @@
-"""The three-way merge, per field: a pure function, no I/O (design §3.2).
+"""The three-way merge, per field: a pure function, no I/O (docs/architecture.md §3.2).
 
 Each field is judged against its *base*, the last values both sides agreed on, stored on
 the link as ``{"local": canonical, "remote": vendor}``. Each side's change is judged in
@@ -236,7 +236,7 @@ def _winner(ctx: FieldContext) -> str:
     if ctx.policy in ("local", "remote", "manual"):
         return ctx.policy
     if ctx.remote_time is None or ctx.local_time is None or ctx.remote_time == ctx.local_time:
-        # no vendor modified time (or a tie): the order cannot be known (§7.2)
+        # no vendor modified time (or a tie): the order cannot be known (docs/architecture.md §7.2)
         return ctx.tie_break
     return "local" if ctx.local_time > ctx.remote_time else "remote"
 

@@ -1,7 +1,7 @@
 """Plan and guard: read the vendor's changes, count the writes they and the dirty tickets
 would make, and hold the run before any write when that is too many (the mass-change
 guard, docs/architecture.md §7.5). On a dry run the plan is all there is: one line per
-planned action and the totals (§7.7).
+planned action and the totals (docs/architecture.md §7.7).
 
 The plan previews the pull and the push with their own decisions (``pull.remote_merge``,
 ``push.route``, ``push.push_merge``), read-only; what it hands on is a ``Plan``.

@@ -71,7 +71,7 @@ def stream(state: RunState, cursor: Any) -> AsyncIterator[Page]:
 
 def watch(state: RunState) -> Sequence[str]:
     """Linked tickets to re-poll (vendors without a changed-since API): tickets not yet
-    resolved or closed first, then the others, each in ticket order (§7.12)."""
+    resolved or closed first, then the others, each in ticket order (docs/architecture.md §7.12)."""
     if state.caps.changed_since:
         return Watch()
     done = Ticket.status.in_(("resolved", "closed"))
@@ -112,7 +112,8 @@ def base_without_late_writes(
 ) -> dict[str, Any]:
     """The link's base, with late writes of ours taken out of the vendor's changes.
 
-    Under a lease (§7.3) the ``send`` journal of superseded generations is asked for the
+    Under a lease (docs/architecture.md §7.3) the ``send`` journal of superseded generations is
+    asked for the
     changed fields (``merge.late_writes`` is the rule). Only sends of the last
     ``LATE_WRITE_LEASES`` lease times count; a value that old is history, not a request
     still on its way. ``apply``: give the link that base and journal each late write.

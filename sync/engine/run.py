@@ -11,7 +11,8 @@
 5. ``push.Push``: push every dirty ticket, or create it (``create``);
 6. ``record.finish``: the outcome and counts, the connection's health.
 
-Crash safety (§3.3) rests on three rules: the pull commits page by page with its cursor;
+Crash safety (docs/architecture.md §3.3) rests on three rules: the pull commits page by page with
+its cursor;
 a push commits after the vendor acknowledged; a create records its intent with a marker
 before the call. Each phase's module shows its rule. Every rule that decides a field's
 value is in ``merge``.

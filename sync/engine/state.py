@@ -59,7 +59,8 @@ class RunResult:
 
 
 class Fence(Protocol):
-    """What a run asks of its lease before it commits or writes to the vendor (§7.3)."""
+    """What a run asks of its lease before it commits or writes to the vendor (docs/architecture.md
+    §7.3)."""
 
     #: The lease's generation (None before it was taken) and its length in seconds.
     generation: int | None

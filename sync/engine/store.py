@@ -284,7 +284,8 @@ def superseded_sends(
     fields: Sequence[str],
 ) -> dict[str, list[str | None]]:
     """Values that updates of lease generations before ``generation`` sent for ``fields``
-    of the ticket since ``since``, by field (``send`` journal entries, §7.3)."""
+    of the ticket since ``since``, by field (``send`` journal entries, docs/architecture.md
+    §7.3)."""
     rows = session.execute(
         select(JournalEntry.field, JournalEntry.new_value).where(
             JournalEntry.ticket_id == ticket_id,

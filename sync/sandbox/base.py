@@ -4,7 +4,8 @@ An emulator is a real HTTP server on 127.0.0.1 that answers in one vendor's wire
 vendor module subclasses ``Emulator``, adds its routes in ``add_routes`` and its ticket store
 in ``seed`` / ``edit``, and registers itself with ``@register_emulator("vendor")``.
 
-Lenient to serve, strict to judge (design §7.10): a request that departs from the vendor's
+Lenient to serve, strict to judge (docs/architecture.md §7.10): a request that departs from the
+vendor's
 documented shape but that the real vendor evidently accepts is served, and the departure is
 recorded in the log entry's ``deviations``; adapter tests assert ``deviations() == []``.
 Requests the real vendor rejects are rejected in the vendor's own way by the vendor module.

@@ -17,7 +17,8 @@ publishes them at https://github.com/zoho/zohodesk-oas; the ``v1.0`` folder), th
 with a message (run it after Zoho changes its files). ``tests/vendors/test_zoho_schema.py``
 checks the derivation itself on small OAS documents of its own, which carry each defect below.
 
-Known defects of the OAS files, normalised here (design §7.11); each one is listed with its fix:
+Known defects of the OAS files, normalised here (docs/architecture.md §7.11); each one is listed
+with its fix:
 
 1. ``orgId`` is declared ``in: query`` (Common.json) while Zoho's API page and every client send
    it as a header: it becomes ``in: header`` (headers are matched case-insensitively).

@@ -1,6 +1,6 @@
 """Kapture CRM emulator: the four ticket endpoints as Kapture documents them.
 
-Routes (all ``POST``, JSON, ``Authorization: Basic <auth key>``; reference §1):
+Routes (all ``POST``, JSON, ``Authorization: Basic <auth key>``; docs/vendor-apis.md §1):
 
 - ``/add-ticket-from-other-source.html/v.2.0``: ``[{title, ticket_details, due_date,
   email_id, ...extra}]`` -> ``{"ticket": {...}, "ticket_id", ..., "status": "success"}``;
@@ -24,11 +24,12 @@ HH:mm:ss`` in add/update replies, ``dd-MM-yyyy HH:mm`` in get/pull, epoch ms in
 ``lastConversationTime``.
 
 Lenient to serve, strict to judge: served but recorded as deviations are a bare object body
-where an array of one is documented (add, update, pull: public clients send objects, reference
-§1.1) or an array where an object is (get), ``ticket_id`` instead of ``ticket_ids``, a window
+where an array of one is documented (add, update, pull: public clients send objects,
+docs/vendor-apis.md §1.1) or an array where an object is (get), ``ticket_id`` instead of
+``ticket_ids``, a window
 of more than one day (served as its first day only: "at most 24 hours of data"), the 3P pull
 variant's ``customer_code``/``status``, non-string values and placeholder empty strings
-(reference §5.9). ``offset`` is accepted without a deviation: the documented ``limit``
+(docs/vendor-apis.md §5.9). ``offset`` is accepted without a deviation: the documented ``limit``
 cannot page without it, and a public client sends it (3P, UNCONFIRMED).
 
 In the control API and ``seed``/``edit``, a ticket's ``id`` is its public ``ticketId``
@@ -53,7 +54,7 @@ from sync.sandbox.base import DEVIATIONS, Emulator, Fault, register_emulator
 
 #: Status key -> display name, and sub-status key -> (display name, its status key); the
 #: add-ticket example shows status P "Pending" with sub-status US "Unattended", the update
-#: page sub-statuses P and CL, public clients OP, RS, CO (reference §1.7).
+#: page sub-statuses P and CL, public clients OP, RS, CO (docs/vendor-apis.md §1.7).
 STATUSES = {"P": "Pending", "C": "Complete"}
 SUB_STATUSES = {
     "US": ("Unattended", "P"),
@@ -175,7 +176,7 @@ class KaptureEmulator(Emulator):
             return web.Response(status=fault.status, text=str(fault.body), headers=headers)
         body = fault.body
         if body is None:
-            # The older page's error name (reference §1.8); 429 wording invented.
+            # The older page's error name (docs/vendor-apis.md §1.8); 429 wording invented.
             message = "Too Many Requests" if fault.status == 429 else "ServerFailure"
             body = {"message": message, "status": "failed"}
         return web.json_response(body, status=fault.status, headers=headers)

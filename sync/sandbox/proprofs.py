@@ -1,6 +1,6 @@
 """ProProfs Help Desk emulator: create, update and the ticket list, as ProProfs documents them.
 
-Serves (reference §2; vendor page ``proprofs-update-ticket.txt``):
+Serves (docs/vendor-apis.md §2, and the vendor's "Update a Ticket" page):
 
 - ``POST /app/api/v1/create/ticket/`` (``email`` and ``subject`` required) ->
   ``{"status": "success", "ticket_id": "00700"}``: ids are strings with leading zeros;
@@ -40,14 +40,16 @@ from sync.sandbox.base import DEVIATIONS, Emulator, Fault, register_emulator
 
 CREATE_PATH = "/app/api/v1/create/ticket/"
 UPDATE_PATH = "/app/api/v1/update/ticket/"
-LIST_PATH = "/app/api/v1/list/ticket/"  # UNCONFIRMED (reference §2.4): the adapter's default
+# UNCONFIRMED (docs/vendor-apis.md §2.4): the adapter's default
+LIST_PATH = "/app/api/v1/list/ticket/"
 PAGE_SIZE = 25
 
 INBOXES = {"IB238-436": "Support", "IB238-437": "Billing"}
 STAFF = {"ST007-007": "John Smith", "ST007-009": "Asha Rao"}
 CUSTOM_FIELDS = {"CF007-07": "Model", "CF007-08": "Range", "CF007-09": "ticketsync marker"}
 PRIORITIES = ("high", "normal", "low")
-#: Status values are UNCONFIRMED (reference §2.7); these are the Help Desk UI's (INFERENCE).
+#: Status values are UNCONFIRMED (docs/vendor-apis.md §2.7); these are the Help Desk UI's
+# (INFERENCE).
 STATUSES = ("Open", "Pending", "On Hold", "Resolved", "Closed")
 
 AUTH_ERROR = "Unable to authenticate request using account email and token"  # vendor page

@@ -1,4 +1,4 @@
-"""Sirportly emulator: the ticket API of reference §3 and the vendor's update page.
+"""Sirportly emulator: the ticket API of docs/vendor-apis.md §3 and the vendor's update page.
 
 Serves ``/api/v2/tickets/{ticket,update,submit,post_update,spql,all}``: any HTTP method,
 parameters as form fields (or the query string), custom fields as ``custom[NAME]``, the
@@ -9,7 +9,7 @@ full tickets; 201 on submit; 403 ``{"error"}`` for auth, 404 ``{"error"}`` for a
 ticket or referenced object, 422 ``{"errors": {field: [messages]}}`` for validation and
 ``{"errors": [messages]}`` for SPQL.
 
-Served but recorded as deviations (what public clients send, reference §5.9): ``/api/v1``,
+Served but recorded as deviations (what public clients send, docs/vendor-apis.md §5.9): ``/api/v1``,
 ``reference=`` instead of ``ticket=``, JSON bodies, methods other than the recommended POST,
 submit without ``team`` or with ``contact``/``name``/``email``, an empty ``user=`` (clears the
 assignee), singular SPQL table names, unknown parameters (ignored, as Rails would).

@@ -5,7 +5,7 @@ Serves, on one server (tests point both ``base_url`` and ``accounts_url`` at it)
 - ``POST /oauth/v2/token`` (refresh-token grant; parameters in the query or a form body):
   ``{"access_token", "expires_in", "api_domain", "token_type": "Bearer"}``; failures answer
   HTTP 200 with ``{"error": "invalid_code"}`` / ``{"error": "invalid_client"}``, the way Zoho
-  Accounts is observed to answer (UNCONFIRMED in reference §4.2: the adapter accepts an
+  Accounts is observed to answer (UNCONFIRMED in docs/vendor-apis.md §4.2: the adapter accepts an
   ``error`` key under any status). More than ``refresh_limit`` grants per ``refresh_window``
   seconds (Zoho: 10 per 10 minutes) answer 400 ``{"error": "Access Denied", ...}``.
 - ``GET /api/v1/tickets/search``, ``GET|POST /api/v1/tickets``, ``GET|PATCH
@@ -14,7 +14,8 @@ Serves, on one server (tests point both ``base_url`` and ``accounts_url`` at it)
 
 Every API request is checked against ``zoho_schema.json`` (derived from Zoho's OAS files) and
 every violation is recorded as a deviation. What the real API evidently accepts is served
-anyway (reference §5.9): ``Authorization: Bearer``, a missing ``orgId`` (single-org tokens),
+anyway (docs/vendor-apis.md §5.9): ``Authorization: Bearer``, a missing ``orgId`` (single-org
+tokens),
 ``orgId`` as a query parameter, client credentials in a Basic header. Other violations are
 rejected Zoho's way: 422 ``UNPROCESSABLE_ENTITY`` for parameters (``from=1000``, ``limit=101``),
 422 ``INVALID_DATA`` naming the fields for bodies. Values the schema allows but the portal does
@@ -22,7 +23,7 @@ not know (a status no department has, an unknown department, agent or custom fie
 ``INVALID_DATA`` without a deviation, as a real portal would answer.
 
 Missing-ticket replies (404 ``URL_NOT_FOUND``) and the HTTP statuses of auth errors (401) are
-inferred, not documented (reference §4.8).
+inferred, not documented (docs/vendor-apis.md §4.8).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from sync.sandbox.schema import NO_BODY, Schema, Violation
 #: Default statuses of a Zoho Desk department and their ``statusType`` group (DOC [Z-status];
 #: Escalated's group is UNCONFIRMED, Open is the likely one).
 STATUSES = {"Open": "Open", "On Hold": "On Hold", "Escalated": "Open", "Closed": "Closed"}
-#: The default priority picklist (INFERENCE, reference §5.3).
+#: The default priority picklist (INFERENCE, docs/vendor-apis.md §5.3).
 PRIORITIES = ("High", "Medium", "Low")
 DEPARTMENTS = {"1892000000006907": "Support", "1892000000082069": "Billing"}
 AGENTS = {"1892000000056007": "George Vincent", "1892000000056011": "Asha Rao"}

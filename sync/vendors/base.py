@@ -94,7 +94,7 @@ class RemoteTicket:
 class Watch(tuple[str, ...]):
     """Linked external ids to re-poll (vendors without changed-since): the ``open_count``
     first ones are tickets not yet resolved or closed, the rest are, so an adapter can give
-    the closed ones a lower share of its budget (§7.12)."""
+    the closed ones a lower share of its budget (docs/architecture.md §7.12)."""
 
     open_count: int
 

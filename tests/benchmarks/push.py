@@ -1,4 +1,4 @@
-"""Push throughput against its physical bound (issue 11 item 1, design §7.15).
+"""Push throughput against its physical bound (issue 11 item 1, docs/architecture.md §7.15).
 
 One emulator (in a process of its own: the vendor's CPU is not ours) and one mirror per
 vendor: N tickets are seeded and imported with no latency,

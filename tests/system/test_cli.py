@@ -1,4 +1,4 @@
-"""The command line's contract (design §2.1): exit codes, messages, no tracebacks."""
+"""The command line's contract (docs/architecture.md §2.1): exit codes, messages, no tracebacks."""
 
 from __future__ import annotations
 

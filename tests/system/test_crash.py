@@ -1,7 +1,8 @@
 """Crash tests: the real CLI killed with SIGKILL at each named point, then run again.
 
 After every kill the next runs must converge: no lost edit, no duplicate ticket at the
-vendor, no link to the wrong ticket, and a quiet run that writes nothing (design §3.3).
+vendor, no link to the wrong ticket, and a quiet run that writes nothing (docs/architecture.md
+§3.3).
 The vendor lives in its own process, so only ticketsync dies.
 """
 

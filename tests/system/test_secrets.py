@@ -1,4 +1,4 @@
-"""Sentinel secrets: planted in the credentials, they appear nowhere (design §3.3).
+"""Sentinel secrets: planted in the credentials, they appear nowhere (docs/architecture.md §3.3).
 
 Every error path is driven through the real CLI (a clean run with debug logging, a
 server error on an update, an HTML page, revoked credentials, a configuration error,

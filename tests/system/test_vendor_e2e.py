@@ -1,4 +1,5 @@
-"""``ticketsync --run-once`` against each vendor's emulator, as a subprocess (design §4).
+"""``ticketsync --run-once`` against each vendor's emulator, as a subprocess (docs/architecture.md
+§4).
 
 Initial import, push of local edits, pull of remote edits, create from a local INSERT,
 and a further run that writes nothing, on a real database file.

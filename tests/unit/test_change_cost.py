@@ -1,4 +1,5 @@
-"""A run's cost follows the number of changed tickets, not the mirror's size (design §3.4).
+"""A run's cost follows the number of changed tickets, not the mirror's size (docs/architecture.md
+§3.4).
 
 The same 100 changes (50 local edits through raw SQL, 50 remote edits at the vendor) cost
 the same number of SQL statements on a 1,000-ticket and on a 50,000-ticket mirror. The

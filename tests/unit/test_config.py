@@ -1,4 +1,5 @@
-"""sync.config: the YAML contract of design §2.2 / §7.13, its problems and its secrets."""
+"""sync.config: the YAML contract of docs/architecture.md §2.2 / docs/architecture.md §7.13, its
+problems and its secrets."""
 
 from __future__ import annotations
 

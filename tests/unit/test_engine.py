@@ -1,4 +1,5 @@
-"""Scenario tests of one connection's run against the in-memory vendor (design §3.2, §3.3).
+"""Scenario tests of one connection's run against the in-memory vendor (docs/architecture.md §3.2,
+§3.3).
 
 Each test runs on SQLite and PostgreSQL (the ``mirror`` fixture). Local edits are raw
 SQL, as another program would make them; remote edits go through ``MemoryVendor``.

@@ -1,4 +1,5 @@
-"""A Hypothesis state machine for the engine (vdirsyncer's ``SyncMachine`` style, design §4).
+"""A Hypothesis state machine for the engine (vdirsyncer's ``SyncMachine`` style,
+docs/architecture.md §4).
 
 Random local edits (raw SQL, as another program would make them), random remote edits
 and seeds at the in-memory vendor, random faults (a failed or rejected update or create,

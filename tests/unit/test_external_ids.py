@@ -1,4 +1,5 @@
-"""Ids compare through ``Adapter.id_key`` (§7.9): one vendor ticket, however it is spelt."""
+"""Ids compare through ``Adapter.id_key`` (docs/architecture.md §7.9): one vendor ticket, however
+it is spelt."""
 
 from __future__ import annotations
 

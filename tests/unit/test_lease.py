@@ -1,4 +1,4 @@
-"""Leases and fencing on PostgreSQL (design §3.4, §7.3)."""
+"""Leases and fencing on PostgreSQL (docs/architecture.md §3.4, §7.3)."""
 
 from __future__ import annotations
 
@@ -371,7 +371,8 @@ def test_status_lists_the_live_instances_and_holders(pg, tmp_path):
 
 @on_pg
 def test_a_late_write_of_a_superseded_generation_is_sent_over(pg):
-    """§7.3: a paused holder's update that lands after a takeover is not an agent's edit."""
+    """docs/architecture.md §7.3: a paused holder's update that lands after a takeover is not an
+    agent's edit."""
     reset_stores()
     connection = SimpleNamespace(name="mem", options={})
     adapter = MemoryAdapter(connection)

@@ -158,7 +158,8 @@ def test_conflict_newest_remote_newer_wins_remotely() -> None:
 
 @pytest.mark.parametrize("tie_break", ["local", "remote"])
 def test_conflict_newest_without_a_remote_time_goes_to_the_tie_break(tie_break: str) -> None:
-    # both differ, policy newest, no vendor modified time -> tie_break decides (§7.2)
+    # both differ, policy newest, no vendor modified time -> tie_break decides
+    # (docs/architecture.md §7.2)
     d = _conflict(policy="newest", local_time=T0, remote_time=None, tie_break=tie_break)
     assert (d.action, d.winner) == (Action.CONFLICT, tie_break)
 

@@ -51,7 +51,7 @@ FAST_HTTP = {
 }
 SUB_STATUS_NAMES = {key: name for key, (name, _) in SUB_STATUSES.items()}
 
-# -- the vendor pages' example bodies, verbatim (kapture-add-ticket.txt, -update-ticket.txt) --
+# -- the vendor pages' example bodies, verbatim (Kapture's add-ticket and update-ticket pages, docs/vendor-apis.md §1.5-1.6) --
 
 ADD_REQUEST = """[
 {
@@ -140,7 +140,7 @@ INVALID_FORMAT = (
     '{ "message": "Invalid Format.callback_date should be yyyy-MM-dd hh:mm:ss.", '
     '"status": "failed" }'
 )
-# The older page's capitalised failure keys and error name (reference §1.8).
+# The older page's capitalised failure keys and error name (docs/vendor-apis.md §1.8).
 OLD_AUTH = '{"Message": "AuthKeyInvalid", "Status": "failed"}'
 
 

@@ -732,7 +732,7 @@ async def test_bad_options_stop_the_adapter(make: MakeAdapter) -> None:
 
 # -- parsers, fed the vendor pages' example bodies verbatim --------------------------------------
 
-# Verbatim from ProProfs's "Update a Ticket" page (vendor-docs/proprofs-update-ticket.txt).
+# Verbatim from ProProfs's "Update a Ticket" page (summarised in docs/vendor-apis.md §2.6).
 UPDATE_REQUEST = """{
 "account_email" : "john@proprofs.com",
 "token" : "*****7edf67d0a*****aca630b0*****",

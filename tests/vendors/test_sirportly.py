@@ -48,7 +48,7 @@ GET = "POST /api/v2/tickets/ticket"
 UPDATE = "POST /api/v2/tickets/update"
 
 # Verbatim from Sirportly's "Changing ticket properties" page
-# (vendor-docs/sirportly-update-ticket.txt): a successful update, and a failed one.
+# (the vendor's update page, docs/vendor-apis.md §3.6): a successful update, and a failed one.
 UPDATE_REPLY = """{
   "id": 32,
   "reference": "LF-616004",

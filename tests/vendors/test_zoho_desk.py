@@ -432,7 +432,7 @@ def test_hosts_of_data_centres() -> None:
     assert accounts_for("https://support.example.com") == "https://accounts.zoho.com"
 
 
-# Verbatim from Zoho's "Update a ticket" page (vendor-docs/zoho-desk-update-ticket.txt).
+# Verbatim from Zoho's "Update a ticket" page (summarised in docs/vendor-apis.md §4.6).
 UPDATE_REPLY = (
     '{"entitySkills":["18921000000379001","18921000000364001","18921000000379055",'
     '"18921000000379031"],"modifiedTime":"2016-06-21T12:58:09.122Z","ticketNumber":"773",'
@@ -475,7 +475,7 @@ def test_vendor_page_reply_parses() -> None:
 
 
 def test_times_and_markers() -> None:
-    # OAS examples use epoch milliseconds for the same instants (reference §4.11).
+    # OAS examples use epoch milliseconds for the same instants (docs/vendor-apis.md §4.11).
     assert parse_time(1466514974000) == parse_time("2016-06-21T13:16:14.000Z")
     assert parse_time("1466514974000") == parse_time("2016-06-21T13:16:14Z")
     for marker in ("ts-1", "ticketsync:a:1", "with space/and*star", "b32.looks-encoded", "ü"):

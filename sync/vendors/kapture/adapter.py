@@ -1,6 +1,6 @@
 """The Kapture CRM adapter: created-date pull plus re-poll by id, update, create with a marker.
 
-Wire facts are from Kapture's add-ticket and update-ticket pages and ``reference.md`` §1,
+Wire facts are from Kapture's add-ticket and update-ticket pages and docs/vendor-apis.md §1,
 whose DOC / 3P / UNCONFIRMED tags the comments repeat; the emulator in
 ``sync/sandbox/kapture.py`` serves the same shapes. The modules: ``kapture.wire`` (paths,
 auth keys, body-level errors), ``kapture.pull`` (reads and the cursor), ``kapture.mapping``
@@ -9,9 +9,10 @@ auth keys, body-level errors), ``kapture.pull`` (reads and the cursor), ``kaptur
 Capabilities: every synced field is read; only ``status`` (the sub-status key) and ``queue``
 (the queue key) are written, because the update API takes nothing else (``priority``,
 ``assignee``, ``title``... are not writable: the engine neither pushes nor waits for them).
-No modification time (``modified_at`` is None, design §7.2); no changed-since API, so the
+No modification time (``modified_at`` is None, docs/architecture.md §7.2); no changed-since API, so
+the
 engine passes the linked ids to re-poll; ``fetch_before_update``: the engine reads a ticket
-right before updating it, since every update must carry a sub-status (design §7.12).
+right before updating it, since every update must carry a sub-status (docs/architecture.md §7.12).
 
 Operator notes (for the README)
 -------------------------------
@@ -44,7 +45,7 @@ Operator notes (for the README)
   ticket is re-read at least once every ceil(open / 0.8 B) runs, a closed one every
   ceil(closed / 0.2 B) runs, i.e. within that many ``interval`` plus one run. Kapture has
   no modified time: an edit is known only to lie between two polls, so a local edit of the
-  same field in that interval is settled by ``sync.tie_break`` (design §7.2).
+  same field in that interval is settled by ``sync.tie_break`` (docs/architecture.md §7.2).
 - Create marker: the engine's marker goes into ``ticket_details`` as a last line
   ``[ticketsync:<marker>]`` (stripped again when the description is read) and into an extra
   body field ``ticketsync_marker`` (the add-ticket page invites extra fields). Kapture has
@@ -197,7 +198,8 @@ class KaptureAdapter(Adapter):
         if "queue" in changes:
             queue = changes["queue"]
             if not queue:
-                # An empty value is a placeholder to Kapture (reference §5.9), not a clear.
+                # An empty value is a placeholder to Kapture (docs/vendor-apis.md §5.9), not a
+                # clear.
                 raise self._item(what, "Kapture's update API cannot clear a ticket's queue")
             body["queue"] = queue
         document = await self.wire.call("update", [body], what)
@@ -298,7 +300,7 @@ class KaptureAdapter(Adapter):
                 body["due_date"] = local_text(parse_iso(due), self.zone)
             except ValueError:
                 raise self._item(what, f"due_at {due!r} is not an ISO-8601 time") from None
-        # Never an empty value: Kapture takes "" as a placeholder (reference §5.9).
+        # Never an empty value: Kapture takes "" as a placeholder (docs/vendor-apis.md §5.9).
         for name, key in (("requester_email", "email_id"), ("queue", "queue")):
             value = values.get(name)
             if value:

@@ -1,6 +1,7 @@
 """Kapture records <-> ``RemoteTicket``: field names, key/name tables, local times, the marker.
 
-Kapture answers in three shapes (reference §1.3-§1.6): the ``ticket`` object of an add or
+Kapture answers in three shapes (docs/vendor-apis.md §1.3-docs/vendor-apis.md §1.6): the ``ticket``
+object of an add or
 update reply (sub-status as a *key*, ``substatusName`` beside it), the ``task_details`` of a
 search-ticket-by-ticket-id element and the summaries of the created-date pull (sub-status as a
 *display name*). Only parts of each are documented, so every field is looked up under each
@@ -10,7 +11,8 @@ reported" as "emptied".
 
 Times: Kapture writes local times without a zone (``yyyy-MM-dd HH:mm:ss`` in add/update
 replies, ``dd-MM-yyyy HH:mm`` in get/pull) and epoch milliseconds; the tenant's zone is an
-option (IST by default, inferred: reference §1.11). Everything handed to the engine is UTC.
+option (IST by default, inferred: docs/vendor-apis.md §1.11). Everything handed to the engine is
+UTC.
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ class Reader:
         return RemoteTicket(
             external_id=external_id,
             fields=fields,
-            modified_at=None,  # Kapture documents no modification time (design §7.2)
+            modified_at=None,  # Kapture documents no modification time (docs/architecture.md §7.2)
             marker=find_marker(whole if whole is not None else flat),
             raw=dict(raw),
         )

@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sync.vendors.options import boolean, problems
 
-DEFAULT_TIME_ZONE = "Asia/Kolkata"  # reference §1.11 infers IST from the create example
+DEFAULT_TIME_ZONE = "Asia/Kolkata"  # docs/vendor-apis.md §1.11 infers IST from the create example
 #: The sub-statuses Kapture's own pages name: ``US`` on a new ticket (add-ticket example),
 #: ``P`` Pending and ``CL`` Closed (update-ticket page). Tenants define their own.
 DEFAULT_SUB_STATUSES: Mapping[str, str] = MappingProxyType(
     {"US": "Unattended", "P": "Pending", "CL": "Closed"}
 )
-#: search-ticket-by-ticket-id batches of 50 ids are used in production (reference §5.9).
+#: search-ticket-by-ticket-id batches of 50 ids are used in production (docs/vendor-apis.md §5.9).
 MAX_BATCH = 50
 
 

@@ -1,6 +1,6 @@
 """Kapture's reads: tickets by id in batches, tickets by created day, and the pull cursor.
 
-Kapture has no changed-since API (reference §1.4), so a pull is two passes:
+Kapture has no changed-since API (docs/vendor-apis.md §1.4), so a pull is two passes:
 
 1. *Created-date pull*: ``select-ticket-between-start-and-end-dates`` for each tenant-local
    day from the cursor's ``created_day`` to today, one day per call (a call returns at most
@@ -153,7 +153,7 @@ class KaptureReads:
         what = f"tickets created on {day.isoformat()}"
         while True:
             # Strings, as the public client sends them; offset paging is 3P [K-nm], the
-            # documented ``limit`` alone could not page (reference §1.4, UNCONFIRMED).
+            # documented ``limit`` alone could not page (docs/vendor-apis.md §1.4, UNCONFIRMED).
             body = [
                 {
                     "start_date": day.isoformat(),
@@ -190,7 +190,7 @@ class KaptureReads:
         message = _lowered(document).get("message")
         total = _lowered(document).get("totalcount")
         # One public client accepts the tickets as a list, one object, or a text when there
-        # are none (reference §1.4): all three are read.
+        # are none (docs/vendor-apis.md §1.4): all three are read.
         if isinstance(message, str) or message is None:
             items: list[Any] = []
         elif isinstance(message, Mapping):
@@ -210,7 +210,7 @@ class KaptureReads:
         """The tickets with these ids that exist; a short batch answer is completed singly."""
         found = await self._search(ids)
         if len(ids) > 1:
-            # Batch answers are 3P, not guaranteed (reference §1.3): whatever is missing
+            # Batch answers are 3P, not guaranteed (docs/vendor-apis.md §1.3): whatever is missing
             # from one is asked for on its own, so a short answer loses nothing.
             for external_id in [i for i in ids if i not in found]:
                 single = await self._search([external_id])

@@ -1,9 +1,11 @@
 """Kapture's four endpoints on the wire: paths, per-endpoint auth keys, body-level errors.
 
-Every Kapture ticket call is a ``POST`` of JSON to ``/<name>.html/v.2.0`` (reference §1.1),
+Every Kapture ticket call is a ``POST`` of JSON to ``/<name>.html/v.2.0`` (docs/vendor-apis.md
+§1.1),
 authenticated by ``Authorization: Basic <auth key>``, where each API definition has its own
-key (§1.2). Success and failure live in the body, ``{"status": "success" | "failed",
-"message": ...}``, often under HTTP 200 (§1.8); the older page spells the keys
+key (docs/vendor-apis.md §1.2). Success and failure live in the body, ``{"status": "success" |
+"failed",
+"message": ...}``, often under HTTP 200 (docs/vendor-apis.md §1.8); the older page spells the keys
 ``Status``/``Message``, so they are read case-insensitively. ``call`` turns a failure into
 the error tree by the table in ``kapture.errors``.
 
@@ -65,7 +67,7 @@ class KaptureWire:
         token = self._tokens[ENDPOINTS[endpoint][1]][1]
         headers = {"Authorization": f"Basic {token}"}
         if self._api_key_headers and endpoint != "create":
-            # Sent by one public client on update, get and pull (reference §1.2); whether
+            # Sent by one public client on update, get and pull (docs/vendor-apis.md §1.2); whether
             # a tenant needs them is UNCONFIRMED, so they are opt-in.
             headers.update({"x-api-key": token, "x-api-type": "TICKET"})
         return headers

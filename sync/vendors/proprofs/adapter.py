@@ -1,6 +1,6 @@
 """The ProProfs Help Desk adapter: pull by modification date, get by id range, update, create.
 
-Wire facts are from ProProfs's create, update and list pages (``reference.md`` §2, whose DOC
+Wire facts are from ProProfs's create, update and list pages (docs/vendor-apis.md §2, whose DOC
 and UNCONFIRMED tags the comments repeat); the emulator in ``sync/sandbox/proprofs.py``
 serves the same shapes. Every call is a ``POST`` of JSON to a case-sensitive path ending in
 ``/``, with ``account_email`` and ``token`` in the body (DOC). Modules: ``proprofs.wire``
@@ -64,8 +64,9 @@ Operator notes (for the README)
   ``start = id - 1``, ``end = id + 1``, which satisfies "start smaller than end" and works for
   inclusive or exclusive bounds, the answer being filtered for the id; whether the list's
   3-month default applies when only an id range is given (if so, a ticket not modified for
-  three months reads as missing to a single get: it is then only marked orphaned, design
-  §7.8, and comes back on its next edit); the list reply's key for tickets (``tickets`` or
+  three months reads as missing to a single get: it is then only marked orphaned,
+  docs/architecture.md §7.8, and comes back on its next edit); the list reply's key for tickets
+  (``tickets`` or
   ``data``), inbox/staff as ids or ``{id: ...}`` objects, ids as strings or numbers, the time
   spelling, how the last page ends (no ``next_page_link``, null, or empty), the sort order
   (a short pass is read again), HTTP statuses of errors (the body's ``status`` decides), and

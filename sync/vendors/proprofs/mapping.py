@@ -3,7 +3,8 @@
 Pure functions, no I/O. Vendor values are ProProfs's own strings: priorities ``high``,
 ``normal``, ``low`` (DOC [P-update]); inbox ids (``IB238-436``) as ``queue`` and staff ids
 (``ST007-007``) as ``assignee`` (DOC); status as the list answers it (its values are
-UNCONFIRMED, reference §2.7, so they pass through and the connection's ``fields`` map judges).
+UNCONFIRMED, docs/vendor-apis.md §2.7, so they pass through and the connection's ``fields`` map
+judges).
 
 Ids: create answers ``"ticket_id": "00700"``, a string with leading zeros, while update takes
 a Number (DOC, both pages). ``external_id`` keeps the spelling of the reply; ``id_key`` (the
@@ -36,7 +37,7 @@ FIELD_KEYS: Mapping[str, str] = {
     "requester_email": "email",
 }
 READABLE = frozenset(FIELD_KEYS)
-#: No status in the documented update API (DOC [P-update], reference §2.6).
+#: No status in the documented update API (DOC [P-update], docs/vendor-apis.md §2.6).
 WRITABLE = READABLE - {"status"}
 PRIORITIES = ("high", "normal", "low")
 #: Keys tried, in order, for a list item's ticket id: ``ticket_id`` as create and update

@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sync.vendors.options import email, problems, seconds
 
-#: The ticket-list path. UNCONFIRMED (reference §2.4): the help page "How to Retrieve Ticket
+#: The ticket-list path. UNCONFIRMED (docs/vendor-apis.md §2.4): the help page "How to Retrieve
+# Ticket
 #: List via API" was not captured with its endpoint; this default follows the verb/noun
 #: pattern of the two documented paths (``/app/api/v1/create/ticket/``, ``.../update/ticket/``).
 DEFAULT_LIST_PATH = "/app/api/v1/list/ticket/"
@@ -27,7 +28,8 @@ DEFAULT_IMPORT_SINCE = date(2005, 1, 1)  # older than any ProProfs account: impo
 DEFAULT_MARKER_DAYS = 7
 
 #: Filter role -> the request body key that carries it. The names are UNCONFIRMED (reference
-#: §2.4 documents the filters, creation / modification date ranges and a ticket-id range,
+#: docs/vendor-apis.md §2.4 documents the filters, creation / modification date ranges and a
+# ticket-id range,
 #: but not their spelling), so ``options.list_fields`` may rename each one.
 DEFAULT_LIST_FIELDS: Mapping[str, str] = MappingProxyType(
     {

@@ -3,7 +3,7 @@
 The list (``options.list_path``, UNCONFIRMED) takes creation-date, modification-date and
 ticket-id range filters; a date range must fall within three months, and the answer holds
 up to 25 tickets with ``next_page_link`` (and first/previous/last links, ``total_tickets``,
-``page``) when there are more (DOC [P-list], reference §2.4).
+``page``) when there are more (DOC [P-list], docs/vendor-apis.md §2.4).
 
 - ``windows`` splits a span into consecutive ranges of 89 days: three calendar months are
   never shorter than 89 days, so whichever way ProProfs counts "3 months" they pass.

@@ -1,10 +1,12 @@
 """ProProfs's calls on the wire: paths, credentials in the body, the error envelope.
 
 Every call is a ``POST`` of JSON to a case-sensitive path ending in ``/``, with
-``account_email`` and ``token`` in the body and ``Accept: application/json`` (DOC, reference
-§2.1-2.2). Success and failure live in the body: ``{"status": "success", ...}`` or
+``account_email`` and ``token`` in the body and ``Accept: application/json`` (DOC,
+docs/vendor-apis.md §2.1-2.2). Success and failure live in the body: ``{"status": "success", ...}``
+or
 ``{"status": "error", "description": ...}``; the HTTP status of a failure is UNCONFIRMED
-(§2.8), so 4xx bodies are read here too and the body decides. ``call`` turns a failure into
+(docs/vendor-apis.md §2.8), so 4xx bodies are read here too and the body decides. ``call`` turns a
+failure into
 the error tree by the table in ``proprofs.errors``, with ProProfs's own words. Besides:
 
 - a list read answered with an error saying nothing was found ("No tickets found": whether

@@ -1,7 +1,7 @@
 """The Sirportly adapter: pull by SPQL (or the ticket list), get, update, create.
 
-Wire facts are from Sirportly's API pages and its own client libraries (``reference.md``
-§3): every call is a POST to ``/api/v2/<group>/<method>`` with form parameters (custom
+Wire facts are from Sirportly's API pages and its own client libraries (docs/vendor-apis.md §3):
+every call is a POST to ``/api/v2/<group>/<method>`` with form parameters (custom
 fields as ``custom[NAME]``) and the ``X-Auth-Token`` / ``X-Auth-Secret`` headers; replies are
 JSON. The emulator in ``sync/sandbox/sirportly.py`` serves the same wire format.
 
@@ -362,7 +362,8 @@ def _document(response: Response) -> Any:
 
 def _contact_id(ticket: Mapping[str, Any]) -> str | None:
     # ``customer`` is in the documented ticket JSON; ``contact`` is read by the vendor's WHMCS
-    # module (3P, reference §5.9). Either names the contact that post_update may author as.
+    # module (3P, docs/vendor-apis.md §5.9). Either names the contact that post_update may author
+    # as.
     for key in ("customer", "contact"):
         value = ticket.get(key)
         if isinstance(value, dict) and value.get("id") not in (None, ""):

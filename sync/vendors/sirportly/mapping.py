@@ -7,7 +7,7 @@ Pure functions, no I/O. Vendor values are Sirportly's own spelling, as strings:
   operator recognises in a field map.
 - ``queue``: ``"<department id>/<team id>"`` (``"3/2"``), or ``"<department id>"`` for a
   ticket without a team. A queue is a department plus a team on that department's escalation
-  path (reference §3.7), so one value names the valid combination and both are written
+  path (docs/vendor-apis.md §3.7), so one value names the valid combination and both are written
   together; ids, because ``tickets/update`` takes the department by id only.
 - ``assignee``: the user's ``username`` (``tickets/update`` takes ``user`` as username or id).
 - ``requester_email``: the data of the ticket's contact method when it is an e-mail one.
@@ -72,7 +72,8 @@ def utc_text(moment: datetime) -> str:
 def request_time(moment: datetime) -> str:
     """A time for a request parameter: ISO 8601 with an explicit offset.
 
-    Sirportly's "Date/Time Formatting" page was not retrieved (reference §3.11, UNCONFIRMED);
+    Sirportly's "Date/Time Formatting" page was not retrieved (docs/vendor-apis.md §3.11,
+    UNCONFIRMED);
     its replies use this form, so it is the safest guess.
     """
     return moment.astimezone(UTC).replace(microsecond=0).isoformat()
@@ -156,7 +157,7 @@ def to_remote(record: Any, marker_field: str) -> RemoteTicket:
         "requester_email": _email(record),
         "due_at": _time_text(record.get("resolution_due_at")),
     }
-    # ``updated_at`` in ticket JSON: UNCONFIRMED (reference §3.3, likely); without it the
+    # ``updated_at`` in ticket JSON: UNCONFIRMED (docs/vendor-apis.md §3.3, likely); without it the
     # ticket has no modification time and the engine orders by its own polls.
     return RemoteTicket(
         external_id=reference,
@@ -170,7 +171,7 @@ def to_remote(record: Any, marker_field: str) -> RemoteTicket:
 def to_params(changes: Mapping[str, str | None]) -> tuple[dict[str, str], list[str]]:
     """``tickets/update`` form parameters for ``changes``; also what keeps them from being sent.
 
-    Clearing a field is not documented (reference §5.9: public clients send ``user=`` to
+    Clearing a field is not documented (docs/vendor-apis.md §5.9: public clients send ``user=`` to
     unassign, 3P only), so an empty value is refused here rather than guessed at.
     """
     params: dict[str, str] = {}

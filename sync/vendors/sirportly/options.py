@@ -88,7 +88,7 @@ def submit_params(
 ) -> tuple[dict[str, str], list[str]]:
     """``tickets/submit`` parameters for a new ticket; also what keeps it from being sent.
 
-    Sirportly requires a subject, status, priority, team and contact (reference §3.5); the
+    Sirportly requires a subject, status, priority, team and contact (docs/vendor-apis.md §3.5); the
     queue and contact fall back to the options' defaults, the marker goes in its custom field.
     """
     present = {k: v for k, v in values.items() if v not in (None, "")}

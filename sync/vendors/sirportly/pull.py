@@ -1,6 +1,6 @@
 """Listing changed Sirportly tickets: SPQL on ``tickets.updated_at``, else ``tickets/all``.
 
-SPQL (reference §3.4 option B, the documented query API)::
+SPQL (docs/vendor-apis.md §3.4 option B, the documented query API)::
 
     SELECT tickets.reference, tickets.updated_at FROM tickets
     WHERE tickets.updated_at >= 'YYYY-MM-DD HH:MM:SS' ORDER BY tickets.updated_at LIMIT o,n

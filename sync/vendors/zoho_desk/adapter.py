@@ -1,6 +1,6 @@
 """The Zoho Desk adapter: OAuth, pull by search, get, update, create with a marker.
 
-Wire facts are from Zoho's API page and OpenAPI files (``reference.md`` §4); the emulator
+Wire facts are from Zoho's API page and OpenAPI files (docs/vendor-apis.md §4); the emulator
 in ``sync/sandbox/zoho_desk.py`` checks every request against the latter.
 
 Setting up Zoho Desk (for the README)

@@ -1,10 +1,12 @@
 """Zoho OAuth for one connection: the refresh-token grant, and the access-token cache.
 
 Zoho's access tokens live an hour and a refresh token mints only about ten of them per ten
-minutes (reference §4.2), so a token is refreshed ahead of its expiry and never per request:
+minutes (docs/vendor-apis.md §4.2), so a token is refreshed ahead of its expiry and never per
+request:
 
 - the token is cached in ``<state_dir>/zoho-<connection>.token.json``, created with mode 0600
-  (design §7.11), holding the access token, its expiry and a fingerprint of the client, never
+  (docs/architecture.md §7.11), holding the access token, its expiry and a fingerprint of the
+  client, never
   the refresh token; it is reused across runs and processes until near expiry;
 - one ``asyncio.Lock`` serialises refreshes, so concurrent requests share one;
 - ``invalidate(token)`` after Zoho said ``INVALID_OAUTH`` drops that token only, so several
@@ -245,7 +247,8 @@ def accounts_for(base_url: str) -> str:
     """Zoho Accounts host of the data centre ``base_url`` is in (``desk.zoho.eu`` -> ``.eu``).
 
     Desk and Accounts share the top-level domain in every data centre but Canada, whose
-    Accounts host is ``accounts.zohocloud.ca`` (reference §4.2; the CA Desk host spelling is
+    Accounts host is ``accounts.zohocloud.ca`` (docs/vendor-apis.md §4.2; the CA Desk host spelling
+    is
     UNCONFIRMED). Unknown hosts fall back to the US; ``credentials.accounts_url`` overrides.
     """
     host = urlsplit(base_url).hostname or ""

@@ -5,7 +5,8 @@ Pure functions, no I/O. Vendor values are Zoho's own strings: status and priorit
 integers serialised as strings), times as ISO-8601 UTC.
 
 Times: Zoho documents ``yyyy-MM-ddTHH:mm:ss.SSSZ``; some OAS examples show epoch milliseconds
-instead (reference §4.11, UNCONFIRMED on the wire), so ``parse_time`` accepts both. Read times
+instead (docs/vendor-apis.md §4.11, UNCONFIRMED on the wire), so ``parse_time`` accepts both. Read
+times
 are normalised to one spelling (``2026-01-02T03:04:05Z``, milliseconds only when non-zero) so
 that the same instant always compares equal, whichever way Zoho wrote it.
 """
@@ -162,7 +163,7 @@ def to_body(changes: Mapping[str, str | None]) -> tuple[dict[str, Any], list[str
 
 
 def envelope(document: Any) -> tuple[str | None, str, list[dict[str, Any]]]:
-    """``(errorCode, message, errors)`` of Zoho's error envelope (reference §4.8)."""
+    """``(errorCode, message, errors)`` of Zoho's error envelope (docs/vendor-apis.md §4.8)."""
     if not isinstance(document, dict):
         return None, "", []
     errors = document.get("errors")
