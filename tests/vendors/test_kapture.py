@@ -51,7 +51,7 @@ FAST_HTTP = {
 }
 SUB_STATUS_NAMES = {key: name for key, (name, _) in SUB_STATUSES.items()}
 
-# -- the vendor pages' example bodies, verbatim (Kapture's add-ticket and update-ticket pages, docs/vendor-apis.md §1.5-1.6) --
+# -- the vendor pages' example bodies, verbatim (add and update ticket; docs/vendor-apis.md §1) --
 
 ADD_REQUEST = """[
 {
