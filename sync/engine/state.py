@@ -40,9 +40,12 @@ class Counts:
     created: int = 0
     conflicts: int = 0
     errors: int = 0
+    #: Strays recorded (``sync.engine.strays``): a metric, not one of the ``runs`` counts.
+    strays: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        """The run's counts as recorded in ``runs`` and printed (``strays`` left out)."""
+        return {k: v for k, v in self.__dict__.items() if k != "strays"}
 
 
 @dataclass
