@@ -78,3 +78,16 @@ def test_a_marker_of_a_creating_intent_still_activates_it(mirror: Mirror) -> Non
     assert result.counts.strays == 0
     assert sql(mirror, "SELECT count(*) FROM sync_strays") == [(0,)]
     assert len(vendor("mem").records) == 1
+
+
+def test_a_dry_run_plans_a_stray_as_a_stray_not_an_import(mirror: Mirror) -> None:
+    insert_ticket(mirror, title="A", status="open", priority="normal", queue="q")
+    sync(mirror, "mem", create_when={})
+    (original,) = vendor("mem").records
+    duplicate = vendor("mem").seed(title="A", status="Open", priority="P3", queue="q")
+    vendor("mem").records[duplicate].marker = vendor("mem").records[original].marker
+    lines: list[str] = []
+    sync(mirror, "mem", create_when={}, dry_run=True, report=lines.append)
+    assert f"mem: stray <- {duplicate}: a duplicate, not imported" in lines
+    assert not any("import" in line and "not imported" not in line for line in lines)
+    assert sql(mirror, "SELECT count(*) FROM sync_strays") == [(0,)], "a dry run writes nothing"
