@@ -19,6 +19,8 @@ Contract of ``HttpClient.request``:
   when it ends further away than ``retry_after_cap``, fail at once with ``RateLimited``.
   ``cooldown_until`` (wall-clock epoch seconds) lets the caller carry it to the next run.
 - Every attempt passes the connection's concurrency semaphore and rate limiter.
+- A write (not safe) runs ``sync.coord.fence.check_write_fence()`` as its last step before its
+  bytes go out, after every wait (semaphore, cool-down, limiter, a token refresh before).
 - Messages name the connection, the method and the URL path, never the query string,
   headers or bodies, and pass through the redactor (the given one or ``redact.current()``).
 """
@@ -41,6 +43,7 @@ from aiolimiter import AsyncLimiter
 from yarl import URL
 
 from sync import __version__, redact, retry
+from sync.coord.fence import check_write_fence
 from sync.errors import (
     AuthRejected,
     ConfigError,
@@ -201,7 +204,7 @@ class HttpClient:
         attempt = 0
         while True:
             try:
-                return await self._attempt(call, attempt)
+                return await self._attempt(call, attempt, fenced=not safe)
             except Retriable as exc:
                 if not safe or attempt + 1 >= self._settings.max_attempts:
                     raise
@@ -259,13 +262,15 @@ class HttpClient:
             cooldown=self._cooldown_remaining(),
         )
 
-    async def _attempt(self, call: _Call, attempt: int) -> Response:
+    async def _attempt(self, call: _Call, attempt: int, *, fenced: bool = False) -> Response:
         self._check_headers(call)
         session = self._ensure_session()
         async with self._slots:
             await self._wait_cooldown(call)
             if self._limiter is not None:
                 await self._limiter.acquire()
+            if fenced:  # after every wait: the lease may have been lost during one
+                check_write_fence()
             status, headers, body = await self._send(session, call)
         url = str(call.url.with_query(None).with_fragment(None))
         response = Response(

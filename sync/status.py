@@ -5,6 +5,8 @@
 table for a terminal. On PostgreSQL each connection's ``holder`` is the instance whose
 lease is current (instance id, host, pid, since, generation, expires_at), and
 ``instances`` lists the live daemon instances with the number of leases each holds.
+``strays`` lists the duplicate vendor tickets the pulls found (``sync.engine.strays``):
+connection, external id, the mirror ticket, its marker and when it was first seen.
 Keys may be added; none is renamed or removed without bumping ``schema``. Nothing here
 reads a secret. A last run's ``outcome`` is ``ok``, ``failed``, ``held``, ``interrupted`` or
 ``internal`` (an unforeseen error ended it; ``sync.runner`` records it).
@@ -28,6 +30,7 @@ from sync.db.models import (
     SyncConnection,
     SyncInstance,
     SyncLease,
+    SyncStray,
     TicketDirty,
     TicketLink,
 )
@@ -51,13 +54,30 @@ def collect(config: Config, mirror: Mirror, now: datetime | None = None) -> dict
             name: _connection(session, config, name, now, holder) for name in config.connections
         }
         instances = _instances(session, config, now) if mirror.dialect == "postgresql" else []
+        strays = _strays(session)
     return {
         "schema": SCHEMA,
         "generated_at": _iso(now),
         "database": mirror.redacted_url(),
         "connections": connections,
         "instances": instances,
+        "strays": strays,
     }
+
+
+def _strays(session: Session) -> list[dict[str, Any]]:
+    """Every recorded stray, oldest first (they stay until removed by hand)."""
+    rows = session.scalars(select(SyncStray).order_by(SyncStray.first_seen, SyncStray.id))
+    return [
+        {
+            "connection": row.connection,
+            "external_id": row.external_id,
+            "ticket_id": row.ticket_id,
+            "marker": row.marker,
+            "first_seen": _iso(row.first_seen),
+        }
+        for row in rows
+    ]
 
 
 def _instances(session: Session, config: Config, now: datetime) -> list[dict[str, Any]]:
@@ -221,6 +241,12 @@ def render(status: Mapping[str, Any]) -> str:
         lines.append(
             f"instance {i['instance']}: pid {i['pid']} on {i['host']}, {i['leases']} lease(s), "
             f"started {i['started_at']}, seen {i['seen_at']}"
+        )
+    for x in status.get("strays", []):
+        lines.append(
+            f"stray on {x['connection']}: vendor ticket {x['external_id']} duplicates ticket "
+            f"#{x['ticket_id']} (marker {x['marker']}), first seen {x['first_seen']}; "
+            "not imported, remove it at the vendor"
         )
     return "\n".join(lines)
 

@@ -6,8 +6,9 @@
 and exposes no secret: labels are connection names, vendor ids, outcomes and statuses.
 On PostgreSQL the lease metrics count takeovers (``ticketsync_lease_takeovers_total``),
 lost leases (``ticketsync_leases_lost_total``) and the leases held now
-(``ticketsync_leases_held``); see ``sync.coord.spread``. ``sync.daemon.endpoint`` serves ``app()``
-within bounds.
+(``ticketsync_leases_held``); see ``sync.coord.spread``. ``ticketsync_strays_total`` counts
+the duplicate vendor tickets the pulls found (``sync.engine.strays``).
+``sync.daemon.endpoint`` serves ``app()`` within bounds.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class Metrics:
             ["connection"],
             registry=r,
         )
+        self.strays = Counter(
+            "ticketsync_strays",
+            "Duplicate vendor tickets found (create marker of a ticket already linked)",
+            ["connection"],
+            registry=r,
+        )
         self.leases_held = Gauge(
             "ticketsync_leases_held", "Connection leases this instance holds", registry=r
         )
@@ -85,6 +92,7 @@ class Metrics:
         for action in ("pulled", "pushed", "created"):
             self.tickets.labels(name, action).inc(getattr(result.counts, action))
         self.conflicts.labels(name).inc(result.counts.conflicts)
+        self.strays.labels(name).inc(result.counts.strays)
         if result.counts.errors:
             self.errors.labels(name, "ticket").inc(result.counts.errors)
         if result.error is not None:

@@ -16,6 +16,8 @@ Public (docs/architecture.md §2.3; other programs read and write them with plai
 - ``journal``: every field change in either direction, every conflict resolution.
 - ``conflicts``: same-field conflicts and how they were settled (``manual`` ones wait).
 - ``runs``: one row per connection run, for ``status``.
+- ``sync_strays``: vendor tickets that carry our create marker of a ticket already linked
+  on that connection (a duplicate create); reported, never imported or deleted.
 
 Error messages (``runs.message``, both ``last_error`` columns) are redacted as they are
 written, whatever code path writes them (``RedactedText``, ``RedactedJSON``).
@@ -233,6 +235,25 @@ class SyncInstance(Base):
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     lock_key: Mapped[int | None] = mapped_column(BigInteger)  # its liveness lock
+
+
+class SyncStray(Base):
+    """A duplicate at a vendor: a pulled ticket whose create marker names a mirror ticket
+    that already has a link on that connection (docs/architecture.md §8.4).
+
+    It is linked nowhere, never imported, matched or fanned out, and never deleted by
+    ticketsync: ``status`` lists it until someone removes it at the vendor and here.
+    """
+
+    __tablename__ = "sync_strays"
+    __table_args__ = (UniqueConstraint("connection", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connection: Mapped[str] = mapped_column(String(64), nullable=False)
+    external_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    ticket_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    marker: Mapped[str] = mapped_column(String(128), nullable=False)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
 
 
 class TicketDirty(Base):

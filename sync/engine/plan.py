@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from sync.db.models import SyncConnection, Ticket, TicketLink
-from sync.engine import store
+from sync.engine import store, strays
 from sync.engine.create import wants_create
 from sync.engine.journal import describe
 from sync.engine.merge import Action
@@ -91,6 +91,9 @@ def preview_remote(
     link = links.get(state.adapter.id_key(remote.external_id))
     if link is None and remote.marker:
         link = store.links_by_marker(session, state.name, [remote.marker]).get(remote.marker)
+        if link is None and strays.marker_owner(session, state.name, remote.marker):
+            state.act(f"{state.name}: stray <- {remote.external_id}: a duplicate, not imported")
+            return 0
     if link is None:
         state.act(f"{state.name}: new <- {remote.external_id}: import")
         return 0

@@ -3,7 +3,8 @@
 Each page is one transaction, and the cursor moves in the transaction of the page it
 follows, so a killed run repeats at most one page, and repeats are no-ops
 (docs/architecture.md §3.2, §3.3). Per remote ticket: a link found by its external id
-(or by a create marker, which activates the intent) is merged three-way against its base
+(or by a create marker, which activates the intent; a marker whose mirror ticket is
+already linked here makes it a stray, ``sync.engine.strays``) is merged three-way against its base
 (``merge.merge_ticket``), after ``merge.late_writes`` took our own late writes out of the
 vendor's changes; a ticket without a link is staged and imported with the whole page.
 The writes written here are recorded with this connection as their origin, so its own
@@ -21,7 +22,7 @@ from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from sync.db.models import SyncConnection, Ticket, TicketLink
-from sync.engine import store
+from sync.engine import store, strays
 from sync.engine.acks import Imports, Staged
 from sync.engine.context import CREATE_FIELDS
 from sync.engine.crash import crashpoint
@@ -208,6 +209,9 @@ class Pull:
             if link is not None:
                 activate(state, session, link, remote, note="found by its create marker")
                 links[key] = link
+            elif (owner := strays.marker_owner(session, state.name, remote.marker)) is not None:
+                strays.record(state, session, remote, owner)  # a duplicate: never imported
+                return
         if link is None:
             imports.stage(key, self.import_values(remote))
             return

@@ -5,7 +5,9 @@ classes over one ``RunState``; ``run.ConnectionRun`` builds it and calls them in
 Besides the run's inputs it holds what the phases report into (``counts``, the dry run's
 ``actions``) and the three gates every write passes (docs/architecture.md §7.3): a mirror
 transaction commits only under a current lease (``write``), a vendor call waits for the
-concurrency gate (``vendor``), and a vendor write is fenced right before it is sent.
+concurrency gate (``vendor``), and a vendor write is fenced twice: before it queues, and
+again by the transport right before its bytes go out (``sync.coord.fence``), after
+every wait on the way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
+from sync.coord import fence
 from sync.db import Mirror
 from sync.db.models import TicketLink
 from sync.engine import store
@@ -37,9 +40,12 @@ class Counts:
     created: int = 0
     conflicts: int = 0
     errors: int = 0
+    #: Strays recorded (``sync.engine.strays``): a metric, not one of the ``runs`` counts.
+    strays: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        """The run's counts as recorded in ``runs`` and printed (``strays`` left out)."""
+        return {k: v for k, v in self.__dict__.items() if k != "strays"}
 
 
 @dataclass
@@ -152,9 +158,12 @@ class RunState:
         holding up the next request).
         """
         async with self._gate:
-            if write:  # checked inside the gate: a call queued before a pause is fenced too
+            if not write:
+                result = await call()
+            else:  # checked inside the gate: a call queued before a pause is fenced too
                 self.before_send()
-            result = await call()
+                with fence.write_fence(self.before_send):  # and again as it leaves
+                    result = await call()
         await asyncio.sleep(0)
         return result
 

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestServer
 
 from sync import __version__, redact
 from sync.config import HttpSettings
+from sync.coord.fence import write_fence
 from sync.errors import (
     AuthRejected,
     ConfigError,
@@ -707,3 +708,62 @@ def test_sync_error_messages_are_one_printable_line() -> None:
     )
     assert str(error) == "v: ticket 1\\x00\\x07\\x1b[2J\\x7f\\u202e\\x85: bad line ü"
     assert error.vendor_message == "x\\x1b[31my"
+
+
+class _Lost(Exception):
+    pass
+
+
+def _lease(lost: list[bool]) -> Callable[[], None]:
+    def check() -> None:
+        if lost:
+            raise _Lost("lease lost")
+
+    return check
+
+
+async def test_a_write_waiting_in_a_cooldown_is_fenced_after_the_wait(
+    serve: Serve, make: MakeClient, time_: FakeTime
+) -> None:
+    fake = await serve(reply(429, headers={"Retry-After": "30"}))
+    lost: list[bool] = []
+
+    async def sleep(seconds: float) -> None:  # the lease is taken over during the cool-down
+        lost.append(True)
+        await time_.sleep(seconds)
+
+    client = make(fake.base_url, settings(max_attempts=1), sleep=sleep)
+    with pytest.raises(RateLimited):
+        await client.request("GET", "/api/tickets")
+    with write_fence(_lease(lost)), pytest.raises(_Lost):
+        await client.request("POST", "/api/tickets", json={"title": "t"})
+    assert time_.sleeps == [30.0], "the write waited out the cool-down"
+    assert [s.method for s in fake.seen] == ["GET"], "then stopped before sending"
+
+
+async def test_a_write_waiting_on_the_limiter_is_fenced_after_the_wait(
+    serve: Serve, make: MakeClient
+) -> None:
+    fake = await serve(reply(body={}), reply(body={}), reply(body={}))
+    lost: list[bool] = []
+    client = make(fake.base_url, settings(rate=5.0))
+    with write_fence(_lease(lost)):
+        await client.request("POST", "/api/tickets", json={})  # the bucket holds two
+        await client.request("POST", "/api/tickets", json={})
+        waiting = asyncio.ensure_future(client.request("POST", "/api/tickets", json={}))
+        await asyncio.sleep(0.05)
+        assert not waiting.done(), "the third write waits on the limiter"
+        lost.append(True)
+        with pytest.raises(_Lost):
+            await waiting
+    assert len(fake.seen) == 2
+    fake.replies.pop()  # the third reply was never asked for
+
+
+async def test_reads_are_not_fenced(serve: Serve, make: MakeClient) -> None:
+    fake = await serve(reply(body={}), reply(body={}))
+    client = make(fake.base_url)
+    with write_fence(_lease([True])):
+        await client.request("GET", "/api/tickets")
+        await client.request("POST", "/api/search", json={}, safe=True)
+    assert len(fake.seen) == 2

@@ -14,7 +14,7 @@ from sync.coord.spread import Load, StickyLeases
 from sync.daemon.metrics import Metrics
 from sync.db import Mirror
 from sync.engine.context import SyncRules
-from sync.engine.run import ConnectionRun, RunOptions
+from sync.engine.run import ConnectionRun, RunOptions, RunResult
 from sync.errors import LeaseLost
 from sync.vendors.memory.adapter import MemoryAdapter, reset_stores
 from tests.unit.engine_helpers import FIELDS, sql
@@ -475,3 +475,40 @@ def test_check_says_how_a_dead_instances_leases_move(mirror, db_url):
         return
     assert not pooled(mirror), "a direct connection keeps its session"
     assert "at once when an instance dies" in (failover(db_url) or "")
+
+
+@on_pg
+def test_a_write_that_waits_while_the_lease_is_lost_never_reaches_the_vendor(pg):
+    """The fence is checked as the write leaves, after its wait, not only before it."""
+    reset_stores()
+    connection = SimpleNamespace(name="mem", options={})
+    adapter = MemoryAdapter(connection)
+    adapter.store.seed(title="t", status="Open", priority="P3", queue="q")
+    rules = SyncRules.build(FIELDS, {}, adapter.capabilities, direction="both", tie_break="local")
+    now = [100.0]
+    old = Lease(pg, "mem", 30, instance="host-a:1:aa", clock=lambda: now[0])
+    assert old.acquire()
+
+    def run_under(lease: Lease) -> RunResult:
+        options = RunOptions(fence=lease, call_seconds=0.1)
+        return asyncio.run(ConnectionRun(pg, "mem", adapter, rules, options=options).run())
+
+    assert run_under(old).outcome == "ok"  # the import
+    sql(pg, "UPDATE tickets SET status = 'closed'")
+    taken: list[Lease] = []
+
+    async def cool_down() -> None:  # the update waits past its lease; another instance takes over
+        now[0] += 31
+        expire(pg, "mem")
+        new = Lease(pg, "mem", 30, instance="host-b:2:bb")
+        assert new.acquire()
+        taken.append(new)
+
+    adapter.store.stall("update", cool_down)
+    result = run_under(old)
+    assert taken, "the write waited after its first fence check"
+    assert result.outcome == "interrupted"
+    assert isinstance(result.error, LeaseLost)
+    assert adapter.store.writes() == [], "the update never reached the vendor"
+    assert adapter.store.records["1001"].fields["status"] == "Open"
+    reset_stores()

@@ -20,11 +20,12 @@ Not for production configs: ``vendor: memory`` exists for tests and benchmarks o
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sync.coord.fence import check_write_fence
 from sync.errors import AuthRejected, NotFound, ProtocolError, Retriable, VendorError
 from sync.vendors.base import (
     SYNC_FIELDS,
@@ -59,6 +60,7 @@ class MemoryVendor:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     _clock: datetime = EPOCH
     _faults: list[tuple[str, str, Any]] = field(default_factory=list)
+    _stalls: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     revoked: bool = False
 
     def tick(self) -> datetime:
@@ -91,6 +93,11 @@ class MemoryVendor:
 
     def garble(self, method: str, times: int = 1) -> None:
         self._faults.extend([(method, "garbled", None)] * times)
+
+    def stall(self, method: str, wait: Callable[[], Awaitable[None]]) -> None:
+        """The next ``method`` write awaits ``wait()`` before it leaves (as a write waits
+        in a cool-down or on a limiter); its fence is checked after it (``sync.coord.fence``)."""
+        self._stalls.append((method, wait))
 
     def revoke(self) -> None:
         self.revoked = True
@@ -164,6 +171,15 @@ class MemoryAdapter(Adapter):
                 raise fault[1]
             return fault
 
+    async def _leave(self, method: str) -> None:
+        """A write's way out: its stall (if any), then its last-moment fence."""
+        for i, (m, wait) in enumerate(self.store._stalls):
+            if m == method:
+                del self.store._stalls[i]
+                await wait()
+                break
+        check_write_fence()
+
     def _remote(self, external_id: str, record: _Record) -> RemoteTicket:
         return RemoteTicket(
             external_id=external_id,
@@ -204,6 +220,7 @@ class MemoryAdapter(Adapter):
     async def update(
         self, external_id: str, changes: Mapping[str, str | None]
     ) -> RemoteTicket | None:
+        await self._leave("update")
         fault = self._call("update", external_id)
         if external_id not in self.store.records:
             raise NotFound(f"{self.name}: ticket {external_id} not found", connection=self.name)
@@ -213,6 +230,7 @@ class MemoryAdapter(Adapter):
         return self._remote(external_id, self.store.records[external_id])
 
     async def create(self, values: Mapping[str, str | None], marker: str) -> RemoteTicket:
+        await self._leave("create")
         fault = self._call("create", marker)
         external_id = self.store.seed(**values)
         self.store.records[external_id].marker = marker
