@@ -1,9 +1,8 @@
 """The one-shot pass (``--run-once``, ``--dry-run``): every selected connection once.
 
 The connections run concurrently; the results map to the exit code (docs/architecture.md
-docs/architecture.md §2.1): 0 all ok, 1 any failure or a signal, 3 (``LockHeld``) when every
-selected connection
-is being synced by another instance. SIGTERM/SIGINT cancel the pass and each connection
+§2.1): 0 all ok, 1 any failure or a signal, 3 (``LockHeld``) when every selected
+connection is being synced by another instance. SIGTERM/SIGINT cancel the pass and each connection
 records ``interrupted``.
 """
 

@@ -24,7 +24,7 @@ VENDORS: Mapping[str, str] = MappingProxyType(
         "proprofs": "sync.vendors.proprofs:SPEC",
         "sirportly": "sync.vendors.sirportly:SPEC",
         "zoho_desk": "sync.vendors.zoho_desk:SPEC",
-        "memory": "sync.vendors.memory:SPEC",  # test-only: see sync/vendors/memory.py
+        "memory": "sync.vendors.memory:SPEC",  # test-only: see sync/vendors/memory/
     }
 )
 

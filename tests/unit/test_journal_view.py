@@ -213,5 +213,9 @@ def test_the_run_filter_has_an_index(mirror: Mirror) -> None:
         plan = sql(mirror, "EXPLAIN QUERY PLAN SELECT * FROM journal WHERE run_id = 7")
         assert any("ix_journal_run_id" in str(row[-1]) for row in plan), plan
     else:
-        found = sql(mirror, "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_journal_run_id'")
+        found = sql(
+            mirror,
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_journal_run_id' "
+            "AND schemaname = current_schema()",
+        )
         assert len(found) == 1 and "(run_id)" in found[0][0], found
