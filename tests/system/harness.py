@@ -289,7 +289,9 @@ PLUGINS = {
 }
 
 
-LEASE_SECONDS = 2.0
+#: A killed run's lease is taken at once (its liveness lock dies with its session), so the
+#: lease can be long enough for a loaded machine: a 2 s lease ran out mid-run under load.
+LEASE_SECONDS = 15.0
 
 
 class Setup:
@@ -312,7 +314,7 @@ class Setup:
         block = {**plugin.connection(self.vendor), **(connection or {})}
         sync: dict[str, Any] = {"state_dir": str(tmp), "guard": {"share": 1.0, "min_count": 1000}}
         if self.engine.dialect.name == "postgresql":
-            # short leases, so a killed run's lease expires quickly (calls must stay shorter)
+            # calls must stay shorter than the lease (total_timeout < lease_seconds)
             sync["lease_seconds"] = LEASE_SECONDS
             block["http"] = {**block.get("http", {}), "total_timeout": LEASE_SECONDS - 0.5}
         data = {
@@ -328,7 +330,8 @@ class Setup:
         return run_cli("--config", str(self.config), "--run-once", *args, env=env)
 
     def rerun(self, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """A run after a killed one: on PostgreSQL the dead run's lease must expire first."""
+        """A run after a killed one; on PostgreSQL it takes the dead run's lease at once, and
+        a run that still finds it held (exit 3) is retried until a lease time has passed."""
         deadline = time.monotonic() + LEASE_SECONDS + 3
         while True:
             result = self.run(env=env)
