@@ -9,7 +9,8 @@
   timeouts), so a flood of idle sockets cannot take the descriptors vendor calls need.
 - SIGUSR1: sync every connection now.
 - Wake-ups (``sync.daemon.wake``): a local change to the mirror starts a push-only run of
-  each connection it concerns within about a second, debounced and coalesced.
+  each connection it concerns within about a second, debounced and coalesced; on
+  PostgreSQL a LISTEN on the change feed's NOTIFY, on SQLite a probe every second.
 - PostgreSQL: the instance registers in ``sync_instances`` and keeps its leases between
   runs (``sync.coord.spread``); a clean stop releases them, so another instance takes over at once.
 - systemd (``Type=notify``): READY=1 once started, WATCHDOG=1 pings at half of
@@ -32,7 +33,7 @@ from sync.coord.spread import StickyLeases
 from sync.daemon.endpoint import BoundedEndpoint, Bounds, raise_fd_limit
 from sync.daemon.metrics import Metrics
 from sync.daemon.scheduler import Jobs
-from sync.daemon.wake import DirtyProbe, Wakes
+from sync.daemon.wake import FALLBACK_S, PROBE_S, DirtyProbe, PgListener, Wakes, listen_url
 from sync.db import Mirror
 from sync.errors import ConfigError
 from sync.redact import current, install
@@ -83,7 +84,12 @@ class Service:
             leases=self.leases,
         )
         self.wakes = Wakes(self.jobs.wake)
-        self.probe = DirtyProbe(mirror, self.wakes.wake)
+        self.probe = DirtyProbe(mirror, self.wakes.wake, self._probe_every)
+        self.listener = (
+            PgListener(listen_url(mirror.url), self.probe.poke)
+            if mirror.dialect == "postgresql"
+            else None
+        )
         self._signals = 0
 
     async def serve(self) -> int:
@@ -107,6 +113,8 @@ class Service:
         self.jobs.start()
         self.wakes.set_connections(self.names)
         self.probe.start()
+        if self.listener is not None:
+            self.listener.start()
         watchdog = asyncio.ensure_future(self._watchdog())
         notify("READY=1")
         log.info(
@@ -118,6 +126,8 @@ class Service:
         notify("STOPPING=1")
         log.info("shutting down: letting runs in hand finish")
         watchdog.cancel()
+        if self.listener is not None:
+            await self.listener.stop()
         await self.probe.stop()
         await self.wakes.stop()
         await self.jobs.stop(STOP_TIMEOUT_S)
@@ -127,6 +137,10 @@ class Service:
             await endpoint.cleanup()
         log.info("stopped")
         return 0
+
+    def _probe_every(self) -> float:
+        """Probe every second unless the PostgreSQL listener is up."""
+        return FALLBACK_S if self.listener is not None and self.listener.listening else PROBE_S
 
     def should_stop(self) -> bool:
         return self._stop.is_set()

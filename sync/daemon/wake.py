@@ -12,22 +12,32 @@ two runs, never one per edit.
 newest ``ticket_dirty.changed_at`` (through the table's primary key, which starts with
 the connection) and wakes the connections whose value passed their high-water mark.
 Tickets that wait (a backoff, a conflict) keep their dirty rows, so comparing with the
-mark, not testing for any row, keeps an idle daemon idle. The probe serves both
-dialects; a change committed by a transaction that began before the mark is left to the
-scheduled run.
+mark, not testing for any row, keeps an idle daemon idle. A change committed by a
+transaction that began before the mark is left to the scheduled run.
+
+``PgListener`` (PostgreSQL): the change feed sends a payload-less ``NOTIFY`` on
+``sync.db.triggers.NOTIFY_CHANNEL``; a dedicated connection LISTENs (psycopg's async
+notifications: the event loop never blocks) and each notification makes the probe look at
+once. While it listens, the probe's own round slows to ``FALLBACK_S``; while it is down
+(a database restart, transaction pooling) the probe runs every second, and the listener
+reconnects by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
+import psycopg
 from sqlalchemy import func, select
+from sqlalchemy.engine import URL
 
 from sync.db import Mirror
 from sync.db.models import TicketDirty
+from sync.db.triggers import NOTIFY_CHANNEL
 
 log = logging.getLogger("sync.wake")
 
@@ -37,6 +47,10 @@ DEBOUNCE_S = 0.1
 MAX_DELAY_S = 1.0
 #: How often the change feed is probed.
 PROBE_S = 1.0
+#: How often it is probed while the PostgreSQL listener is up (a safety net only).
+FALLBACK_S = 30.0
+#: The wait before the listener reconnects.
+RECONNECT_S = 1.0
 
 
 class Wakes:
@@ -97,11 +111,23 @@ class Wakes:
 class DirtyProbe:
     """Probe ``ticket_dirty`` every ``PROBE_S`` and wake the connections it moved for."""
 
-    def __init__(self, mirror: Mirror, wake: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        mirror: Mirror,
+        wake: Callable[[str], None],
+        every: Callable[[], float] = lambda: PROBE_S,
+    ) -> None:
         self.mirror = mirror
         self.wake = wake
+        #: The pause between two probes (asked each round).
+        self.every = every
         self._marks: dict[str, datetime] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
+
+    def poke(self) -> None:
+        """Probe now rather than at the end of the pause (a notification came)."""
+        self._poked.set()
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._loop())
@@ -136,9 +162,65 @@ class DirtyProbe:
 
     async def _loop(self) -> None:
         while True:
+            self._poked.clear()  # a poke during the probe asks for one more
             try:
                 for name in await asyncio.to_thread(self.probe):
                     self.wake(name)
             except Exception as exc:  # a database restart: the next probe retries
                 log.debug("change-feed probe failed: %s", exc)
-            await asyncio.sleep(PROBE_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.every())
+
+
+def listen_url(url: URL) -> str:
+    """``url`` as a libpq connection string for psycopg (its query options kept)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PgListener:
+    """LISTEN on the change feed's channel and call ``notified`` for each notification,
+    and once after each (re)connect, for the changes made while it was away."""
+
+    def __init__(self, conninfo: str, notified: Callable[[], None]) -> None:
+        self.conninfo = conninfo
+        self.notified = notified
+        #: True while the LISTEN is in place.
+        self.listening = False
+        #: The listening connection's server process (None: not connected).
+        self.backend_pid: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+            self._task = None
+        self.listening = False
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except psycopg.Error as exc:
+                if self.listening:
+                    log.warning("change-feed listener lost its connection; reconnecting: %s", exc)
+                else:
+                    log.debug("change-feed listener cannot connect: %s", exc)
+            finally:
+                self.listening = False
+                self.backend_pid = None
+            await asyncio.sleep(RECONNECT_S)
+
+    async def _listen(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        async with conn:
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.backend_pid = conn.info.backend_pid
+            self.listening = True
+            log.debug("listening on %s", NOTIFY_CHANNEL)
+            self.notified()
+            async for _ in conn.notifies():
+                self.notified()

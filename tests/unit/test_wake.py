@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sync.config import Config, parse_config
 from sync.daemon import scheduler
 from sync.daemon.scheduler import Jobs
-from sync.daemon.wake import MAX_DELAY_S, DirtyProbe, Wakes
+from sync.daemon.wake import MAX_DELAY_S, DirtyProbe, PgListener, Wakes, listen_url
 from sync.db import Mirror
 from sync.db.models import Run, SyncConnection
 from sync.engine.record import WOKEN
@@ -24,7 +24,15 @@ from sync.engine.run import RunResult
 from sync.engine.state import Counts
 from sync.errors import ProtocolError
 from sync.vendors.memory.adapter import reset_stores
-from tests.unit.engine_helpers import insert_ticket, links, make_run, sync, update_ticket, vendor
+from tests.unit.engine_helpers import (
+    insert_ticket,
+    links,
+    make_run,
+    sql,
+    sync,
+    update_ticket,
+    vendor,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -223,3 +231,63 @@ def test_a_push_only_run_pushes_and_creates_without_listing(mirror: Mirror) -> N
     with mirror.read() as session:
         run = session.scalars(select(Run).order_by(Run.id.desc())).first()
         assert run is not None and run.message == WOKEN
+
+
+# -- PostgreSQL: NOTIFY from the change feed, LISTEN that reconnects --------------------
+
+
+async def test_the_listener_hears_the_feed_and_reconnects(mirror: Mirror) -> None:
+    if mirror.dialect != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    heard = asyncio.Event()
+    listener = PgListener(listen_url(mirror.url), heard.set)
+    listener.start()
+    try:
+        assert await _until(lambda: listener.listening)
+        heard.clear()
+        _register(mirror, "a")
+        await asyncio.to_thread(insert_ticket, mirror, title="new", status="open")
+        await asyncio.wait_for(heard.wait(), 10)
+        # The database drops the connection (as on a restart): the listener comes back.
+        first = listener.backend_pid
+        await asyncio.to_thread(sql, mirror, "SELECT pg_terminate_backend(:p)", p=first)
+        assert await _until(lambda: listener.listening and listener.backend_pid != first)
+        heard.clear()
+        await asyncio.to_thread(update_ticket, mirror, 1, title="after the restart")
+        await asyncio.wait_for(heard.wait(), 10)
+    finally:
+        await listener.stop()
+
+
+async def _until(predicate: Any, timeout: float = 10.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def test_migration_0010_adds_the_notify_and_its_downgrade_removes_it(mirror: Mirror) -> None:
+    if mirror.dialect != "postgresql":
+        pytest.skip("the SQLite feed is unchanged")
+    from alembic import command
+
+    from sync.db.migrate import _alembic_config, migrate
+
+    def feed_function() -> str:
+        ((name,),) = sql(
+            mirror,
+            "SELECT p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE t.tgname = 'tickets_feed' AND t.tgrelid = 'tickets'::regclass",
+        )
+        return str(name)
+
+    assert feed_function() == "ticketsync_feed_v2"
+    with mirror.engine.connect() as conn:
+        command.downgrade(_alembic_config(conn), "0010-1")
+        conn.commit()
+    assert feed_function() == "ticketsync_feed_v1"
+    migrate(mirror)
+    assert feed_function() == "ticketsync_feed_v2"
