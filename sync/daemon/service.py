@@ -129,7 +129,7 @@ class Service:
         if self.listener is not None:
             await self.listener.stop()
         await self.probe.stop()
-        await self.wakes.stop()
+        await self.wakes.stop(STOP_TIMEOUT_S)  # a woken run in hand stops like the others
         await self.jobs.stop(STOP_TIMEOUT_S)
         if self.leases is not None:
             await self.leases.stop()  # hand every connection over at once

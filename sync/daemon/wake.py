@@ -64,6 +64,7 @@ class Wakes:
         self._run = run
         self._events: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
 
     def set_connections(self, names: Iterable[str]) -> None:
         """Serve exactly ``names``: start loops for new ones, stop the others'."""
@@ -81,19 +82,28 @@ class Wakes:
         if event is not None:
             event.set()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Start no more runs; let a run in hand finish for up to ``timeout``, then cancel."""
+        self._closing = True
         tasks = list(self._tasks.values())
+        for event in self._events.values():
+            event.set()  # an idle loop sees the flag and ends
         self._tasks.clear()
         self._events.clear()
-        for task in tasks:
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+        if pending:
+            await asyncio.wait(pending, timeout=5)
 
     async def _loop(self, name: str, event: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await event.wait()
+            if self._closing:
+                return
             deadline = loop.time() + MAX_DELAY_S
             while True:  # debounce: run once the wake-ups pause, or at the deadline
                 event.clear()
@@ -105,6 +115,8 @@ class Wakes:
                 except TimeoutError:
                     break
             event.clear()
+            if self._closing:
+                return
             await self._run(name)
 
 

@@ -291,3 +291,20 @@ def test_migration_0010_adds_the_notify_and_its_downgrade_removes_it(mirror: Mir
     assert feed_function() == "ticketsync_feed_v1"
     migrate(mirror)
     assert feed_function() == "ticketsync_feed_v2"
+
+
+async def test_stop_lets_a_woken_run_in_hand_finish() -> None:
+    finished: list[str] = []
+    started = asyncio.Event()
+
+    async def run(name: str) -> None:
+        started.set()
+        await asyncio.sleep(0.3)  # the ticket in hand
+        finished.append(name)
+
+    wakes = Wakes(run)
+    wakes.set_connections(["a", "idle"])
+    wakes.wake("a")
+    await asyncio.wait_for(started.wait(), 5)
+    await wakes.stop(timeout=5)
+    assert finished == ["a"], "stopped after the run, not in its middle"
