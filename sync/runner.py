@@ -53,6 +53,8 @@ class Selection:
     http_hook: Callable[[str], Callable[[str, str, int | None, float], None]] | None = None
     #: Where runs get their leases on PostgreSQL (the daemon's sticky ones); None: one per run.
     leases: LeaseSource | None = None
+    #: A woken run: push the dirty tickets and creates only, no pull (the daemon's wake-ups).
+    push_only: bool = False
 
 
 def state_dir(config: Config, mirror: Mirror) -> Path | None:
@@ -194,6 +196,7 @@ def _connection_run(
             progress=selection.progress,
             fence=lease,
             call_seconds=connection.http.total_timeout,
+            push_only=selection.push_only,
         ),
         report=report,
     )

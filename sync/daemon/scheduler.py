@@ -7,6 +7,12 @@ growing, capped delay (``sync.retry.connection_backoff``) and recovers by itself
 that an unforeseen exception ended comes back from ``sync.runner`` as outcome ``internal``
 and counts as a failure here like any other (backoff, metrics, ``/healthz``). Signals
 and systemd live in ``service``.
+
+Wake-ups (``sync.daemon.wake``) add push-only runs between the scheduled ones. Each
+connection's runs, scheduled or woken, take turns on one ``asyncio.Lock``, so a woken run
+never overlaps a scheduled one and nothing is pushed twice. A woken run waits out the
+failure backoff and a rate-limit cool-down: during either, the wake-up is dropped and the
+scheduled run (which the backoff already moved) takes the change.
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ class Jobs:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.running: set[asyncio.Task[Any]] = set()
         self.results: dict[str, RunResult] = {}
+        #: Per connection, the turn that scheduled and woken runs take.
+        self.turns: dict[str, asyncio.Lock] = {}
+        #: How many woken (push-only) runs each connection has had.
+        self.woken: dict[str, int] = {}
 
     def start(self) -> None:
         self._add_jobs(first_delay=0.0)
@@ -92,6 +102,36 @@ class Jobs:
             job.modify(next_run_time=now)
 
     async def _job(self, name: str) -> None:
+        """The scheduled run of ``name``: a full pass."""
+        async with self._turn(name):
+            await self._run(name, push_only=False)
+
+    async def wake(self, name: str) -> None:
+        """A woken run of ``name``: push only, after the run in hand, outside any backoff or
+        cool-down; never raises."""
+        async with self._turn(name):
+            if self.should_stop() or name not in self.names or self._resting(name):
+                return
+            self.woken[name] = self.woken.get(name, 0) + 1
+            try:
+                await self._run(name, push_only=True)
+            except Exception:  # a wake-up must never end its loop
+                log.exception("%s: woken run failed", name)
+
+    def _turn(self, name: str) -> asyncio.Lock:
+        return self.turns.setdefault(name, asyncio.Lock())
+
+    def _resting(self, name: str) -> bool:
+        """True while ``name`` waits out its failure backoff or a rate-limit cool-down."""
+        now = datetime.now(UTC)
+        with self.mirror.read() as session:
+            row = session.get(SyncConnection, name)
+            if row is None:
+                return False
+            until = (row.next_retry_at, row.cooldown_until)
+            return any(at is not None and at > now for at in until)
+
+    async def _run(self, name: str, *, push_only: bool) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.running.add(task)
@@ -106,6 +146,7 @@ class Jobs:
                     on_result=self.metrics.observe_run if self.metrics else None,
                     http_hook=self.metrics.http_hook if self.metrics else None,
                     leases=self.leases,
+                    push_only=push_only,
                 ),
             )
         except LockHeld:

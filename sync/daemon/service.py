@@ -8,6 +8,9 @@
   endpoint is bounded (``sync.daemon.endpoint``: ``service.max_connections``, header and idle
   timeouts), so a flood of idle sockets cannot take the descriptors vendor calls need.
 - SIGUSR1: sync every connection now.
+- Wake-ups (``sync.daemon.wake``): a local change to the mirror starts a push-only run of
+  each connection it concerns within about a second, debounced and coalesced; on
+  PostgreSQL a LISTEN on the change feed's NOTIFY, on SQLite a probe every second.
 - PostgreSQL: the instance registers in ``sync_instances`` and keeps its leases between
   runs (``sync.coord.spread``); a clean stop releases them, so another instance takes over at once.
 - systemd (``Type=notify``): READY=1 once started, WATCHDOG=1 pings at half of
@@ -30,6 +33,7 @@ from sync.coord.spread import StickyLeases
 from sync.daemon.endpoint import BoundedEndpoint, Bounds, raise_fd_limit
 from sync.daemon.metrics import Metrics
 from sync.daemon.scheduler import Jobs
+from sync.daemon.wake import FALLBACK_S, PROBE_S, DirtyProbe, PgListener, Wakes, listen_url
 from sync.db import Mirror
 from sync.errors import ConfigError
 from sync.redact import current, install
@@ -79,6 +83,13 @@ class Service:
             metrics=self.metrics,
             leases=self.leases,
         )
+        self.wakes = Wakes(self.jobs.wake)
+        self.probe = DirtyProbe(mirror, self.wakes.wake, self._probe_every)
+        self.listener = (
+            PgListener(listen_url(mirror.url), self.probe.poke)
+            if mirror.dialect == "postgresql"
+            else None
+        )
         self._signals = 0
 
     async def serve(self) -> int:
@@ -100,6 +111,10 @@ class Service:
         if self.leases is not None:
             await self.leases.start()
         self.jobs.start()
+        self.wakes.set_connections(self.names)
+        self.probe.start()
+        if self.listener is not None:
+            self.listener.start()
         watchdog = asyncio.ensure_future(self._watchdog())
         notify("READY=1")
         log.info(
@@ -111,6 +126,10 @@ class Service:
         notify("STOPPING=1")
         log.info("shutting down: letting runs in hand finish")
         watchdog.cancel()
+        if self.listener is not None:
+            await self.listener.stop()
+        await self.probe.stop()
+        await self.wakes.stop(STOP_TIMEOUT_S)  # a woken run in hand stops like the others
         await self.jobs.stop(STOP_TIMEOUT_S)
         if self.leases is not None:
             await self.leases.stop()  # hand every connection over at once
@@ -118,6 +137,10 @@ class Service:
             await endpoint.cleanup()
         log.info("stopped")
         return 0
+
+    def _probe_every(self) -> float:
+        """Probe every second unless the PostgreSQL listener is up."""
+        return FALLBACK_S if self.listener is not None and self.listener.listening else PROBE_S
 
     def should_stop(self) -> bool:
         return self._stop.is_set()
@@ -148,6 +171,7 @@ class Service:
         self.config = config
         self.names = names
         self.jobs.reload(config, names)
+        self.wakes.set_connections(names)
         if self.leases is not None:
             self.leases.set_connections(names)
         log.info("SIGHUP: configuration reloaded (%d connection(s))", len(names))

@@ -11,6 +11,12 @@ built-in functions, never one the daemon registers.
 SQLite batch ALTERs rebuild the table and drop its triggers, so every migration that
 touches ``tickets`` calls ``create(op)`` again; ``NAMES`` lets a test assert they exist.
 Functions are versioned by name so old migrations keep meaning what they meant.
+
+On PostgreSQL the feed also sends a payload-less ``NOTIFY`` on ``NOTIFY_CHANNEL``
+(``ticketsync_feed_v2``, migration 0010): the daemon LISTENs and pushes at once
+(``sync.daemon.wake``). Notifications of one transaction collapse into one at its COMMIT,
+so a 1,000-row UPDATE is one notification; an engine write sends one too, which costs the
+daemon one probe query and no run.
 """
 
 from __future__ import annotations
@@ -71,11 +77,36 @@ POSTGRESQL_V1 = (
     FOR EACH ROW EXECUTE FUNCTION ticketsync_feed_v1()""",
 )
 
+#: The channel the PostgreSQL change feed notifies (docs/architecture.md §8.6).
+NOTIFY_CHANNEL = "ticketsync_dirty"
+
+POSTGRESQL_FEED_V2 = f"""CREATE OR REPLACE FUNCTION ticketsync_feed_v2() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO ticket_dirty (connection, ticket_id, version, changed_at)
+        SELECT c.name, NEW.id, 1, now() FROM sync_connections c
+        WHERE c.name IS DISTINCT FROM NULLIF(current_setting('ticketsync.origin', true), '')
+        ON CONFLICT (connection, ticket_id)
+        DO UPDATE SET version = ticket_dirty.version + 1, changed_at = EXCLUDED.changed_at;
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+        RETURN NULL;
+    END $$"""
+
+POSTGRESQL_V2 = (
+    POSTGRESQL_V1[0],
+    POSTGRESQL_FEED_V2,
+    POSTGRESQL_V1[2],
+    """CREATE TRIGGER tickets_feed AFTER INSERT OR UPDATE ON tickets
+    FOR EACH ROW EXECUTE FUNCTION ticketsync_feed_v2()""",
+)
+
 _DROP = {
     "sqlite": tuple(f"DROP TRIGGER IF EXISTS {n}" for n in NAMES["sqlite"]),
     "postgresql": tuple(f"DROP TRIGGER IF EXISTS {n} ON tickets" for n in NAMES["postgresql"]),
 }
-_CREATE = {"sqlite": SQLITE_V1, "postgresql": POSTGRESQL_V1}
+_CREATE = {"sqlite": SQLITE_V1, "postgresql": POSTGRESQL_V2}
+#: The PostgreSQL triggers before migration 0010 (its downgrade).
+_POSTGRESQL_BEFORE_0010 = _DROP["postgresql"] + POSTGRESQL_V1
 
 
 def create(execute: Callable[[str], object], dialect: str) -> None:
@@ -90,3 +121,10 @@ def drop(execute: Callable[[str], object], dialect: str) -> None:
     """Drop the triggers for ``dialect``."""
     for statement in _DROP.get(dialect, ()):
         execute(statement)
+
+
+def downgrade_notify(execute: Callable[[str], object]) -> None:
+    """Put back the PostgreSQL triggers without ``NOTIFY`` (migration 0010's downgrade)."""
+    for statement in _POSTGRESQL_BEFORE_0010:
+        execute(statement)
+    execute("DROP FUNCTION IF EXISTS ticketsync_feed_v2()")

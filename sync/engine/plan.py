@@ -35,7 +35,10 @@ class Plan:
 
 
 async def read_changes(state: RunState, cursor: Any) -> Changes:
-    """Read every changed page up front (not on a first import, which streams)."""
+    """Read every changed page up front (not on a first import, which streams); a
+    push-only run lists nothing (``Changes.pages`` is empty)."""
+    if state.options.push_only:
+        return Changes(cursor, ())
     if state.direction == "push" or (cursor is None and not state.options.dry_run):
         return Changes(cursor, None)
     return Changes(cursor, tuple([page async for page in stream(state, cursor)]))

@@ -15,6 +15,10 @@ from sync.engine import store
 from sync.engine.state import RunResult, RunState
 from sync.errors import AuthRejected, GuardHeld, Interrupted, LeaseLost, SyncError
 
+#: A woken run's ``runs.message`` when it ended without an error (docs/architecture.md §8.6).
+WOKEN = "woken: push only"
+_WOKEN = {True: WOKEN}
+
 
 def start(state: RunState) -> Any:
     """Register the connection, open the run record; return the stored cursor.
@@ -59,7 +63,7 @@ def finish(state: RunState, result: RunResult) -> None:
             run.outcome = result.outcome
             for key, value in result.counts.as_dict().items():
                 setattr(run, key, value)
-            run.message = str(result.error) if result.error else None
+            run.message = str(result.error) if result.error else _WOKEN.get(state.options.push_only)
         row = session.get(SyncConnection, state.name)
         assert row is not None
         if isinstance(result.error, LeaseLost):

@@ -7,7 +7,8 @@
    mass-change guard before any write (a dry run stops here);
 3. ``recover.recover``: finish the create intents a killed run left behind;
 4. ``pull.Pull``: merge the changed pages into the mirror, page by page, cursor with them
-   (then ``recover`` again, where only a complete pull can tell an intent's fate);
+   (then ``recover`` again, where only a complete pull can tell an intent's fate); a
+   push-only run (``RunOptions.push_only``, a daemon wake-up) lists and pulls nothing;
 5. ``push.Push``: push every dirty ticket, or create it (``create``);
 6. ``record.finish``: the outcome and counts, the connection's health.
 
@@ -118,9 +119,10 @@ class ConnectionRun:
         if state.options.dry_run:
             return
         await recover(state)
-        pulled = await Pull(state).run(decided.changes)
-        if not state.caps.finds_markers:
-            await recover(state, pulled_since=pulled.started_at)
+        if not state.options.push_only:
+            pulled = await Pull(state).run(decided.changes)
+            if not state.caps.finds_markers:
+                await recover(state, pulled_since=pulled.started_at)
         await Push(state).run()
 
     def _finish_cancelled(self, started: float) -> None:

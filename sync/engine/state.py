@@ -93,6 +93,9 @@ class RunOptions:
     fence: Fence | None = None
     #: The longest one vendor call may take (the connection's ``http.total_timeout``).
     call_seconds: float = 60.0
+    #: A woken run (docs/architecture.md §8.6): push the dirty tickets and creates only,
+    #: with no pull listing and no pull; the lease, fence, guard and rate limits still hold.
+    push_only: bool = False
 
 
 class RunState:

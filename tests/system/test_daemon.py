@@ -88,6 +88,14 @@ def _links(db: Path) -> int:
         return 0
 
 
+def _runs(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 @pytest.fixture
 def daemon(tmp_path):
     port = _free_port()
@@ -170,13 +178,14 @@ def test_sigusr1_syncs_now(tmp_path):
         assert _wait(lambda: _get(port, "/healthz")[0] == 200)
         db = tmp_path / "mirror.db"
         assert _wait(lambda: "ticketsync_runs_total{" in _get(port, "/metrics")[1])
-        with sqlite3.connect(db) as conn:
-            conn.execute("INSERT INTO tickets (title, status) VALUES ('now', 'open')")
+        # A local change would wake a push-only run at once (sync.daemon.wake): what
+        # SIGUSR1 starts is told by the run count, with nothing to push.
+        assert _wait(lambda: _runs(db) == 1)
         time.sleep(0.5)
-        assert _links(db) == 0, "the next scheduled run is 30 s away"
+        assert _runs(db) == 1, "the next scheduled run is 30 s away"
         proc.send_signal(signal.SIGUSR1)
         # well before the next scheduled run (27 s at the earliest)
-        assert _wait(lambda: _links(db) == 1, timeout=15)
+        assert _wait(lambda: _runs(db) == 2, timeout=15)
     finally:
         proc.terminate()
         proc.communicate(timeout=25)

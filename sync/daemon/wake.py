@@ -1,0 +1,238 @@
+"""Wake-ups: a local change pushes at once instead of at the next interval
+(docs/architecture.md §8.6).
+
+``Wakes`` keeps, per connection, an event and a loop: a wake-up sets the event; the loop
+waits until the wake-ups pause for ``DEBOUNCE_S`` (but no longer than ``MAX_DELAY_S``
+after the first), clears the event and calls the run. A wake-up that arrives during that
+run sets the event again, which is the "push again after this run" flag: however many
+arrive, exactly one follow-up run comes after it. A burst of edits is therefore one or
+two runs, never one per edit.
+
+``DirtyProbe`` finds the local changes: once a second, one query reads each connection's
+newest ``ticket_dirty.changed_at`` (through the table's primary key, which starts with
+the connection) and wakes the connections whose value passed their high-water mark.
+Tickets that wait (a backoff, a conflict) keep their dirty rows, so comparing with the
+mark, not testing for any row, keeps an idle daemon idle. A change committed by a
+transaction that began before the mark is left to the scheduled run.
+
+``PgListener`` (PostgreSQL): the change feed sends a payload-less ``NOTIFY`` on
+``sync.db.triggers.NOTIFY_CHANNEL``; a dedicated connection LISTENs (psycopg's async
+notifications: the event loop never blocks) and each notification makes the probe look at
+once. While it listens, the probe's own round slows to ``FALLBACK_S``; while it is down
+(a database restart, transaction pooling) the probe runs every second, and the listener
+reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+
+import psycopg
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL
+
+from sync.db import Mirror
+from sync.db.models import TicketDirty
+from sync.db.triggers import NOTIFY_CHANNEL
+
+log = logging.getLogger("sync.wake")
+
+#: Wait for this pause in the wake-ups before running.
+DEBOUNCE_S = 0.1
+#: Never wait longer than this after the first wake-up.
+MAX_DELAY_S = 1.0
+#: How often the change feed is probed.
+PROBE_S = 1.0
+#: How often it is probed while the PostgreSQL listener is up (a safety net only).
+FALLBACK_S = 30.0
+#: The wait before the listener reconnects.
+RECONNECT_S = 1.0
+
+
+class Wakes:
+    """Per-connection wake-up events, each served by one loop that calls ``run(name)``.
+
+    ``run`` decides whether the woken run may go ahead (backoff, cool-down) and
+    serialises it with the scheduled runs; it must not raise.
+    """
+
+    def __init__(self, run: Callable[[str], Awaitable[None]]) -> None:
+        self._run = run
+        self._events: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+
+    def set_connections(self, names: Iterable[str]) -> None:
+        """Serve exactly ``names``: start loops for new ones, stop the others'."""
+        wanted = set(names)
+        for name in set(self._tasks) - wanted:
+            self._tasks.pop(name).cancel()
+            self._events.pop(name, None)
+        for name in wanted - set(self._tasks):
+            self._events[name] = asyncio.Event()
+            self._tasks[name] = asyncio.ensure_future(self._loop(name, self._events[name]))
+
+    def wake(self, name: str) -> None:
+        """Ask for a push-only run of ``name`` soon; unknown names are ignored."""
+        event = self._events.get(name)
+        if event is not None:
+            event.set()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Start no more runs; let a run in hand finish for up to ``timeout``, then cancel."""
+        self._closing = True
+        tasks = list(self._tasks.values())
+        for event in self._events.values():
+            event.set()  # an idle loop sees the flag and ends
+        self._tasks.clear()
+        self._events.clear()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    async def _loop(self, name: str, event: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await event.wait()
+            if self._closing:
+                return
+            deadline = loop.time() + MAX_DELAY_S
+            while True:  # debounce: run once the wake-ups pause, or at the deadline
+                event.clear()
+                wait = min(DEBOUNCE_S, deadline - loop.time())
+                if wait <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(event.wait(), wait)
+                except TimeoutError:
+                    break
+            event.clear()
+            if self._closing:
+                return
+            await self._run(name)
+
+
+class DirtyProbe:
+    """Probe ``ticket_dirty`` every ``PROBE_S`` and wake the connections it moved for."""
+
+    def __init__(
+        self,
+        mirror: Mirror,
+        wake: Callable[[str], None],
+        every: Callable[[], float] = lambda: PROBE_S,
+    ) -> None:
+        self.mirror = mirror
+        self.wake = wake
+        #: The pause between two probes (asked each round).
+        self.every = every
+        self._marks: dict[str, datetime] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
+
+    def poke(self) -> None:
+        """Probe now rather than at the end of the pause (a notification came)."""
+        self._poked.set()
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+            self._task = None
+
+    def newest(self) -> dict[str, datetime]:
+        """Each connection's newest change in the feed (one query, by the primary key)."""
+        query = select(TicketDirty.connection, func.max(TicketDirty.changed_at)).group_by(
+            TicketDirty.connection
+        )
+        with self.mirror.read() as session:
+            return {name: at for name, at in session.execute(query) if at is not None}
+
+    def probe(self) -> list[str]:
+        """Move the high-water marks; return the connections with a newer change.
+
+        The first probe only sets the marks: the daemon's first runs take what is there.
+        """
+        newest = self.newest()
+        if self._marks is None:
+            self._marks = newest
+            return []
+        moved = [n for n, at in newest.items() if n not in self._marks or at > self._marks[n]]
+        for name in moved:
+            self._marks[name] = newest[name]
+        return moved
+
+    async def _loop(self) -> None:
+        while True:
+            self._poked.clear()  # a poke during the probe asks for one more
+            try:
+                for name in await asyncio.to_thread(self.probe):
+                    self.wake(name)
+            except Exception as exc:  # a database restart: the next probe retries
+                log.debug("change-feed probe failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.every())
+
+
+def listen_url(url: URL) -> str:
+    """``url`` as a libpq connection string for psycopg (its query options kept)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PgListener:
+    """LISTEN on the change feed's channel and call ``notified`` for each notification,
+    and once after each (re)connect, for the changes made while it was away."""
+
+    def __init__(self, conninfo: str, notified: Callable[[], None]) -> None:
+        self.conninfo = conninfo
+        self.notified = notified
+        #: True while the LISTEN is in place.
+        self.listening = False
+        #: The listening connection's server process (None: not connected).
+        self.backend_pid: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+            self._task = None
+        self.listening = False
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except psycopg.Error as exc:
+                if self.listening:
+                    log.warning("change-feed listener lost its connection; reconnecting: %s", exc)
+                else:
+                    log.debug("change-feed listener cannot connect: %s", exc)
+            finally:
+                self.listening = False
+                self.backend_pid = None
+            await asyncio.sleep(RECONNECT_S)
+
+    async def _listen(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        async with conn:
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.backend_pid = conn.info.backend_pid
+            self.listening = True
+            log.debug("listening on %s", NOTIFY_CHANNEL)
+            self.notified()
+            async for _ in conn.notifies():
+                self.notified()
