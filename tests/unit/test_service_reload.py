@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from sync import redact
 from sync.config import load_config
 from sync.daemon.service import Service
 from sync.db import Mirror, migrate
-from sync.redact import Redactor
+from sync.redact import RedactingFilter, Redactor
 
 CONFIG = """\
 database: {{url: "sqlite:///{db}"}}
@@ -22,6 +24,16 @@ connections:
     credentials: {{token: "{token}"}}
 """
 OLD, NEW = "SENTINEL-old-token-5a1", "SENTINEL-new-token-9c2"
+
+
+@pytest.fixture(autouse=True)
+def _no_lasting_filters() -> Iterator[None]:
+    """A reload installs the redacting filter on the root handlers; take it off again, so
+    later tests in this process see their log records as logged (exc_info included)."""
+    yield
+    for handler in logging.getLogger().handlers:
+        for installed in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            handler.removeFilter(installed)
 
 
 async def test_reload_masks_old_and_new_secrets(
