@@ -69,6 +69,18 @@ class FieldMap:
             f"fields.{self.field} map; add it to the map (the value was not written)"
         )
 
+    def holds(self, canonical: str | None, vendor: str | None) -> bool:
+        """Whether the vendor's value already stands for ``canonical`` (its own entry, or,
+        with ``broader``, a value that maps back to it); raises ``Unmapped`` as ``to_vendor``."""
+        if same_vendor_value(self.to_vendor(canonical), vendor):
+            return True
+        if self.broader is None or vendor is None or canonical is None:
+            return False
+        try:
+            return self.to_canonical(vendor, canonical) == canonical
+        except Unmapped:
+            return False
+
     def _canonical_of(self, vendor: str, local: str | None) -> str | None:
         assert self.values is not None
         if local is not None and same_vendor_value(self.values.get(local), vendor):
