@@ -23,6 +23,8 @@ def test_refused_write_is_sent_again_and_the_run_is_ok(plugin, tmp_path, db_url,
     try:
         if (route, status) != ("update", 429):
             sqlite_only(setup)
+        if (route, status) == ("update", 503) and plugin.vendor != "zoho_desk":
+            pytest.skip("the same engine path as a 429: one vendor covers it")
         prepare_pending(setup)
         setup.inject("status", route, status=status, headers={"Retry-After": "1"})
         faulted = setup.run()
