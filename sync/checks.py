@@ -10,15 +10,17 @@ config (``sync.config``); here only the adapters themselves must load.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from sync.config import Config, ConnectionConfig
 from sync.coord.liveness import failover
 from sync.db import Mirror, schema_state
 from sync.errors import AuthRejected, ConfigError, DatabaseError, VendorError
-from sync.runner import build_adapter, build_rules
+from sync.runner import build_adapter, build_rules, state_dir
 from sync.vendors.base import adapter_class
 from sync.vendors.registry import VENDORS
+from sync.vendors.zoho_desk.auth import token_cache_path
 
 CHECK_TIMEOUT_S = 30.0
 
@@ -91,9 +93,22 @@ def _describe(config: Config, connection: ConnectionConfig, result: str | None) 
     if connection.create_when is not None:
         rule = _rule(connection.create_when)
         lines.append(f"  creates tickets at {connection.vendor} for: {rule}")
+    if connection.vendor == "zoho_desk":
+        cache = token_cache_path(_state_folder(config), connection.name)
+        where = cache or "none (no safe state folder: set sync.state_dir); every run refreshes"
+        lines.append(f"  token cache: {where}")
     if result is not None:
         lines.append(f"  credentials: {result}")
     return lines
+
+
+def _state_folder(config: Config) -> Path | None:
+    """The state folder runs use (``runner.state_dir``), resolved the same way."""
+    mirror = Mirror.configured(config.database)
+    try:
+        return state_dir(config, mirror)
+    finally:
+        mirror.dispose()
 
 
 def _rule(when: Any) -> str:

@@ -58,12 +58,11 @@ class Selection:
 
 
 def state_dir(config: Config, mirror: Mirror) -> Path | None:
-    """Where adapters keep private files (docs/architecture.md §7.11): sync.state_dir, else beside
-    the SQLite file."""
-    if config.sync.state_dir is not None:
-        return config.sync.state_dir
-    path = mirror.sqlite_path
-    return statedir.default(path.parent) if path is not None else None
+    """Where adapters keep private files (docs/architecture.md §7.11): ``sync.state_dir``, else the
+    first safe of
+    ``$STATE_DIRECTORY``, the SQLite file's folder and the user's state folder
+    (``statedir.resolve``)."""
+    return statedir.resolve(config.sync.state_dir, mirror.sqlite_path)
 
 
 def build_adapter(

@@ -34,7 +34,7 @@ class SyncRules:
         tie_break: str,
     ) -> SyncRules:
         maps = {
-            name: fmap
+            name: replace(fmap, broader=capabilities.broader.get(name))
             for name, fmap in field_maps(fields).items()
             if name in capabilities.readable or name in capabilities.writable
         }

@@ -24,6 +24,7 @@ from sync.engine.crash import crashpoint
 from sync.engine.journal import connection_error, ticket_failure
 from sync.engine.mapping import Unmapped
 from sync.engine.merge import activation
+from sync.engine.refused import WriteRefusals
 from sync.engine.state import RunState
 from sync.errors import ItemError, VendorError
 from sync.vendors.base import RemoteTicket
@@ -60,10 +61,12 @@ def new_ticket(state: RunState, ticket: Ticket) -> NewTicket:
     return NewTicket(values, base)
 
 
-async def create(state: RunState, ticket: Ticket, version: int) -> bool:
+async def create(
+    state: RunState, ticket: Ticket, version: int, *, refusals: WriteRefusals | None = None
+) -> bool:
     """Record the intent to create ``ticket`` (clearing its dirty mark ``version``), then
     create it. False when a value cannot be mapped: nothing is recorded, and the caller
-    clears the dirty mark."""
+    clears the dirty mark. ``refusals``: a create answered 429 is sent again through it."""
     try:
         new = new_ticket(state, ticket)
     except Unmapped as exc:
@@ -83,28 +86,57 @@ async def create(state: RunState, ticket: Ticket, version: int) -> bool:
         session.flush()
         store.clear_dirty(session, state.name, ticket.id, version)
     crashpoint("after_create_intent")
-    await send_create(state, link, new.values)
+    await send_create(state, link, new.values, refusals=refusals)
     return True
 
 
-async def send_create(state: RunState, link: TicketLink, values: dict[str, str | None]) -> None:
-    """Create the ticket of the intent ``link`` at the vendor and activate the link."""
+async def send_create(
+    state: RunState,
+    link: TicketLink,
+    values: dict[str, str | None],
+    *,
+    refusals: WriteRefusals | None = None,
+) -> None:
+    """Create the ticket of the intent ``link`` at the vendor and activate the link.
+
+    A 429 means the vendor did not create it: with ``refusals`` it is sent again, same marker.
+    Where the vendor can be searched for markers, it is searched first, in case the 429
+    answered a second call of the create (Kapture sets the sub-status with one).
+    """
     assert link.marker is not None
-    try:
-        marker = link.marker
-        remote = await state.vendor(lambda: state.adapter.create(values, marker), write=True)
-    except ItemError as exc:
-        ticket_failure(state, link, exc, backoff=True)
-        return
-    except VendorError as exc:
-        ticket_failure(state, link, exc, backoff=False)
-        raise
+    marker = link.marker
+    refused = False
+    while True:
+        try:
+            found = await _find(state, marker) if refused else None
+            remote: RemoteTicket = (
+                found
+                if found is not None
+                else await state.vendor(lambda: state.adapter.create(values, marker), write=True)
+            )
+            break
+        except ItemError as exc:
+            ticket_failure(state, link, exc, backoff=True)
+            return
+        except VendorError as exc:
+            refused = refusals is not None and await refusals.wait(exc, create=True)
+            if refused:
+                continue
+            ticket_failure(state, link, exc, backoff=False)
+            raise
     crashpoint("after_vendor_ack")
     with state.write() as session:
         current = session.get(TicketLink, link.id)
         if current is not None:
             activate(state, session, current, remote, note="created")
     state.counts.created += 1
+
+
+async def _find(state: RunState, marker: str) -> RemoteTicket | None:
+    """The ticket carrying ``marker`` where the vendor can be searched for it, else None."""
+    if not state.caps.finds_markers:
+        return None
+    return await state.vendor(lambda: state.adapter.find_marker(marker))
 
 
 def activate(

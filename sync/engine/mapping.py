@@ -13,7 +13,7 @@ vendor holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,10 +35,15 @@ def same_vendor_value(a: str | None, b: str | None) -> bool:
 
 @dataclass(frozen=True)
 class FieldMap:
-    """The map of one field; ``values`` None means values pass through."""
+    """The map of one field; ``values`` None means values pass through.
+
+    ``broader``: the vendor's wider value for a pulled one (Sirportly's ``"3/2"`` -> ``"3"``),
+    tried when the exact value has no entry; None when the vendor has no such hierarchy.
+    """
 
     field: str
     values: Mapping[str, str] | None = None
+    broader: Callable[[str], str | None] | None = None
 
     def to_vendor(self, canonical: str | None) -> str | None:
         """The vendor value for ``canonical``; raises ``Unmapped`` when there is none."""
@@ -55,15 +60,36 @@ class FieldMap:
         """The canonical value for ``vendor``, keeping ``local`` when it already maps there."""
         if vendor is None or self.values is None:
             return vendor
+        wider = self.broader(vendor) if self.broader else None
+        for candidate in (vendor, wider) if wider is not None else (vendor,):
+            found = self._canonical_of(candidate, local)
+            if found is not None:
+                return found
+        raise Unmapped(
+            f"the vendor's {self.field} {vendor!r} has no entry in this connection's "
+            f"fields.{self.field} map; add it to the map (the value was not written)"
+        )
+
+    def holds(self, canonical: str | None, vendor: str | None) -> bool:
+        """Whether the vendor's value already stands for ``canonical`` (its own entry, or,
+        with ``broader``, a value that maps back to it); raises ``Unmapped`` as ``to_vendor``."""
+        if same_vendor_value(self.to_vendor(canonical), vendor):
+            return True
+        if self.broader is None or vendor is None or canonical is None:
+            return False
+        try:
+            return self.to_canonical(vendor, canonical) == canonical
+        except Unmapped:
+            return False
+
+    def _canonical_of(self, vendor: str, local: str | None) -> str | None:
+        assert self.values is not None
         if local is not None and same_vendor_value(self.values.get(local), vendor):
             return local
         for canonical, value in self.values.items():
             if same_vendor_value(value, vendor):
                 return canonical
-        raise Unmapped(
-            f"the vendor's {self.field} {vendor!r} has no entry in this connection's "
-            f"fields.{self.field} map; add it to the map (the value was not written)"
-        )
+        return None
 
 
 def field_maps(fields: Mapping[str, Mapping[str, str] | None]) -> dict[str, FieldMap]:

@@ -136,7 +136,7 @@ def merge_field(
         return _take_remote(name, local, remote, ctx)
     # changed on both sides
     try:
-        if same_vendor_value(ctx.fmap.to_vendor(local), remote):
+        if ctx.fmap.holds(local, remote):
             # ... to the same value: they agree
             return FieldDecision(
                 name, Action.AGREE, local=local, remote=remote, base=_base(local, remote)
@@ -153,7 +153,7 @@ def _push_local(
         value = ctx.fmap.to_vendor(local)
     except Unmapped as exc:
         return FieldDecision(name, Action.ERROR, error=str(exc), was_local=local)
-    if same_vendor_value(value, remote):
+    if ctx.fmap.holds(local, remote):
         # a lossy map: the new local value maps to what the vendor already holds
         return FieldDecision(
             name, Action.AGREE, local=local, remote=remote, base=_base(local, remote)

@@ -27,6 +27,7 @@ from sync.engine.create import create, wants_create
 from sync.engine.journal import Sends, link_error, ticket_failure
 from sync.engine.merge import TicketMerge, agrees_with_base, merge_ticket
 from sync.engine.pull import apply_remote_merge, remote_merge
+from sync.engine.refused import WriteRefusals
 from sync.engine.state import RunState
 from sync.errors import ItemError, NotFound, VendorError
 from sync.vendors.base import RemoteTicket
@@ -81,6 +82,7 @@ class Push:
         self.state = state
         self.sends = Sends(state)
         self._acks = Acks(limit=max(32, 4 * state.options.concurrency), window=0.2)
+        self.refusals = WriteRefusals(state)
 
     async def run(self) -> None:
         """Push or create every dirty ticket, ``concurrency`` vendor calls in flight.
@@ -165,7 +167,7 @@ class Push:
         )
         if step is Route.CREATE:
             assert ticket is not None
-            if not await create(state, ticket, version):
+            if not await create(state, ticket, version, refusals=self.refusals):
                 self._clear(ticket_id, version)
         elif step is Route.PUSH:
             assert ticket is not None and link is not None
@@ -290,6 +292,10 @@ class Push:
                 await self._push_failed(link, exc)
                 return
             except VendorError as exc:
+                if await self.refusals.wait(exc):
+                    # refused before it was applied: merge again and send the values anew
+                    await self._push_again(ticket.id, link.id, version)
+                    return
                 ticket_failure(state, link, exc, backoff=False)
                 raise
             crashpoint("after_vendor_ack")
@@ -304,6 +310,15 @@ class Push:
                 errors=tuple(errors),
             )
         )
+
+    async def _push_again(self, ticket_id: int, link_id: int, version: int) -> None:
+        """Push a ticket again after a refused update, from the mirror as it stands now."""
+        with self.state.mirror.read() as session:
+            ticket, link = session.get(Ticket, ticket_id), session.get(TicketLink, link_id)
+        if ticket is None or link is None or link.state != "active":
+            self._clear(ticket_id, version)  # gone meanwhile: nothing to send
+            return
+        await self._push(ticket, link, version)
 
     async def _push_failed(self, link: TicketLink, exc: ItemError) -> None:
         missing = False

@@ -9,6 +9,10 @@ full tickets; 201 on submit; 403 ``{"error"}`` for auth, 404 ``{"error"}`` for a
 ticket or referenced object, 422 ``{"errors": {field: [messages]}}`` for validation and
 ``{"errors": [messages]}`` for SPQL.
 
+Also ``/api/v2/objects/{departments,escalation_paths}`` (docs/vendor-apis.md §3.7 names them). A
+department-only update keeps the ticket's team, so a team off the new department's escalation
+path is a 422 naming ``team`` (docs/vendor-apis.md §3.6: the team must be on that path).
+
 Served but recorded as deviations (what public clients send, docs/vendor-apis.md §5.9): ``/api/v1``,
 ``reference=`` instead of ``ticket=``, JSON bodies, methods other than the recommended POST,
 submit without ``team`` or with ``contact``/``name``/``email``, an empty ``user=`` (clears the
@@ -406,6 +410,7 @@ class SirportlyEmulator(Emulator):
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_route("*", "/api/{version}/tickets/{method}", self._api)
+        router.add_route("*", "/api/{version}/objects/{kind}", self._objects)
         router.add_route("*", "/{tail:.*}", self._unrouted)
 
     async def _unrouted(self, request: web.Request) -> web.Response:
@@ -435,6 +440,26 @@ class SirportlyEmulator(Emulator):
             return await handler(request, params)
         except Rejection as rejection:
             return rejection.response
+
+    async def _objects(self, request: web.Request) -> web.Response:
+        """``objects/departments`` and ``objects/escalation_paths`` (docs/vendor-apis.md §3.7 lists
+        them;
+        INFERENCE: a path lists its ``teams`` in order, the first one taking new tickets)."""
+        kind = request.match_info["kind"]
+        if (request.headers.get("X-Auth-Token"), request.headers.get("X-Auth-Secret")) != (
+            self.token,
+            self.secret,
+        ):
+            return _error(403, "Invalid API token or secret")
+        if kind == "departments":
+            return web.json_response([_department(key) for key in DEPARTMENTS])
+        if kind == "escalation_paths":
+            paths = [
+                {"id": key, "name": name, "teams": [{"id": t, "name": TEAMS[t]} for t in teams]}
+                for key, (name, teams) in PATHS.items()
+            ]
+            return web.json_response(paths)
+        return _error(404, "Method not found")
 
     def _handlers(self) -> dict[str, Callable[[web.Request, dict[str, str]], Awaitable[Any]]]:
         return {

@@ -60,7 +60,9 @@ class Capabilities:
     pulled tickets carry their create marker, so a complete pull that started after a
     create intent and did not bring its marker proves the create never landed.
     ``create_followups``: fields a create sets with a second call (Kapture's sub-status,
-    Sirportly's first message), which a lost reply may leave unset.
+    Sirportly's first message), which a lost reply may leave unset. ``broader``: per field,
+    the wider vendor value a pulled value falls back to in the field's map when it has no
+    entry of its own (Sirportly's ``"3/2"`` -> department ``"3"``).
     """
 
     readable: frozenset[str]
@@ -71,6 +73,9 @@ class Capabilities:
     fetch_before_update: bool = False
     markers_in_pull: bool = False
     create_followups: frozenset[str] = frozenset()
+    broader: Mapping[str, Callable[[str], str | None]] = field(
+        default_factory=dict, hash=False, compare=False
+    )
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,25 @@ def test_both_changed_to_the_same_value_through_a_lossy_map_agree() -> None:
     assert d.local == "on_hold"
 
 
+QUEUES = FieldMap(
+    "queue",
+    {"support": "3", "second_line": "3/4", "billing": "5/5"},
+    broader=lambda v: v.split("/")[0] if "/" in v else None,
+)
+
+
+def test_a_department_entry_holds_any_team_of_it() -> None:
+    # local moved to 'support' (department 3), the vendor holds 3/2: already there, no push
+    d = merge_field(base("billing", "5/5"), "support", "3/2", ctx(QUEUES))
+    assert d.action is Action.AGREE and not d.pushes
+    # both changed: local 'support', the vendor moved to 3/2 -> they agree
+    d = merge_field(base("billing", "5/5"), "support", "3/2", ctx(QUEUES, policy="remote"))
+    assert d.action is Action.AGREE
+    # an exact entry wins: 3/4 is 'second_line', not 'support'
+    d = merge_field(base("second_line", "3/4"), "support", "3/4", ctx(QUEUES))
+    assert d.action is Action.PUSH and d.remote == "3"
+
+
 def _conflict(**kw: Any) -> FieldDecision:
     return merge_field(base("open", "Open"), "closed", "Pending", ctx(**kw))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import stat
 from pathlib import Path
 
 import pytest
@@ -52,9 +53,14 @@ def test_a_writable_default_folder_falls_through_with_one_warning(
     assert statedir.default(tmp_path) == tmp_path
 
 
-def test_runner_uses_no_writable_default_folder(tmp_path: Path) -> None:
+def test_runner_uses_no_writable_default_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sync.db import Mirror
     from sync.runner import state_dir
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
 
     folder = tmp_path / "shared"
     folder.mkdir()
@@ -63,6 +69,26 @@ def test_runner_uses_no_writable_default_folder(tmp_path: Path) -> None:
         {"connections": {"m": {"vendor": "memory", "base_url": "http://127.0.0.1:9"}}}
     )
     mirror = Mirror(f"sqlite:///{folder / 'mirror.db'}")
-    assert state_dir(config, mirror) is None
+    # the writable folder is skipped: the next candidate, the user's state folder, is used
+    assert state_dir(config, mirror) == tmp_path / "xdg" / "ticketsync"
     folder.chmod(0o700)
     assert state_dir(config, mirror) == folder
+
+
+def test_default_candidates_fall_back_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(statedir, "_warned", set())
+    systemd, sqlite, xdg = tmp_path / "systemd", tmp_path / "db", tmp_path / "xdg"
+    for folder in (systemd, sqlite):
+        folder.mkdir(mode=0o700)
+    env = {"STATE_DIRECTORY": f"{systemd}:/elsewhere", "XDG_STATE_HOME": str(xdg)}
+    assert statedir.resolve(tmp_path / "set", sqlite / "m.db", env) == tmp_path / "set"
+    assert statedir.resolve(None, sqlite / "m.db", env) == systemd
+    systemd.chmod(0o777)  # unsafe: falls through to the SQLite file's folder
+    assert statedir.resolve(None, sqlite / "m.db", env) == sqlite
+    # PostgreSQL (no SQLite file): the user's state folder, created private
+    assert statedir.resolve(None, None, {"XDG_STATE_HOME": str(xdg)}) == xdg / "ticketsync"
+    assert stat.S_IMODE((xdg / "ticketsync").stat().st_mode) == 0o700
+    home = {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": "relative"}
+    assert statedir.user_state_folder(home) == tmp_path / "home/.local/state/ticketsync"

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from sync.config import ConnectionConfig, parse_config
+from sync.engine.context import SyncRules
+from sync.engine.mapping import Unmapped
 from sync.errors import (
     AuthRejected,
     ConfigError,
@@ -475,6 +477,57 @@ async def test_team_off_the_escalation_path_is_item_error(
     assert emulator.tickets[reference]["team"]["id"] == 2
 
 
+async def test_department_only_push_sends_the_department_alone(
+    make: MakeAdapter, emulator: SirportlyEmulator, vendor: SirportlyVendor
+) -> None:
+    reference = vendor.seed(queue="3/2")
+    await make().update(reference, {"queue": "3"})  # team 2 is on department 3's path
+    [sent] = emulator.requests("POST", "/api/v2/tickets/update")
+    assert sent["body"] == {"ticket": reference, "department": "3"}
+    assert sent["headers"].get("X-Sirportly-Rules") == "disabled"
+    assert emulator.tickets[reference]["team"]["id"] == 2
+
+
+async def test_department_only_push_refused_for_its_team_takes_the_paths_first_team(
+    make: MakeAdapter, emulator: SirportlyEmulator, vendor: SirportlyVendor
+) -> None:
+    reference = vendor.seed(queue="3/4")
+    await make().update(reference, {"queue": "5"})  # team 4 is not on department 5's path
+    first, second = emulator.requests("POST", "/api/v2/tickets/update")
+    assert first["status"] == 422 and "team" not in first["body"]
+    assert second["body"] == {"ticket": reference, "department": "5", "team": "5"}
+    assert second["headers"].get("X-Sirportly-Rules") == "disabled"
+    ticket = emulator.tickets[reference]
+    assert (ticket["department"]["id"], ticket["team"]["id"]) == (5, 5)
+
+
+async def test_department_only_create_lands_in_that_department(
+    make: MakeAdapter, emulator: SirportlyEmulator
+) -> None:
+    values = {**SirportlyVendor.create_values, "queue": "5"}
+    created = await make().create(values, "ts-6")
+    assert created.fields["queue"] == "5/5"
+    submit = emulator.requests("POST", "/api/v2/tickets/submit")[0]["body"]
+    assert (submit["department"], submit["team"]) == ("5", "5")
+
+
+def test_department_entry_matches_any_team_and_exact_entry_wins() -> None:
+    rules = SyncRules.build(
+        {"queue": {"support": "3", "second-line": "3/4"}},
+        {},
+        SirportlyAdapter.capabilities,
+        direction="both",
+        tie_break="local",
+    )
+    queue = rules.maps["queue"]
+    assert queue.to_canonical("3/2") == "support"
+    assert queue.to_canonical("3/4") == "second-line"
+    assert queue.to_canonical("3") == "support"
+    assert queue.to_vendor("support") == "3"
+    with pytest.raises(Unmapped):
+        queue.to_canonical("5/5")
+
+
 async def test_409_is_item_error(
     make: MakeAdapter, emulator: SirportlyEmulator, vendor: SirportlyVendor
 ) -> None:
@@ -663,7 +716,7 @@ async def test_create_without_required_values_is_item_error(
     make: MakeAdapter, emulator: SirportlyEmulator
 ) -> None:
     with pytest.raises(ItemError) as caught:
-        await make().create({"title": "x", "queue": "3"}, "ts-2")
+        await make().create({"title": "x"}, "ts-2")
     message = str(caught.value)
     for needed in ("status: needed", "priority: needed", "queue: needed", "requester_email"):
         assert needed in message

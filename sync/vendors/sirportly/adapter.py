@@ -17,7 +17,10 @@ Operator notes
   Sirportly (spelled exactly so, e.g. ``"Waiting for Staff"``); ``queue`` is
   ``"<department id>/<team id>"`` (e.g. ``"3/2"``): the team must lie on the department's
   escalation path, so each queue names a valid pair (a ticket without a team reads as
-  ``"<department id>"``); ``assignee`` is a username, and the user must belong to the team.
+  ``"<department id>"``). A ``"<department id>"`` entry also matches that department's
+  tickets whatever their team (an exact entry wins); pushed, it sends the department alone,
+  then again with the path's first team if Sirportly refuses the ticket's team, and a create
+  takes that first team; ``assignee`` is a username, and the user must belong to the team.
 - Synced fields: title (subject), status, priority, queue, assignee and due_at
   (``resolution_due_at``) both ways; description (the ticket's first message) and
   requester_email (its e-mail contact method) are read, and sent only when creating.
@@ -85,12 +88,18 @@ from sync.vendors.sirportly.mapping import (
     READABLE,
     WRITABLE,
     describe_errors,
+    first_teams,
     parse_time,
     to_params,
     to_remote,
     utc_text,
 )
-from sync.vendors.sirportly.options import SirportlyOptions, submit_params, validate_options
+from sync.vendors.sirportly.options import (
+    SirportlyOptions,
+    department_of,
+    submit_params,
+    validate_options,
+)
 from sync.vendors.sirportly.pull import EPOCH, ListScan, Row, SpqlScan, record_time, spql_query
 
 if TYPE_CHECKING:
@@ -120,6 +129,8 @@ class SirportlyAdapter(Adapter):
         changed_since=True,
         # the due date is set by an update after submit; the description, by post_update
         create_followups=frozenset({"due_at", "description"}),
+        # a fields.queue entry "3" matches a pulled "3/2" that has no exact entry
+        broader={"queue": department_of},
     )
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
@@ -134,6 +145,7 @@ class SirportlyAdapter(Adapter):
             "X-Auth-Secret": connection.credential("secret") or "",
         }
         self._spql_refused: str | None = None
+        self._first_teams: dict[str, str] | None = None
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> list[str]:
@@ -182,7 +194,16 @@ class SirportlyAdapter(Adapter):
             )
         if not params:
             return None
-        reply = await self._write("tickets/update", {"ticket": external_id, **params}, external_id)
+        data = {"ticket": external_id, **params}
+        try:
+            reply = await self._write("tickets/update", data, external_id)
+        except ItemError as exc:
+            if "department" not in params or "team" in params or not _names_team(exc):
+                raise
+            # A department-only queue: the ticket's team is off the new department's
+            # escalation path, so it moves to that path's first team.
+            data["team"] = await self._first_team(params["department"], external_id)
+            reply = await self._write("tickets/update", data, external_id)
         ticket = self._ticket(reply, external_id)
         # The documented update reply carries no messages or custom fields: not a full ticket.
         return ticket if FULL_KEYS.issubset(reply) else None
@@ -193,6 +214,8 @@ class SirportlyAdapter(Adapter):
             raise ItemError(
                 f"{self.name}: cannot create: " + "; ".join(problems), connection=self.name
             )
+        if "team" not in params:  # a department-only queue: the path's first team
+            params["team"] = await self._first_team(params["department"], "(new)")
         submitted = self._ticket(await self._write("tickets/submit", params, "(new)"), "(new)")
         reference = submitted.external_id
         try:
@@ -313,6 +336,28 @@ class SirportlyAdapter(Adapter):
             )
         return ticket
 
+    # -- departments -----------------------------------------------------------------------
+
+    async def _first_team(self, department: str, external_id: str) -> str:
+        """The first team on ``department``'s escalation path, read once per adapter."""
+        if self._first_teams is None:
+            self._first_teams = first_teams(
+                await self._objects("departments"), await self._objects("escalation_paths")
+            )
+        team = self._first_teams.get(department)
+        if team is None:
+            raise ItemError(
+                f"{self.name}: ticket {external_id}: Sirportly's department {department} has "
+                "no team on its escalation path; map the queue as '<department id>/<team id>'",
+                connection=self.name,
+            )
+        return team
+
+    async def _objects(self, kind: str) -> Any:
+        response = await self._post(f"objects/{kind}", {}, safe=True)
+        self._raise_for(response, f"objects/{kind}", kind)
+        return response.json()
+
     # -- requests --------------------------------------------------------------------------
 
     async def _post(self, method: str, data: Mapping[str, str], *, safe: bool) -> Response:
@@ -351,6 +396,14 @@ class SirportlyAdapter(Adapter):
                 f"{self.name}: ticket {external_id}: Sirportly's reply is not a ticket ({exc!r})",
                 connection=self.name,
             ) from None
+
+
+def _names_team(exc: ItemError) -> bool:
+    """Whether a rejected write's 422 names the team (Sirportly's ``errors.team``)."""
+    said = getattr(exc, "vendor_message", None) or ""
+    return getattr(exc, "status", None) == 422 and any(
+        part.startswith("team ") for part in said.split("; ")
+    )
 
 
 def _document(response: Response) -> Any:

@@ -226,3 +226,28 @@ def _join(messages: Any) -> str:
     if isinstance(messages, Sequence) and not isinstance(messages, str):
         return ", ".join(str(m) for m in messages)
     return str(messages)
+
+
+def first_teams(departments: Any, paths: Any) -> dict[str, str]:
+    """Department id -> the id of the first team on its escalation path.
+
+    ``departments``: ``objects/departments``, each with ``escalation_path{id,name}`` (as in
+    a ticket's department, docs/vendor-apis.md §3.3); ``paths``: ``objects/escalation_paths``,
+    each with its ``teams`` in path order (INFERENCE: the list's shape is undocumented).
+    Entries of another shape are skipped.
+    """
+    teams: dict[str, str] = {}
+    for path in paths if isinstance(paths, list) else ():
+        members = path.get("teams") if isinstance(path, dict) else None
+        first = members[0] if isinstance(members, list) and members else None
+        if isinstance(first, dict) and first.get("id") is not None and path.get("id") is not None:
+            teams[str(path["id"])] = str(first["id"])
+    found: dict[str, str] = {}
+    for department in departments if isinstance(departments, list) else ():
+        if not isinstance(department, dict) or department.get("id") is None:
+            continue
+        path = department.get("escalation_path")
+        key = str(path.get("id")) if isinstance(path, dict) else None
+        if key in teams:
+            found[str(department["id"])] = teams[key]
+    return found

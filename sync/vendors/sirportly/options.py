@@ -28,6 +28,13 @@ def parse_queue(value: str) -> tuple[str, str | None] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+def department_of(value: str) -> str | None:
+    """A pulled ``"3/2"``'s department alone (``"3"``), which a ``fields.queue`` entry may
+    name to match department 3 whatever the team; None when ``value`` has no team."""
+    queue = parse_queue(value)
+    return queue[0] if queue is not None and queue[1] is not None else None
+
+
 @dataclass(frozen=True)
 class SirportlyOptions:
     disable_rules: bool = True
@@ -63,9 +70,10 @@ def _marker_field(value: Any) -> str | None:
 
 
 def _queue(value: Any) -> str | None:
-    queue = None if isinstance(value, bool) else parse_queue(str(value))
-    if queue is None or queue[1] is None:  # a created ticket needs its team
-        return "expected '<department id>/<team id>', e.g. '3/2'"
+    # a string, quoted in YAML: an unquoted department id would read as a number
+    queue = parse_queue(value) if isinstance(value, str) else None
+    if queue is None:
+        return "expected '<department id>/<team id>' or '<department id>', e.g. '3/2'"
     return None
 
 
@@ -88,8 +96,11 @@ def submit_params(
 ) -> tuple[dict[str, str], list[str]]:
     """``tickets/submit`` parameters for a new ticket; also what keeps it from being sent.
 
-    Sirportly requires a subject, status, priority, team and contact (docs/vendor-apis.md §3.5); the
-    queue and contact fall back to the options' defaults, the marker goes in its custom field.
+    Sirportly requires a subject, status, priority, team and contact (docs/vendor-apis.md
+    §3.5); the queue and contact fall back to the options' defaults, the marker
+    goes in its
+    custom field. A department-only queue (``"3"``) sends ``department`` without ``team``:
+    the adapter adds the first team on the department's escalation path.
     """
     present = {k: v for k, v in values.items() if v not in (None, "")}
     problems = []
@@ -101,12 +112,15 @@ def submit_params(
             problems.append(f"{name}: needed to create")
     queue_value = present.get("queue") or options.default_queue
     queue = parse_queue(queue_value) if queue_value else None
-    if queue is None or queue[1] is None:
+    if queue is None:
         problems.append(
-            "queue: needed to create, as '<department id>/<team id>' (or set options.default_queue)"
+            "queue: needed to create, as '<department id>/<team id>' or '<department id>' "
+            "(or set options.default_queue)"
         )
     else:
-        params["department"], params["team"] = queue[0], queue[1]
+        params["department"] = queue[0]
+        if queue[1] is not None:
+            params["team"] = queue[1]
     email = present.get("requester_email") or options.default_requester_email
     if email:
         params["contact_method_type"] = "email"

@@ -209,7 +209,7 @@ class ZohoAuth:
             "lifetime": token.lifetime,
             "client": self._credentials.fingerprint(),
         }
-        self._cache_path.parent.mkdir(parents=True, exist_ok=True)
+        self._cache_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # private
         # mkstemp: an unpredictable name, created exclusively (never through a symlink), 0600
         # from the start; the rename makes a reader see the old file or the new one.
         fd, temporary = tempfile.mkstemp(
