@@ -1,48 +1,20 @@
-"""Zoho Desk emulator: the OAuth token endpoint and the ticket API, checked against Zoho's OAS.
+"""Zoho Desk emulator, its data: the portal's tables, the OAuth state and the ticket store.
 
-Serves, on one server (tests point both ``base_url`` and ``accounts_url`` at it):
-
-- ``POST /oauth/v2/token`` (refresh-token grant; parameters in the query or a form body):
-  ``{"access_token", "expires_in", "api_domain", "token_type": "Bearer"}``; failures answer
-  HTTP 200 with ``{"error": "invalid_code"}`` / ``{"error": "invalid_client"}``, the way Zoho
-  Accounts is observed to answer (UNCONFIRMED in docs/vendor-apis.md §4.2: the adapter accepts an
-  ``error`` key under any status). More than ``refresh_limit`` grants per ``refresh_window``
-  seconds (Zoho: 10 per 10 minutes) answer 400 ``{"error": "Access Denied", ...}``.
-- ``GET /api/v1/tickets/search``, ``GET|POST /api/v1/tickets``, ``GET|PATCH
-  /api/v1/tickets/{ticketId}`` in Zoho's shapes: string ids, ISO ``...SSSZ`` times, 204 for
-  an empty list or search, the ``{errorCode, message, errors[]}`` envelope.
-
-Every API request is checked against ``zoho_schema.json`` (derived from Zoho's OAS files) and
-every violation is recorded as a deviation. What the real API evidently accepts is served
-anyway (docs/vendor-apis.md §5.9): ``Authorization: Bearer``, a missing ``orgId`` (single-org
-tokens),
-``orgId`` as a query parameter, client credentials in a Basic header. Other violations are
-rejected Zoho's way: 422 ``UNPROCESSABLE_ENTITY`` for parameters (``from=1000``, ``limit=101``),
-422 ``INVALID_DATA`` naming the fields for bodies. Values the schema allows but the portal does
-not know (a status no department has, an unknown department, agent or custom field) are 422
-``INVALID_DATA`` without a deviation, as a real portal would answer.
-
-Missing-ticket replies (404 ``URL_NOT_FOUND``) and the HTTP statuses of auth errors (401) are
-inferred, not documented (docs/vendor-apis.md §4.8).
+``ZohoDeskStore`` holds what a Zoho Desk portal knows: its statuses, priorities, departments,
+agents and custom fields, the OAuth client and the access tokens it issued, the contacts and
+the tickets (Zoho's field names, string ids, ISO ``...SSSZ`` times), and the filter of the
+ticket search. ``sync.sandbox.zoho_desk`` adds the OAuth endpoint and the ticket API on top.
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
 import re
-import secrets
-import time
 from collections.abc import Mapping
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-from aiohttp import web
-from multidict import CIMultiDict
-
-from sync.sandbox.base import DEVIATIONS, Emulator, Fault, register_emulator
-from sync.sandbox.schema import NO_BODY, Schema, Violation
+from sync.sandbox.base import Emulator
 
 #: Default statuses of a Zoho Desk department and their ``statusType`` group (DOC [Z-status];
 #: Escalated's group is UNCONFIRMED, Open is the likely one).
@@ -52,26 +24,6 @@ PRIORITIES = ("High", "Medium", "Low")
 DEPARTMENTS = {"1892000000006907": "Support", "1892000000082069": "Billing"}
 AGENTS = {"1892000000056007": "George Vincent", "1892000000056011": "Asha Rao"}
 CUSTOM_FIELDS = ("cf_ticketsync_marker", "cf_modelname")
-
-_DEFAULT_ERRORS = {
-    400: ("BAD_REQUEST", "The request is invalid."),
-    401: ("INVALID_OAUTH", "The OAuth Token you provided is invalid."),
-    403: ("FORBIDDEN", "You are not authorized to access this resource."),
-    404: ("URL_NOT_FOUND", "The URL you requested could not be found."),
-    405: ("METHOD_NOT_ALLOWED", "The HTTP method is not allowed for the URL you requested."),
-    422: ("UNPROCESSABLE_ENTITY", "The request could not be processed."),
-    429: ("THRESHOLD_EXCEEDED", "You have exceeded the API call limit. Try again later."),
-}
-_TOO_MANY_REFRESHES = {
-    "error": "Access Denied",
-    "error_description": "You have made too many requests continuously. "
-    "Please try again after some time.",
-}
-
-
-@cache
-def zoho_schema() -> Schema:
-    return Schema.load("sync.sandbox", "zoho_schema.json")
 
 
 def iso_ms(moment: datetime) -> str:
@@ -83,34 +35,12 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def error_body(code: str, message: str, errors: list[dict[str, str]] | None = None) -> Any:
-    body: dict[str, Any] = {"errorCode": code, "message": message}
-    if errors:
-        body["errors"] = errors
-    return body
+class ZohoDeskStore(Emulator):
+    """A Zoho Desk portal's tables, OAuth state and tickets.
 
-
-def _error(
-    status: int, code: str, message: str, errors: list[dict[str, str]] | None = None
-) -> web.Response:
-    return web.json_response(error_body(code, message, errors), status=status)
-
-
-def _invalid_data(errors: list[dict[str, str]]) -> web.Response:
-    return _error(
-        422, "INVALID_DATA", "An invalid value was passed for one or more fields.", errors
-    )
-
-
-def _field_error(name: str, kind: str, message: str) -> dict[str, str]:
-    return {"fieldName": name, "errorType": kind, "errorMessage": message}
-
-
-@register_emulator("zoho_desk")
-class ZohoDeskEmulator(Emulator):
-    """Zoho Desk's OAuth host and ticket API, with the shared control API and faults."""
-
-    secret_fields = frozenset({"client_secret", "refresh_token", "access_token", "code"})
+    Abstract: ``ZohoDeskEmulator`` (``sync.sandbox.zoho_desk``) adds the routes and the
+    fault replies.
+    """
 
     def __init__(
         self,
@@ -179,18 +109,6 @@ class ZohoDeskEmulator(Emulator):
     def token_grants(self) -> int:
         """How many token requests were logged (successful or not)."""
         return len(self.requests("POST", "/oauth/v2/token"))
-
-    def fault_response(self, fault: Fault) -> web.Response:
-        headers = dict(fault.headers)
-        if fault.body is not None and not isinstance(fault.body, dict | list):
-            return web.Response(status=fault.status, text=str(fault.body), headers=headers)
-        body = fault.body
-        if body is None:
-            code, message = _DEFAULT_ERRORS.get(
-                fault.status, ("INTERNAL_SERVER_ERROR", "An internal server error occurred.")
-            )
-            body = error_body(code, message)
-        return web.json_response(body, status=fault.status, headers=headers)
 
     # -- tickets ---------------------------------------------------------------------------
 
@@ -305,235 +223,6 @@ class ZohoDeskEmulator(Emulator):
             "email": f"customer{index + 1}@example.com",
         }
 
-    # -- routes ----------------------------------------------------------------------------
-
-    def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/oauth/v2/token", self._token)
-        router.add_get("/api/v1/tickets/search", self._search)
-        router.add_get("/api/v1/tickets", self._list)
-        router.add_post("/api/v1/tickets", self._create)
-        router.add_get("/api/v1/tickets/{ticketId}", self._get)
-        router.add_patch("/api/v1/tickets/{ticketId}", self._update)
-        router.add_route("*", "/{tail:.*}", self._unrouted)
-
-    async def _unrouted(self, request: web.Request) -> web.Response:
-        for method in ("GET", "POST", "PATCH", "PUT", "DELETE"):
-            if method != request.method and zoho_schema().match(method, request.path):
-                return _error(405, *_DEFAULT_ERRORS[405])
-        return _error(404, *_DEFAULT_ERRORS[404])
-
-    # -- OAuth -----------------------------------------------------------------------------
-
-    async def _token(self, request: web.Request) -> web.Response:
-        params: dict[str, str] = dict(request.query)
-        if request.content_type == "application/x-www-form-urlencoded":
-            params.update({k: str(v) for k, v in (await request.post()).items()})
-        self._basic_credentials(request, params)
-        if params.get("grant_type") != "refresh_token":
-            return web.json_response({"error": "unsupported_grant_type"})
-        if (params.get("client_id"), params.get("client_secret")) != (
-            self.client_id,
-            self.client_secret,
-        ):
-            return web.json_response({"error": "invalid_client"})
-        if self.revoked or params.get("refresh_token") != self.refresh_token:
-            return web.json_response({"error": "invalid_code"})
-        now = time.time()
-        self.grants = [t for t in self.grants if now - t < self.refresh_window]
-        if len(self.grants) >= self.refresh_limit:
-            return web.json_response(_TOO_MANY_REFRESHES, status=400)
-        self.grants.append(now)
-        token = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
-        self.access_tokens[token] = now + self.token_lifetime
-        return web.json_response(
-            {
-                "access_token": token,
-                "expires_in": max(1, round(self.token_lifetime)),
-                "api_domain": "https://www.zohoapis.com",
-                "token_type": "Bearer",
-                "scope": "Desk.tickets.ALL Desk.search.READ",
-            }
-        )
-
-    @staticmethod
-    def _basic_credentials(request: web.Request, params: dict[str, str]) -> None:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Basic "):
-            return
-        request[DEVIATIONS].append(
-            "client credentials sent in an HTTP Basic header; Zoho's page sends them as parameters"
-        )
-        try:
-            decoded = base64.b64decode(header[6:]).decode("utf-8")
-        except ValueError:
-            return
-        client_id, _, client_secret = decoded.partition(":")
-        params.setdefault("client_id", client_id)
-        params.setdefault("client_secret", client_secret)
-
-    # -- the API guard: auth, orgId, schema ------------------------------------------------
-
-    async def _guard(self, request: web.Request) -> tuple[Any, web.Response | None]:
-        """Check auth, orgId and the schema; return the JSON body (or NO_BODY) or a rejection."""
-        deviations: list[str] = request[DEVIATIONS]
-        rejection = self._check_auth(request, deviations)
-        if rejection is not None:
-            return NO_BODY, rejection
-        query = dict(request.query)
-        headers = CIMultiDict(request.headers)
-        rejection = self._check_org(query, headers, deviations)
-        if rejection is not None:
-            return NO_BODY, rejection
-        body, rejection = await self._read_body(request)
-        if rejection is not None:
-            return NO_BODY, rejection
-        matched = zoho_schema().match(request.method, request.path)
-        if matched is None:
-            return body, _error(404, *_DEFAULT_ERRORS[404])
-        op, path_params = matched
-        violations = zoho_schema().check(op, path_params, query, headers, body)
-        violations = [v for v in violations if v.where != "header.orgId"]
-        deviations += [str(v) for v in violations]
-        return body, _reject(violations)
-
-    def _check_auth(self, request: web.Request, deviations: list[str]) -> web.Response | None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme == "Bearer":
-            deviations.append(
-                "Authorization uses the Bearer scheme; the vendor page documents Zoho-oauthtoken"
-            )
-        elif scheme != "Zoho-oauthtoken":
-            token = ""
-        expiry = self.access_tokens.get(token.strip())
-        if expiry is None or expiry <= time.time():
-            return _error(401, *_DEFAULT_ERRORS[401])
-        return None
-
-    def _check_org(
-        self, query: dict[str, str], headers: CIMultiDict[str], deviations: list[str]
-    ) -> web.Response | None:
-        org = headers.get("orgId")
-        if org is None and "orgId" in query:
-            org = query.pop("orgId")
-            deviations.append("orgId sent as a query parameter; Zoho's page sends a header")
-        if org is None:
-            deviations.append("orgId header missing (served: the org defaults for one-org tokens)")
-            return None
-        if org != self.org_id:
-            return _error(
-                401, "OAUTH_ORG_MISMATCH", "The OAuth token does not belong to this organization."
-            )
-        return None
-
-    @staticmethod
-    async def _read_body(request: web.Request) -> tuple[Any, web.Response | None]:
-        raw = await request.read()
-        if not raw:
-            if request.method in ("POST", "PATCH"):
-                return NO_BODY, _error(422, "EMPTY_PAYLOAD", "The request body is empty.")
-            return NO_BODY, None
-        try:
-            return await request.json(), None
-        except ValueError:
-            return NO_BODY, _error(400, "BAD_REQUEST", "The JSON body could not be parsed.")
-
-    # -- handlers --------------------------------------------------------------------------
-
-    async def _get(self, request: web.Request) -> web.Response:
-        _, rejection = await self._guard(request)
-        if rejection is not None:
-            return rejection
-        ticket = self.tickets.get(request.match_info["ticketId"])
-        if ticket is None:
-            return _error(404, *_DEFAULT_ERRORS[404])
-        return web.json_response(ticket)
-
-    async def _update(self, request: web.Request) -> web.Response:
-        body, rejection = await self._guard(request)
-        if rejection is not None:
-            return rejection
-        ticket = self.tickets.get(request.match_info["ticketId"])
-        if ticket is None:
-            return _error(404, *_DEFAULT_ERRORS[404])
-        errors = self._semantic_errors(body)
-        if errors:
-            return _invalid_data(errors)
-        return web.json_response(self.edit(ticket["id"], **body))
-
-    async def _create(self, request: web.Request) -> web.Response:
-        body, rejection = await self._guard(request)
-        if rejection is not None:
-            return rejection
-        errors = self._semantic_errors(body)
-        if "contactId" in body and body["contactId"] not in self.contacts.values():
-            errors.append(_field_error("/contactId", "invalid", "No contact has this id."))
-        if errors:
-            return _invalid_data(errors)
-        return web.json_response(self.seed(**body))  # Zoho answers 200, not 201 (DOC)
-
-    def _semantic_errors(self, body: Mapping[str, Any]) -> list[dict[str, str]]:
-        errors = []
-        checks = (
-            ("status", STATUSES, "The status is not one of the department's statuses."),
-            ("priority", PRIORITIES, "The priority is not in the picklist."),
-            ("departmentId", DEPARTMENTS, "No department has this id."),
-            ("assigneeId", AGENTS, "No agent has this id."),
-        )
-        for name, known, message in checks:
-            value = body.get(name)
-            if value not in (None, "") and str(value) not in known:
-                errors.append(_field_error(f"/{name}", "invalid", message))
-        for key in body.get("cf") or {}:
-            if key not in self.custom_fields:
-                message = "No custom field has this API name."
-                errors.append(_field_error(f"/cf/{key}", "invalid", message))
-        return errors
-
-    async def _list(self, request: web.Request) -> web.Response:
-        _, rejection = await self._guard(request)
-        if rejection is not None:
-            return rejection
-        start = int(request.query.get("from", "0"))
-        limit = int(request.query.get("limit", "25"))
-        items = sorted(self.tickets.values(), key=lambda t: int(t["id"]))[start : start + limit]
-        if not items:
-            return web.Response(status=204)
-        # List-view items carry no modifiedTime (DOC [Z-oas] listviewCommonJson).
-        hidden = ("modifiedTime", "modifiedBy", "description", "cf")
-        data = [{k: v for k, v in t.items() if k not in hidden} for t in items]
-        return web.json_response({"data": data})
-
-    async def _search(self, request: web.Request) -> web.Response:
-        _, rejection = await self._guard(request)
-        if rejection is not None:
-            return rejection
-        query = request.query
-        found = [t for t in self.tickets.values() if _search_matches(t, query)]
-        sort_by = query.get("sortBy", "relevance")
-        key = sort_by.lstrip("-")
-        if key != "relevance":
-            found.sort(key=lambda t: (t.get(key) or "", int(t["id"])), reverse=sort_by[0] == "-")
-        start = int(query.get("from", "0"))
-        page = found[start : start + int(query.get("limit", "10"))]
-        if not page:
-            return web.Response(status=204)
-        return web.json_response({"data": page, "count": str(len(found))})
-
-
-def _reject(violations: list[Violation]) -> web.Response | None:
-    params = [v for v in violations if not v.where.startswith("body")]
-    if params:
-        return _error(
-            422,
-            "UNPROCESSABLE_ENTITY",
-            f"The value passed for the '{params[0].name}' query parameter is invalid.",
-        )
-    body = [v for v in violations if v.where.startswith("body")]
-    if body:
-        kinds = {"missing": "missing", "unknown": "invalid", "invalid": "invalid"}
-        return _invalid_data([_field_error(v.name or "/", kinds[v.kind], v.message) for v in body])
-    return None
-
 
 def _as_time(value: Any) -> str:
     return iso_ms(value) if isinstance(value, datetime) else str(value)
@@ -547,7 +236,10 @@ _RANGES = {
 _EXACT = ("id", "departmentId", "assigneeId", "status", "priority", "email", "contactId")
 
 
-def _search_matches(ticket: Mapping[str, Any], query: Mapping[str, str]) -> bool:
+def search_matches(ticket: Mapping[str, Any], query: Mapping[str, str]) -> bool:
+    """Whether ``ticket`` passes every filter of a ticket search's ``query``: the time
+    ranges (both ends inclusive), the exact fields (comma-separated, any case) and the
+    ``customField`` criteria (``*`` wildcards)."""
     for param, field in _RANGES.items():
         if param in query and not _in_range(ticket.get(field), query[param]):
             return False
