@@ -24,34 +24,32 @@ not know (a status no department has, an unknown department, agent or custom fie
 
 Missing-ticket replies (404 ``URL_NOT_FOUND``) and the HTTP statuses of auth errors (401) are
 inferred, not documented (docs/vendor-apis.md §4.8).
+
+The portal's tables, OAuth state and tickets are ``sync.sandbox.zoho_desk_data``'s.
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
-import re
 import secrets
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from functools import cache
 from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from sync.sandbox.base import DEVIATIONS, Emulator, Fault, register_emulator
+from sync.sandbox.base import DEVIATIONS, Fault, register_emulator
 from sync.sandbox.schema import NO_BODY, Schema, Violation
-
-#: Default statuses of a Zoho Desk department and their ``statusType`` group (DOC [Z-status];
-#: Escalated's group is UNCONFIRMED, Open is the likely one).
-STATUSES = {"Open": "Open", "On Hold": "On Hold", "Escalated": "Open", "Closed": "Closed"}
-#: The default priority picklist (INFERENCE, docs/vendor-apis.md §5.3).
-PRIORITIES = ("High", "Medium", "Low")
-DEPARTMENTS = {"1892000000006907": "Support", "1892000000082069": "Billing"}
-AGENTS = {"1892000000056007": "George Vincent", "1892000000056011": "Asha Rao"}
-CUSTOM_FIELDS = ("cf_ticketsync_marker", "cf_modelname")
+from sync.sandbox.zoho_desk_data import (
+    AGENTS,
+    DEPARTMENTS,
+    PRIORITIES,
+    STATUSES,
+    ZohoDeskStore,
+    search_matches,
+)
 
 _DEFAULT_ERRORS = {
     400: ("BAD_REQUEST", "The request is invalid."),
@@ -72,15 +70,6 @@ _TOO_MANY_REFRESHES = {
 @cache
 def zoho_schema() -> Schema:
     return Schema.load("sync.sandbox", "zoho_schema.json")
-
-
-def iso_ms(moment: datetime) -> str:
-    """Zoho's time format: ``2016-06-21T13:16:14.000Z`` (UTC, milliseconds)."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def error_body(code: str, message: str, errors: list[dict[str, str]] | None = None) -> Any:
@@ -107,78 +96,10 @@ def _field_error(name: str, kind: str, message: str) -> dict[str, str]:
 
 
 @register_emulator("zoho_desk")
-class ZohoDeskEmulator(Emulator):
+class ZohoDeskEmulator(ZohoDeskStore):
     """Zoho Desk's OAuth host and ticket API, with the shared control API and faults."""
 
     secret_fields = frozenset({"client_secret", "refresh_token", "access_token", "code"})
-
-    def __init__(
-        self,
-        *,
-        client_id: str = "1000.SANDBOXCLIENT",
-        client_secret: str = "sandbox-client-secret",
-        refresh_token: str = "1000.sandbox.refresh-token",
-        org_id: str = "60001234",
-        token_lifetime: float = 3600.0,
-        refresh_limit: int = 10,
-        refresh_window: float = 600.0,
-    ) -> None:
-        super().__init__()
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.refresh_token = refresh_token
-        self.org_id = org_id
-        self.token_lifetime = token_lifetime
-        self.refresh_limit = refresh_limit
-        self.refresh_window = refresh_window
-        self.custom_fields = set(CUSTOM_FIELDS)
-        self.reset_state()
-
-    def reset_state(self) -> None:
-        super().reset_state()
-        self.access_tokens: dict[str, float] = {}
-        self.grants: list[float] = []
-        self.revoked = False
-        self.contacts: dict[str, str] = {}
-        self._ids = itertools.count(1)
-
-    # -- settings and test helpers ---------------------------------------------------------
-
-    def configure(self, **settings: Any) -> None:
-        own = {
-            "token_lifetime",
-            "refresh_limit",
-            "refresh_window",
-            "custom_fields",
-            "client_secret",
-            "refresh_token",
-        }
-        super().configure(**{k: v for k, v in settings.items() if k not in own})
-        if "token_lifetime" in settings:
-            self.token_lifetime = float(settings["token_lifetime"])
-        if "refresh_limit" in settings:
-            self.refresh_limit = int(settings["refresh_limit"])
-        if "refresh_window" in settings:
-            self.refresh_window = float(settings["refresh_window"])
-        if "custom_fields" in settings:
-            self.custom_fields = set(settings["custom_fields"])
-        if "client_secret" in settings:
-            self.client_secret = str(settings["client_secret"])
-        if "refresh_token" in settings:
-            self.refresh_token = str(settings["refresh_token"])
-
-    def revoke(self) -> None:
-        """The operator revoked the refresh token: grants fail, live tokens stop working."""
-        self.revoked = True
-        self.access_tokens.clear()
-
-    def expire_tokens(self) -> None:
-        """Every access token expires now (as if an hour had passed)."""
-        self.access_tokens.clear()
-
-    def token_grants(self) -> int:
-        """How many token requests were logged (successful or not)."""
-        return len(self.requests("POST", "/oauth/v2/token"))
 
     def fault_response(self, fault: Fault) -> web.Response:
         headers = dict(fault.headers)
@@ -191,119 +112,6 @@ class ZohoDeskEmulator(Emulator):
             )
             body = error_body(code, message)
         return web.json_response(body, status=fault.status, headers=headers)
-
-    # -- tickets ---------------------------------------------------------------------------
-
-    def _new_id(self) -> str:
-        return str(1892000000100000 + next(self._ids) * 1000 + 3)
-
-    def seed(self, **fields: Any) -> dict[str, Any]:
-        """A ticket created at the vendor; Zoho field names, ``modifiedTime`` may be given."""
-        now = iso_ms(self.clock())
-        ticket_id = str(fields.pop("id", None) or self._new_id())
-        ticket: dict[str, Any] = {
-            "id": ticket_id,
-            "ticketNumber": str(len(self.tickets) + 101),
-            "subject": "Sandbox ticket",
-            "description": None,
-            "status": "Open",
-            "priority": None,
-            "departmentId": next(iter(DEPARTMENTS)),
-            "assigneeId": None,
-            "contactId": None,
-            "email": None,
-            "phone": None,
-            "dueDate": None,
-            "channel": "Web",
-            "category": None,
-            "createdTime": now,
-            "modifiedTime": now,
-            "modifiedBy": "1892000000056007",
-            "closedTime": None,
-            "onholdTime": None,
-            "threadCount": "1",
-            "commentCount": "0",
-            "isSpam": False,
-            "cf": dict.fromkeys(sorted(self.custom_fields)),
-        }
-        self._apply(ticket, fields)
-        ticket["createdTime"] = _as_time(fields.get("createdTime", ticket["createdTime"]))
-        ticket["modifiedTime"] = _as_time(fields.get("modifiedTime", ticket["modifiedTime"]))
-        self.tickets[ticket_id] = ticket
-        return ticket
-
-    def edit(self, external_id: str, **fields: Any) -> dict[str, Any]:
-        """An agent's edit in the Zoho UI: fields change and ``modifiedTime`` moves."""
-        ticket = self.tickets[external_id]
-        self._apply(ticket, fields)
-        ticket["modifiedTime"] = _as_time(fields.get("modifiedTime", iso_ms(self.clock())))
-        return ticket
-
-    def _apply(self, ticket: dict[str, Any], fields: Mapping[str, Any]) -> None:
-        for name, value in fields.items():
-            if name == "cf":
-                ticket["cf"].update(value or {})
-            elif name == "contact":
-                ticket["contactId"] = self._contact(value)
-                ticket["email"] = ticket["email"] or value.get("email")
-            elif name not in ("modifiedTime", "createdTime"):
-                ticket[name] = value
-        ticket["statusType"] = STATUSES.get(ticket["status"], "Open")
-        closed = ticket["statusType"] == "Closed"
-        ticket["closedTime"] = (ticket["closedTime"] or iso_ms(self.clock())) if closed else None
-
-    def _contact(self, contact: Mapping[str, Any]) -> str:
-        email = str(contact.get("email") or contact.get("lastName"))
-        return self.contacts.setdefault(email, str(1892000000042000 + len(self.contacts) * 2))
-
-    demo_field_names = {
-        "title": "subject",
-        "status": "status",
-        "priority": "priority",
-        "queue": "departmentId",
-    }
-
-    def demo_connection(self) -> dict[str, Any]:
-        assert self.base_url is not None
-        queues = {name.lower(): dep for dep, name in DEPARTMENTS.items()}
-        return {
-            "vendor": "zoho_desk",
-            "base_url": self.base_url,
-            "credentials": {
-                "client_id": self.client_id,
-                "client_secret": self.client_secret,
-                "refresh_token": self.refresh_token,
-                "org_id": self.org_id,
-                "accounts_url": self.base_url,
-            },
-            "fields": {
-                "title": None,
-                "status": {"open": "Open", "on_hold": "On Hold", "closed": "Closed"},
-                "priority": {"low": "Low", "normal": "Medium", "high": "High", "urgent": "High"},
-                "queue": queues,
-            },
-        }
-
-    def demo_fields(self, index: int) -> dict[str, Any]:
-        subjects = (
-            "Invoice shows the wrong VAT rate",
-            "Cannot reset my password",
-            "Refund for a duplicate charge",
-            "App crashes when exporting a report",
-            "Change the billing address",
-            "Two-factor codes arrive late",
-            "Upgrade to the annual plan",
-            "Webhook deliveries are failing",
-        )
-        statuses = ("Open", "Open", "On Hold", "Closed")
-        return {
-            "subject": f"{subjects[index % len(subjects)]} (#{index + 1})",
-            "description": f"Customer {index + 1} wrote in through the web form.",
-            "status": statuses[index % len(statuses)],
-            "priority": PRIORITIES[index % len(PRIORITIES)],
-            "departmentId": list(DEPARTMENTS)[index % len(DEPARTMENTS)],
-            "email": f"customer{index + 1}@example.com",
-        }
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -508,7 +316,7 @@ class ZohoDeskEmulator(Emulator):
         if rejection is not None:
             return rejection
         query = request.query
-        found = [t for t in self.tickets.values() if _search_matches(t, query)]
+        found = [t for t in self.tickets.values() if search_matches(t, query)]
         sort_by = query.get("sortBy", "relevance")
         key = sort_by.lstrip("-")
         if key != "relevance":
@@ -533,48 +341,3 @@ def _reject(violations: list[Violation]) -> web.Response | None:
         kinds = {"missing": "missing", "unknown": "invalid", "invalid": "invalid"}
         return _invalid_data([_field_error(v.name or "/", kinds[v.kind], v.message) for v in body])
     return None
-
-
-def _as_time(value: Any) -> str:
-    return iso_ms(value) if isinstance(value, datetime) else str(value)
-
-
-_RANGES = {
-    "modifiedTimeRange": "modifiedTime",
-    "createdTimeRange": "createdTime",
-    "dueDateRange": "dueDate",
-}
-_EXACT = ("id", "departmentId", "assigneeId", "status", "priority", "email", "contactId")
-
-
-def _search_matches(ticket: Mapping[str, Any], query: Mapping[str, str]) -> bool:
-    for param, field in _RANGES.items():
-        if param in query and not _in_range(ticket.get(field), query[param]):
-            return False
-    for name in _EXACT:
-        if name in query:
-            wanted = {v.strip().lower() for v in query[name].split(",")}
-            if str(ticket.get(name) or "").lower() not in wanted:
-                return False
-    for name, value in query.items():
-        if name.startswith("customField") and not _custom_matches(ticket, value):
-            return False
-    return True
-
-
-def _in_range(value: Any, bounds: str) -> bool:
-    if not value:
-        return False
-    low, _, high = bounds.partition(",")
-    # Both ends inclusive (INFERENCE: Zoho does not document it; the adapter tolerates either).
-    return parse_iso(low) <= parse_iso(str(value)) <= parse_iso(high)
-
-
-def _custom_matches(ticket: Mapping[str, Any], criterion: str) -> bool:
-    api_name, _, wanted = criterion.partition(":")
-    actual = (ticket.get("cf") or {}).get(api_name)
-    if actual is None:
-        return False
-    # Zoho's search takes "*" as its only wildcard, and matches without regard to case.
-    pattern = ".*".join(re.escape(part) for part in wanted.split("*"))
-    return re.fullmatch(pattern, str(actual), re.IGNORECASE) is not None

@@ -39,7 +39,8 @@ from sqlalchemy.engine import make_url
 from sync.config import Config, parse_config
 from sync.db import Mirror
 from sync.sandbox.base import Emulator, emulators
-from sync.sandbox.zoho_desk import ZohoDeskEmulator, iso_ms, parse_iso
+from sync.sandbox.zoho_desk import ZohoDeskEmulator
+from sync.sandbox.zoho_desk_data import iso_ms, parse_iso
 
 ROOT = Path(__file__).resolve().parents[2]
 CONNECTION = "bench"

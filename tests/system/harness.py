@@ -125,7 +125,7 @@ KAPTURE_TOKEN = "c2FuZGJveDprYXB0dXJlLWF1dGgta2V5"
 
 
 def _kapture_connection(vendor: VendorProcess) -> dict[str, Any]:
-    from sync.sandbox.kapture import SUB_STATUSES
+    from sync.sandbox.kapture_data import SUB_STATUSES
 
     return {
         "vendor": "kapture",

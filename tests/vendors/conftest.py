@@ -11,7 +11,8 @@ import pytest
 
 from sync.config import ConnectionConfig, parse_config
 from sync.http import HttpClient
-from sync.sandbox.zoho_desk import AGENTS, DEPARTMENTS, ZohoDeskEmulator, iso_ms
+from sync.sandbox.zoho_desk import ZohoDeskEmulator
+from sync.sandbox.zoho_desk_data import AGENTS, DEPARTMENTS, iso_ms
 from sync.vendors.base import AdapterContext
 from sync.vendors.zoho_desk.adapter import ZohoDeskAdapter
 from sync.vendors.zoho_desk.mapping import FIELD_NAMES, parse_time, to_remote, zoho_time

@@ -24,7 +24,8 @@ from sync.errors import (
     Retriable,
 )
 from sync.http import HttpClient
-from sync.sandbox.kapture import PATHS, QUEUES, SUB_STATUSES, TOKEN, KaptureEmulator
+from sync.sandbox.kapture import PATHS, KaptureEmulator
+from sync.sandbox.kapture_data import QUEUES, SUB_STATUSES, TOKEN
 from sync.vendors.base import Adapter, AdapterContext, RemoteTicket
 from sync.vendors.kapture.adapter import KaptureAdapter
 from sync.vendors.kapture.mapping import (

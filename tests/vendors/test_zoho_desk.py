@@ -27,7 +27,8 @@ from sync.errors import (
     RateLimited,
     Retriable,
 )
-from sync.sandbox.zoho_desk import DEPARTMENTS, ZohoDeskEmulator, iso_ms
+from sync.sandbox.zoho_desk import ZohoDeskEmulator
+from sync.sandbox.zoho_desk_data import DEPARTMENTS, iso_ms
 from sync.vendors.zoho_desk.adapter import ZohoDeskAdapter
 from sync.vendors.zoho_desk.auth import accounts_for, api_root
 from sync.vendors.zoho_desk.mapping import (
