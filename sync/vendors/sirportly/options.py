@@ -97,8 +97,7 @@ def submit_params(
     """``tickets/submit`` parameters for a new ticket; also what keeps it from being sent.
 
     Sirportly requires a subject, status, priority, team and contact (docs/vendor-apis.md
-    §3.5); the queue and contact fall back to the options' defaults, the marker
-    goes in its
+    §3.5); the queue and contact fall back to the options' defaults, the marker goes in its
     custom field. A department-only queue (``"3"``) sends ``department`` without ``team``:
     the adapter adds the first team on the department's escalation path.
     """
