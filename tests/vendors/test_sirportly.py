@@ -28,7 +28,8 @@ from sync.errors import (
     VendorError,
 )
 from sync.http import HttpClient
-from sync.sandbox.sirportly import SirportlyEmulator, iso
+from sync.sandbox.sirportly import SirportlyEmulator
+from sync.sandbox.sirportly_data import iso
 from sync.vendors.base import AdapterContext
 from sync.vendors.sirportly.adapter import SirportlyAdapter
 from sync.vendors.sirportly.mapping import describe_errors, parse_time, to_params, to_remote
