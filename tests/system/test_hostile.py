@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from sync.config import Config, parse_config
+from sync.daemon.endpoint import BoundedEndpoint, Bounds
 from sync.daemon.metrics import UNHEALTHY_AFTER, Metrics
 from sync.daemon.scheduler import Jobs
 from sync.db import Mirror, migrate
@@ -158,7 +159,8 @@ async def test_daemon_health_and_metrics_tell_the_truth(sqlite_mirror: Mirror, c
     emulator = emulators()["zoho_desk"]()
     await emulator.start()
     metrics = Metrics()
-    runner = await metrics.serve("127.0.0.1", 0)
+    endpoint = BoundedEndpoint(metrics.app(), Bounds())
+    await endpoint.start("127.0.0.1", 0)
     try:
         config = await _prepared(sqlite_mirror, "zoho_desk", emulator)
         emulator.inject("hostile", payload="deep_json", times=100)
@@ -166,7 +168,7 @@ async def test_daemon_health_and_metrics_tell_the_truth(sqlite_mirror: Mirror, c
         for _ in range(UNHEALTHY_AFTER):
             await jobs._job("v")
             await jobs._job("good")
-        port = runner.addresses[0][1]
+        port = endpoint.port
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/healthz") as health:
                 assert health.status == 503
@@ -182,7 +184,7 @@ async def test_daemon_health_and_metrics_tell_the_truth(sqlite_mirror: Mirror, c
         assert status["good"]["consecutive_failures"] == 0
         assert not [r for r in caplog.records if r.exc_info]
     finally:
-        await runner.cleanup()
+        await endpoint.cleanup()
         await emulator.stop()
         reset_stores()
 
