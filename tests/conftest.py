@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import threading
 from collections.abc import Iterator
 from functools import cache
 
@@ -120,3 +122,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_report_header() -> str:
     reason = pg_unavailable()
     return "postgresql: " + ("available" if reason is None else f"SKIPPED ({reason})")
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback TCP server that accepts connections and never answers; yields its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for sock in held:
+            sock.close()
+        server.close()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,33 +42,6 @@ def _config(database: dict[str, object]) -> Config:
         },
         env={"TOKEN": "t"},
     )
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A loopback TCP server that accepts connections and never answers; yields its port."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        for sock in held:
-            sock.close()
-        server.close()
 
 
 @pytest.fixture
