@@ -76,6 +76,12 @@ class Capabilities:
     broader: Mapping[str, Callable[[str], str | None]] = field(
         default_factory=dict, hash=False, compare=False
     )
+    #: Conversations (docs/architecture.md §8.5). ``comments_read``: ``list_comments``
+    #: works. ``comments_write``: ``post_comment`` works. ``private_comments``: a post can
+    #: be private (an internal note); without it a private comment is never posted there.
+    comments_read: bool = False
+    comments_write: bool = False
+    private_comments: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,48 @@ class RemoteTicket:
     modified_at: datetime | None = None
     marker: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: An opaque summary of the ticket's conversation counters (Zoho ``commentCount``,
+    #: Sirportly ``update_count`` + ``last_update_posted_at``, Kapture
+    #: ``totalConversationCount`` + ``lastConversationTime``), or None when the record
+    #: carries none. The engine reads a ticket's comments only when this value moved since
+    #: it last read them, or when the ticket is new to it.
+    comment_counter: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoteComment:
+    """One comment (public reply or private note) as the vendor holds it.
+
+    ``external_id`` is unique per connection (Kapture's notes carry none: its adapter
+    derives one from a hash of sentDate, sender_name and detail). ``marker`` is the
+    engine's post marker when the body carries one (``sync.vendors.comments``).
+    ``body`` is plain text, with the marker line removed.
+    """
+
+    external_id: str
+    body: str
+    is_public: bool
+    author_name: str | None = None
+    author_email: str | None = None
+    created_at: datetime | None = None
+    marker: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class OutgoingComment:
+    """A comment the engine posts. ``body`` already holds the attribution prefix where
+    the connection asks for one; the adapter appends the marker line itself
+    (``sync.vendors.comments.with_marker``) so ``find_comment`` can find it after a lost
+    reply. ``author_user`` is the vendor's user id to post as, from the connection's
+    author map, or None to post as the API user."""
+
+    body: str
+    is_public: bool
+    marker: str
+    author_name: str | None = None
+    author_email: str | None = None
+    author_user: str | None = None
 
 
 class Watch(tuple[str, ...]):
@@ -183,6 +231,23 @@ class Adapter(ABC):
         """
         raise NotImplementedError(f"{self.vendor} cannot search for create markers")
 
+    async def list_comments(self, external_id: str) -> Sequence[RemoteComment]:
+        """Every comment of the ticket, oldest first (``capabilities.comments_read``)."""
+        raise NotImplementedError(f"{self.vendor} does not read comments")
+
+    async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
+        """Post ``comment`` on the ticket and return it as the vendor now holds it
+        (``capabilities.comments_write``). The adapter sends the visibility explicitly and
+        raises ``ProtocolError`` when the reply shows another visibility than asked."""
+        raise NotImplementedError(f"{self.vendor} does not post comments")
+
+    async def find_comment(self, external_id: str, marker: str) -> RemoteComment | None:
+        """The ticket's comment carrying ``marker``, or None; for posts whose reply was lost."""
+        for comment in await self.list_comments(external_id):
+            if comment.marker == marker:
+                return comment
+        return None
+
     def lookback(self, override: float | None = None) -> timedelta:
         """How far a pull reaches back before its cursor: the connection's own
         ``options.lookback_seconds`` when given, else ``sync.lookback_seconds``."""
@@ -226,7 +291,9 @@ __all__ = [
     "AdapterContext",
     "Capabilities",
     "Cursor",
+    "OutgoingComment",
     "Page",
+    "RemoteComment",
     "RemoteTicket",
     "Watch",
     "adapter_class",
