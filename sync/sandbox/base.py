@@ -16,11 +16,16 @@ Control API on the same server, JSON, no auth (tests and ``ticketsync demo`` dri
   vendor's field names: with an existing ``id`` it is an edit at the vendor, else a new ticket;
 - ``POST /_sandbox/faults`` with one fault or a list, e.g. ``{"kind": "status", "status": 503,
   "times": 2, "match": "PATCH /api/v1/tickets"}``; kinds are ``FAULT_KINDS``;
+- ``GET /_sandbox/comments?ticket=ID`` (a ticket's comments as the vendor stores them);
+  ``POST /_sandbox/comments`` with ``{"ticket": ID, ...}`` (one comment or a list, the
+  vendor's field names): a comment added at the vendor, as an agent or customer would;
 - ``GET /_sandbox/log`` (the request log and the deviations), ``POST /_sandbox/reset``,
-  ``POST /_sandbox/config`` (vendor settings, e.g. Zoho's ``token_lifetime``).
+  ``POST /_sandbox/config`` (vendor settings, e.g. Zoho's ``token_lifetime``, or
+  ``misfile_visibility``: new comments are stored with the opposite visibility to the one
+  asked, the switch for tests of the adapters' visibility check).
 
 In-process tests call the same things as methods: ``inject``, ``seed``, ``edit``, ``tickets``,
-``log``, ``deviations``, ``reset``, ``configure``.
+``add_comment``, ``comments``, ``log``, ``deviations``, ``reset``, ``configure``.
 """
 
 from __future__ import annotations
@@ -145,6 +150,9 @@ class Emulator(ABC):
 
     def __init__(self) -> None:
         self.tickets: dict[str, dict[str, Any]] = {}
+        #: Each ticket's comments (vendor records, in the order they were added).
+        self.comments: dict[str, list[dict[str, Any]]] = {}
+        self.misfile_visibility = False
         self.log: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self.latency = 0.0
@@ -170,6 +178,11 @@ class Emulator(ABC):
     def fault_response(self, fault: Fault) -> web.Response:
         """The reply to a ``status`` fault, in the vendor's error shape unless ``fault.body``."""
 
+    def add_comment(self, external_id: str, **fields: Any) -> dict[str, Any]:
+        """Add a comment to a ticket directly at the vendor (vendor field names); bumps the
+        ticket's conversation counters the way the vendor documents it."""
+        raise NotImplementedError(f"{self.vendor} emulator has no comments")
+
     def revoke(self) -> None:
         """Revoke the credentials the emulator accepts (the ``revoke`` fault)."""
         raise NotImplementedError(f"{self.vendor} emulator has no credentials to revoke")
@@ -193,14 +206,19 @@ class Emulator(ABC):
     def reset_state(self) -> None:
         """Forget state beyond tickets, log and faults; vendors extend it (contacts, tokens)."""
         self.latency = 0.0
+        self.misfile_visibility = False
+        self.comments.clear()
 
     def configure(self, **settings: Any) -> None:
-        """Change emulator settings; the base knows ``latency`` (seconds before every reply)."""
-        unknown = set(settings) - {"latency"}
+        """Change emulator settings; the base knows ``latency`` (seconds before every reply)
+        and ``misfile_visibility`` (see the module docstring)."""
+        unknown = set(settings) - {"latency", "misfile_visibility"}
         if unknown:
             raise ValueError(f"unknown {self.vendor} emulator settings: {sorted(unknown)}")
         if "latency" in settings:
             self.latency = float(settings["latency"])
+        if "misfile_visibility" in settings:
+            self.misfile_visibility = bool(settings["misfile_visibility"])
 
     # -- test-facing API -------------------------------------------------------------------
 
@@ -237,6 +255,8 @@ class Emulator(ABC):
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/_sandbox/tickets", self._control_tickets)
         app.router.add_post("/_sandbox/tickets", self._control_tickets)
+        app.router.add_get("/_sandbox/comments", self._control_comments)
+        app.router.add_post("/_sandbox/comments", self._control_comments)
         app.router.add_post("/_sandbox/faults", self._control_faults)
         app.router.add_get("/_sandbox/log", self._control_log)
         app.router.add_post("/_sandbox/reset", self._control_reset)
@@ -393,6 +413,19 @@ class Emulator(ABC):
             except (TypeError, ValueError, KeyError) as exc:
                 return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"tickets": list(self.tickets.values())})
+
+    async def _control_comments(self, request: web.Request) -> web.Response:
+        ticket = request.query.get("ticket", "")
+        if request.method == "POST":
+            payload = await request.json()
+            try:
+                for item in payload if isinstance(payload, list) else [payload]:
+                    fields = dict(item)
+                    ticket = str(fields.pop("ticket"))
+                    self.add_comment(ticket, **fields)
+            except (TypeError, ValueError, KeyError, NotImplementedError) as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"comments": self.comments.get(ticket, [])})
 
     async def _control_faults(self, request: web.Request) -> web.Response:
         payload = await request.json()

@@ -1,6 +1,7 @@
 """Derive the compact Zoho Desk request schema from Zoho's own OpenAPI files.
 
-``derive(folder)`` reads ``Ticket.json``, ``Search.json`` and ``Common.json`` of
+``derive(folder)`` reads ``Ticket.json``, ``TicketComment.json``, ``Search.json`` and
+``Common.json`` of
 ``zoho/zohodesk-oas`` (v1.0) and returns the compact schema that ``sync/sandbox/zoho_schema.json``
 ships: for each operation the emulator serves, its parameters (``in``, ``required`` and a value
 schema) and its request body. Only validation keywords are kept (types, enums, ranges, lengths,
@@ -57,6 +58,8 @@ OPERATIONS = (
     ("Ticket.json", "/api/v1/tickets", "post"),
     ("Ticket.json", "/api/v1/tickets/{ticketId}", "get"),
     ("Ticket.json", "/api/v1/tickets/{ticketId}", "patch"),
+    ("TicketComment.json", "/api/v1/tickets/{ticketId}/comments", "get"),
+    ("TicketComment.json", "/api/v1/tickets/{ticketId}/comments", "post"),
 )
 
 #: Validation keywords kept from a JSON Schema; everything else is prose or response detail.

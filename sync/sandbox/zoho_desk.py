@@ -31,6 +31,7 @@ The portal's tables, OAuth state and tickets are ``sync.sandbox.zoho_desk_data``
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ from sync.sandbox.zoho_desk_data import (
     PRIORITIES,
     STATUSES,
     ZohoDeskStore,
+    parse_iso,
     search_matches,
 )
 
@@ -122,6 +124,8 @@ class ZohoDeskEmulator(ZohoDeskStore):
         router.add_post("/api/v1/tickets", self._create)
         router.add_get("/api/v1/tickets/{ticketId}", self._get)
         router.add_patch("/api/v1/tickets/{ticketId}", self._update)
+        router.add_get("/api/v1/tickets/{ticketId}/comments", self._list_comments)
+        router.add_post("/api/v1/tickets/{ticketId}/comments", self._create_comment)
         router.add_route("*", "/{tail:.*}", self._unrouted)
 
     async def _unrouted(self, request: web.Request) -> web.Response:
@@ -297,6 +301,44 @@ class ZohoDeskEmulator(ZohoDeskStore):
                 errors.append(_field_error(f"/cf/{key}", "invalid", message))
         return errors
 
+    async def _list_comments(self, request: web.Request) -> web.Response:
+        """``GET .../comments``: ``commentedTime`` ascending by default (DOC), ties in the
+        order added; 200 ``{"data": []}`` when there are none (the OAS lists no 204)."""
+        _, rejection = await self._guard(request)
+        if rejection is not None:
+            return rejection
+        ticket_id = request.match_info["ticketId"]
+        if ticket_id not in self.tickets:
+            return _error(404, *_DEFAULT_ERRORS[404])
+        sort_by = request.query.get("sortBy", "commentedTime")
+        found = sorted(
+            self.comments.get(ticket_id, []),
+            key=lambda c: parse_iso(c["commentedTime"]),
+            reverse=sort_by.startswith("-"),
+        )
+        start = int(request.query.get("from", "0"))
+        page = found[start : start + int(request.query.get("limit", "50"))]
+        return web.json_response({"data": [_listed(c) for c in page]})
+
+    async def _create_comment(self, request: web.Request) -> web.Response:
+        """``POST .../comments``: 200 with the comment (DOC). Without ``isPublic`` the comment
+        is made public and a deviation recorded: Zoho's default is UNCONFIRMED."""
+        body, rejection = await self._guard(request)
+        if rejection is not None:
+            return rejection
+        ticket_id = request.match_info["ticketId"]
+        if ticket_id not in self.tickets:
+            return _error(404, *_DEFAULT_ERRORS[404])
+        if "isPublic" not in body:
+            request[DEVIATIONS].append("isPublic omitted: Zoho's default is UNCONFIRMED")
+        comment = self.add_comment(
+            ticket_id,
+            content=body["content"],
+            contentType=body.get("contentType") or "html",
+            isPublic=body.get("isPublic", True),
+        )
+        return web.json_response(comment)
+
     async def _list(self, request: web.Request) -> web.Response:
         _, rejection = await self._guard(request)
         if rejection is not None:
@@ -326,6 +368,14 @@ class ZohoDeskEmulator(ZohoDeskStore):
         if not page:
             return web.Response(status=204)
         return web.json_response({"data": page, "count": str(len(found))})
+
+
+def _listed(comment: Mapping[str, Any]) -> dict[str, Any]:
+    """A comment as list items show it: with ``plainText`` beside ``content`` (DOC)."""
+    plain = comment["content"]
+    if comment["contentType"] == "html":
+        plain = re.sub(r"<[^<>]*>", "", plain)
+    return {**comment, "plainText": plain}
 
 
 def _reject(violations: list[Violation]) -> web.Response | None:

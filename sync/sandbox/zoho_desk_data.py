@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sync.sandbox.base import Emulator
@@ -24,6 +24,20 @@ PRIORITIES = ("High", "Medium", "Low")
 DEPARTMENTS = {"1892000000006907": "Support", "1892000000082069": "Billing"}
 AGENTS = {"1892000000056007": "George Vincent", "1892000000056011": "Asha Rao"}
 CUSTOM_FIELDS = ("cf_ticketsync_marker", "cf_modelname")
+#: Comments the demo portal's tickets carry (``seed_demo``): an HTML reply from the
+#: customer, a private note and a public reply at the same second, a mention.
+DEMO_COMMENTS = (
+    {
+        "content": "<div>Hi,<br>the invoice still shows <b>20%</b> VAT &amp; we are exempt.</div>",
+        "isPublic": True,
+        "commenter": "customer",
+    },
+    {
+        "content": "<div>Checked with zsu[@user:1892000000056011]zsu: exemption on file.</div>",
+        "isPublic": False,
+    },
+    {"content": "We are correcting it now.", "contentType": "plainText", "isPublic": True},
+)
 
 
 def iso_ms(moment: datetime) -> str:
@@ -71,6 +85,7 @@ class ZohoDeskStore(Emulator):
         self.revoked = False
         self.contacts: dict[str, str] = {}
         self._ids = itertools.count(1)
+        self._comment_ids = itertools.count(1)
 
     # -- settings and test helpers ---------------------------------------------------------
 
@@ -156,6 +171,71 @@ class ZohoDeskStore(Emulator):
         self._apply(ticket, fields)
         ticket["modifiedTime"] = _as_time(fields.get("modifiedTime", iso_ms(self.clock())))
         return ticket
+
+    def add_comment(self, external_id: str, **fields: Any) -> dict[str, Any]:
+        """A comment on the ticket, Zoho's shape (docs/vendor-apis.md §6.1): ``content``,
+        ``contentType`` (default html), ``isPublic`` (default true here), ``commentedTime``
+        (default now), ``commenter`` (an agent id, or ``"customer"``; default the first
+        agent, the API user). ``commentCount`` goes up; ``modifiedTime`` does not move:
+        whether it does at Zoho is UNCONFIRMED, so nothing may rely on it."""
+        ticket = self.tickets[external_id]
+        public = bool(fields.get("isPublic", True))
+        if self.misfile_visibility:
+            public = not public
+        commenter = self._commenter(ticket, fields.get("commenter"))
+        comment: dict[str, Any] = {
+            "id": str(1892000000200000 + next(self._comment_ids) * 1000 + 7),
+            "content": str(fields.get("content", "")),
+            "contentType": fields.get("contentType") or "html",
+            "isPublic": public,
+            "commentedTime": _as_time(fields.get("commentedTime") or self.clock()),
+            "modifiedTime": None,
+            "commenterId": commenter["id"],
+            "commenter": commenter,
+            "impersonatedUser": None,
+            "attachments": [],
+        }
+        self.comments.setdefault(external_id, []).append(comment)
+        ticket["commentCount"] = str(len(self.comments[external_id]))
+        return comment
+
+    def _commenter(self, ticket: Mapping[str, Any], who: Any) -> dict[str, Any]:
+        if who == "customer":
+            email = ticket.get("email") or "customer@example.com"
+            first, _, last = str(email).partition("@")
+            return {
+                "id": ticket.get("contactId") or "1892000000042000",
+                "name": first,
+                "firstName": "",
+                "lastName": first,
+                "email": email,
+                "photoURL": None,
+                "roleName": "PortalUser",
+                "type": ["END_USER"],
+            }
+        agent = str(who) if who in AGENTS else next(iter(AGENTS))
+        first, _, last = AGENTS[agent].partition(" ")
+        return {
+            "id": agent,
+            "name": AGENTS[agent],
+            "firstName": first,
+            "lastName": last,
+            "email": f"{first.lower()}@sandbox.example.com",
+            "photoURL": None,
+            "roleName": "Agent",
+            "type": ["AGENT"],
+        }
+
+    def seed_demo(self, count: int) -> None:
+        """The demo tickets; every third one carries ``DEMO_COMMENTS``, the last two at
+        the same second."""
+        super().seed_demo(count)
+        for index, ticket_id in enumerate(list(self.tickets)):
+            if index % 3 == 0:
+                now = self.clock()
+                times = (now - timedelta(minutes=5), now, now)
+                for moment, comment in zip(times, DEMO_COMMENTS, strict=True):
+                    self.add_comment(ticket_id, commentedTime=moment, **comment)
 
     def _apply(self, ticket: dict[str, Any], fields: Mapping[str, Any]) -> None:
         for name, value in fields.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -149,6 +150,20 @@ class ZohoVendor:
 
     def inject(self, kind: str, **params: Any) -> None:
         self.emulator.inject(kind, **params)
+
+    checks_visibility = True
+    comment_read_route = "GET /api/v1/tickets/"
+
+    def add_comment(self, external_id: str, body: str, *, public: bool, ago: float) -> None:
+        when = self.emulator.clock() - timedelta(seconds=ago)
+        content = "<div>" + html.escape(body) + "</div>"
+        self.emulator.add_comment(external_id, content=content, isPublic=public, commentedTime=when)
+
+    def stored_comments(self, external_id: str) -> list[tuple[str, bool | None]]:
+        return [(c["content"], c["isPublic"]) for c in self.emulator.comments.get(external_id, [])]
+
+    def misfile_visibility(self) -> None:
+        self.emulator.configure(misfile_visibility=True)
 
     def deviations(self) -> list[str]:
         return self.emulator.deviations()

@@ -8,6 +8,10 @@ A vendor's test module subclasses ``AdapterContract`` and provides two fixtures:
 
 Each test leaves the emulator's request log free of deviations from the vendor's documented
 request shape (checked after every test).
+
+The comment tests (docs/architecture.md §8.5) run for each vendor as far as its adapter's
+capabilities say (``comments_read``, ``comments_write``, ``private_comments``); the handle's
+comment methods are only called where they apply.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from sync.errors import AuthRejected, ItemError, ProtocolError, Retriable
-from sync.vendors.base import Adapter, RemoteTicket
+from sync.errors import AuthRejected, ItemError, ProtocolError, Retriable, VendorError
+from sync.vendors.base import Adapter, OutgoingComment, RemoteTicket
 
 
 class VendorHandle(Protocol):
@@ -45,6 +49,27 @@ class VendorHandle(Protocol):
     def inject(self, kind: str, **params: Any) -> None: ...
 
     def deviations(self) -> list[str]: ...
+
+    # -- comments (vendors whose adapter reads or posts comments) --------------------------
+
+    #: Whether the vendor's reply to a post states the comment's visibility (the adapter
+    #: then checks it), so ``misfile_visibility`` must make the post fail.
+    checks_visibility: bool
+    #: ``match`` string for faults on the reads ``list_comments`` makes.
+    comment_read_route: str
+
+    def add_comment(self, external_id: str, body: str, *, public: bool, ago: float) -> None:
+        """A comment added at the vendor ``ago`` seconds before now, as an agent would."""
+        ...
+
+    def stored_comments(self, external_id: str) -> list[tuple[str, bool | None]]:
+        """The ticket's comments as the vendor holds them: (raw body, public or None when
+        the vendor records no visibility)."""
+        ...
+
+    def misfile_visibility(self) -> None:
+        """From now on the emulator files new comments with the opposite visibility."""
+        ...
 
 
 async def pull(adapter: Adapter, cursor: Any = None) -> tuple[dict[str, RemoteTicket], Any]:
@@ -193,3 +218,141 @@ class AdapterContract:
         with pytest.raises(Retriable):
             await adapter.update(external_id, {name: second})
         assert vendor.fetch(external_id)[name] == second
+
+    # -- comments (docs/architecture.md §8.5) ----------------------------------------------
+
+    @staticmethod
+    def _needs(adapter: Adapter, *flags: str) -> None:
+        missing = [f for f in flags if not getattr(adapter.capabilities, f)]
+        if missing:
+            pytest.skip(f"the adapter lacks {', '.join(missing)}")
+
+    async def test_comments_are_listed_oldest_first(
+        self, adapter: Adapter, vendor: VendorHandle
+    ) -> None:
+        self._needs(adapter, "comments_read")
+        external_id = vendor.seed(**self.first_values(vendor))
+        vendor.add_comment(external_id, "Second, a minute ago.", public=True, ago=60)
+        vendor.add_comment(external_id, "Third, at the same second.", public=True, ago=60)
+        vendor.add_comment(external_id, "First, two minutes ago.", public=True, ago=120)
+        listed = await adapter.list_comments(external_id)
+        assert [c.body for c in listed] == [
+            "First, two minutes ago.",
+            "Second, a minute ago.",
+            "Third, at the same second.",
+        ]
+        assert len({c.external_id for c in listed}) == 3
+        assert all(c.marker is None and c.created_at is not None for c in listed)
+        assert [c.external_id for c in await adapter.list_comments(external_id)] == [
+            c.external_id for c in listed
+        ]
+
+    async def test_ticket_without_comments_lists_none(
+        self, adapter: Adapter, vendor: VendorHandle
+    ) -> None:
+        self._needs(adapter, "comments_read")
+        external_id = vendor.seed(**self.first_values(vendor))
+        assert list(await adapter.list_comments(external_id)) == []
+
+    async def test_posted_comment_is_listed_and_found_by_its_marker(
+        self, adapter: Adapter, vendor: VendorHandle
+    ) -> None:
+        self._needs(adapter, "comments_write")
+        external_id = vendor.seed(**self.first_values(vendor))
+        outgoing = OutgoingComment("Alice via Zoho Desk:\nIt works now.", True, "tsc-contract-1")
+        posted = await adapter.post_comment(external_id, outgoing)
+        assert posted.marker == "tsc-contract-1" and posted.external_id
+        assert posted.body == outgoing.body
+        assert posted.is_public or not vendor.checks_visibility
+        (stored_body, public), *_ = vendor.stored_comments(external_id)
+        assert "tsc-contract-1" in stored_body and public in (True, None)
+        if not adapter.capabilities.comments_read:
+            return
+        listed = await adapter.list_comments(external_id)
+        assert [(c.external_id, c.marker, c.body) for c in listed] == [
+            (posted.external_id, "tsc-contract-1", outgoing.body)
+        ]
+        found = await adapter.find_comment(external_id, "tsc-contract-1")
+        assert found is not None and found.external_id == posted.external_id
+        assert await adapter.find_comment(external_id, "tsc-never-posted") is None
+
+    async def test_private_comment_stays_private(
+        self, adapter: Adapter, vendor: VendorHandle
+    ) -> None:
+        self._needs(adapter, "comments_write", "private_comments")
+        external_id = vendor.seed(**self.first_values(vendor))
+        outgoing = OutgoingComment("Internal: refund approved.", False, "tsc-contract-2")
+        posted = await adapter.post_comment(external_id, outgoing)
+        assert posted.is_public is False
+        assert [public for _, public in vendor.stored_comments(external_id)] in ([False], [None])
+        if adapter.capabilities.comments_read:
+            listed = await adapter.list_comments(external_id)
+            assert [c.is_public for c in listed] == [False]
+
+    async def test_private_comment_refused_where_the_vendor_cannot_keep_it_private(
+        self, adapter: Adapter, vendor: VendorHandle
+    ) -> None:
+        self._needs(adapter, "comments_write")
+        if adapter.capabilities.private_comments:
+            pytest.skip("the adapter posts private comments")
+        external_id = vendor.seed(**self.first_values(vendor))
+        with pytest.raises(ItemError):
+            await adapter.post_comment(
+                external_id, OutgoingComment("Internal only.", False, "tsc-contract-3")
+            )
+        assert vendor.stored_comments(external_id) == []
+
+    async def test_visibility_mismatch_is_protocol_error(
+        self, adapter: Adapter, vendor: VendorHandle
+    ) -> None:
+        self._needs(adapter, "comments_write")
+        if not vendor.checks_visibility:
+            pytest.skip("the vendor's reply does not state a comment's visibility")
+        external_id = vendor.seed(**self.first_values(vendor))
+        vendor.misfile_visibility()
+        public = not adapter.capabilities.private_comments
+        with pytest.raises(ProtocolError) as caught:
+            await adapter.post_comment(
+                external_id, OutgoingComment("Internal only.", public, "tsc-contract-4")
+            )
+        assert adapter.name in str(caught.value)
+
+    async def test_counter_moves_after_a_post(self, adapter: Adapter, vendor: VendorHandle) -> None:
+        self._needs(adapter, "comments_write")
+        external_id = vendor.seed(**self.first_values(vendor))
+        before = await adapter.get(external_id)
+        await adapter.post_comment(external_id, OutgoingComment("Noted.", True, "tsc-contract-5"))
+        after = await adapter.get(external_id)
+        assert before is not None and after is not None
+        assert after.comment_counter is not None
+        assert after.comment_counter != before.comment_counter
+
+    async def test_counter_moves_after_a_comment_at_the_vendor(
+        self, adapter: Adapter, vendor: VendorHandle
+    ) -> None:
+        self._needs(adapter, "comments_read")
+        external_id = vendor.seed(**self.first_values(vendor))
+        before, _ = await pull(adapter)
+        vendor.add_comment(external_id, "A customer replied.", public=True, ago=0)
+        after, _ = await pull(adapter)
+        assert after[external_id].comment_counter is not None
+        assert after[external_id].comment_counter != before[external_id].comment_counter
+
+    @pytest.mark.parametrize(
+        "payload",
+        ["deep_json", "unclosed_html", "charset", "future_time", "overflow_time", "control"],
+    )
+    async def test_hostile_comment_reply_is_a_value_or_a_vendor_error(
+        self, adapter: Adapter, vendor: VendorHandle, payload: str
+    ) -> None:
+        self._needs(adapter, "comments_read")
+        external_id = vendor.seed(**self.first_values(vendor))
+        vendor.add_comment(external_id, "<b>Hello</b> &amp; bye", public=True, ago=60)
+        await adapter.get(external_id)  # authenticated: the fault hits the comment read
+        vendor.inject("hostile", payload=payload, times=10, match=vendor.comment_read_route)
+        try:
+            listed = await adapter.list_comments(external_id)
+        except VendorError as exc:
+            assert adapter.name in str(exc)
+        else:
+            assert all(isinstance(c.body, str) for c in listed)

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,8 @@ from sync.errors import (
 )
 from sync.sandbox.zoho_desk import ZohoDeskEmulator
 from sync.sandbox.zoho_desk_data import DEPARTMENTS, iso_ms
+from sync.vendors.base import OutgoingComment
+from sync.vendors.comments import html_to_text
 from sync.vendors.zoho_desk.adapter import ZohoDeskAdapter
 from sync.vendors.zoho_desk.auth import accounts_for, api_root
 from sync.vendors.zoho_desk.mapping import (
@@ -658,3 +661,137 @@ async def test_window_scan_gives_up_on_an_unpageable_crowd() -> None:
             datetime(2025, 5, 4, tzinfo=UTC), datetime(2025, 5, 6, tzinfo=UTC)
         ):
             pass
+
+
+# -- comments (docs/vendor-apis.md §6.1) -----------------------------------------------------
+
+
+async def test_comment_post_sends_plain_text_and_explicit_visibility(
+    make_zoho: MakeAdapter, zoho_emulator: ZohoDeskEmulator, vendor: ZohoVendor
+) -> None:
+    external_id = vendor.seed(modified_ago=3600)
+    modified = zoho_emulator.tickets[external_id]["modifiedTime"]
+    adapter = make_zoho()
+    body = "Bob via Sirportly:\nping zsu[@user:1892000000056011]zsu please"
+    posted = await adapter.post_comment(external_id, OutgoingComment(body, False, "tsc-zoho-1"))
+    (request,) = zoho_emulator.requests("POST", f"/api/v1/tickets/{external_id}/comments")
+    assert request["body"]["isPublic"] is False
+    assert request["body"]["contentType"] == "plainText"
+    assert "zsu[@" not in request["body"]["content"]  # nobody at Zoho gets notified
+    assert request["body"]["content"].endswith("\n\n[ticketsync:tsc-zoho-1]")
+    assert posted.marker == "tsc-zoho-1" and posted.is_public is False
+    ticket = zoho_emulator.tickets[external_id]
+    assert ticket["commentCount"] == "1"
+    assert ticket["modifiedTime"] == modified  # UNCONFIRMED at Zoho: never relied upon
+
+
+async def test_comment_html_and_mentions_read_as_plain_text(
+    make_zoho: MakeAdapter, zoho_emulator: ZohoDeskEmulator, vendor: ZohoVendor
+) -> None:
+    external_id = vendor.seed()
+    html_body = (
+        "<div>Hi <b>team</b>,<br>zsu[@team:31138000001254025_Billing]zsu &amp; "
+        "zsu[@user:1892000000056011]zsu look<script>alert(1)</script></div>"
+        "<div>Thanks&nbsp;a lot</div>"
+    )
+    zoho_emulator.add_comment(external_id, content=html_body, commenter="customer")
+    zoho_emulator.add_comment(external_id, content="a <b> stays", contentType="plainText")
+    adapter = make_zoho()
+    first, second = await adapter.list_comments(external_id)
+    assert first.body == "Hi team,\n@Billing & @1892000000056011 look\nThanks a lot"
+    assert first.author_email == "customer@example.com"
+    assert second.body == "a <b> stays"
+    assert second.author_name == "George Vincent"
+
+
+async def test_comments_are_paged_and_ordered(
+    make_zoho: MakeAdapter, zoho_emulator: ZohoDeskEmulator, vendor: ZohoVendor
+) -> None:
+    external_id = vendor.seed()
+    start = zoho_emulator.clock() - timedelta(hours=3)
+    for index in range(150):
+        when = start + timedelta(seconds=index // 2)  # pairs share a second
+        zoho_emulator.add_comment(external_id, content=f"c{index}", commentedTime=when)
+    adapter = make_zoho()
+    listed = await adapter.list_comments(external_id)
+    assert [c.body for c in listed] == [f"c{i}" for i in range(150)]
+    pages = zoho_emulator.requests("GET", f"/api/v1/tickets/{external_id}/comments")
+    assert [p["query"]["from"] for p in pages] == ["0", "100"]
+    assert all(p["query"]["sortBy"] == "commentedTime" for p in pages)
+
+
+async def test_comment_count_is_the_counter_on_search_and_get(
+    make_zoho: MakeAdapter, zoho_emulator: ZohoDeskEmulator, vendor: ZohoVendor
+) -> None:
+    external_id = vendor.seed()
+    zoho_emulator.tickets[external_id]["commentCount"] = 7  # Zoho sends string or int
+    adapter = make_zoho()
+    got = await adapter.get(external_id)
+    assert got is not None and got.comment_counter == "7"
+    zoho_emulator.tickets[external_id]["commentCount"] = "7"
+    seen, _ = await pull(adapter)
+    assert seen[external_id].comment_counter == "7"
+    del zoho_emulator.tickets[external_id]["commentCount"]
+    got = await adapter.get(external_id)
+    assert got is not None and got.comment_counter is None
+
+
+async def test_comment_reply_with_string_visibility_is_read(make_zoho: MakeAdapter) -> None:
+    adapter = make_zoho()
+    record = {"id": "5", "content": "x", "contentType": "plainText", "isPublic": "false"}
+    assert adapter._comment(record, "1").is_public is False
+    for bad in ({"id": "5", "content": "x"}, {"id": "x5", "isPublic": True}, ["no"]):
+        with pytest.raises(ProtocolError, match="not a comment"):
+            adapter._comment(bad, "1")
+
+
+async def test_comments_of_a_missing_ticket_and_overlong_posts(
+    make_zoho: MakeAdapter, zoho_emulator: ZohoDeskEmulator, vendor: ZohoVendor
+) -> None:
+    adapter = make_zoho()
+    with pytest.raises(NotFound):
+        await adapter.list_comments(vendor.missing_id)
+    with pytest.raises(NotFound):
+        await adapter.list_comments("not-a-zoho-id")
+    external_id = vendor.seed()
+    with pytest.raises(ItemError, match="too long"):
+        await adapter.post_comment(external_id, OutgoingComment("x" * 32000, True, "tsc-zoho-2"))
+    assert zoho_emulator.requests("POST", f"/api/v1/tickets/{external_id}/comments") == []
+
+
+async def test_emulator_records_an_omitted_visibility(
+    make_zoho: MakeAdapter, zoho_emulator: ZohoDeskEmulator, vendor: ZohoVendor
+) -> None:
+    external_id = vendor.seed()
+    adapter = make_zoho()
+    response = await adapter._call(
+        "POST", f"/api/v1/tickets/{external_id}/comments", json={"content": "hi"}
+    )
+    assert response.json()["isPublic"] is True
+    assert zoho_emulator.deviations() == [
+        f"POST /api/v1/tickets/{external_id}/comments: isPublic omitted: Zoho's default is "
+        "UNCONFIRMED"
+    ]
+    zoho_emulator.log.clear()
+
+
+def test_demo_portal_has_comments_with_html_private_notes_and_equal_times() -> None:
+    emulator = ZohoDeskEmulator()
+    emulator.seed_demo(6)
+    commented = [c for c in emulator.comments.values() if c]
+    assert len(commented) == 2
+    for comments in commented:
+        assert [c["isPublic"] for c in comments] == [True, False, True]
+        assert comments[1]["commentedTime"] == comments[2]["commentedTime"]
+        assert comments[0]["contentType"] == "html"
+    ticket_id = next(k for k, v in emulator.comments.items() if v)
+    assert emulator.tickets[ticket_id]["commentCount"] == "3"
+
+
+def test_html_to_text_is_linear_on_hostile_markup() -> None:
+    started = time.perf_counter()
+    for hostile_body in ("<title>x" * 130_000, "<" * 300_000, "<script>" * 40_000, "<a " * 100_000):
+        html_to_text(hostile_body)
+    assert time.perf_counter() - started < 2.0
+    assert html_to_text("a < b and c > d") == "a < b and c > d"
+    assert html_to_text("<p>one</p><p>two</p><!-- x -->") == "one\ntwo"

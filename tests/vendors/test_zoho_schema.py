@@ -135,10 +135,30 @@ def _write_oas(folder: Path) -> Path:
             },
         },
     }
+    comment_sort = {
+        "name": "sortBy",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["commentedTime"]},
+    }
+    comment_body = _object(["content"], content={"type": "string"}, isPublic={"type": "boolean"})
+    comments = {
+        "paths": {
+            "/api/v1/tickets/{ticketId}/comments": {
+                "parameters": [ticket_id],
+                "get": {"operationId": "getTicketComments", "parameters": [_ORG_REF, comment_sort]},
+                "post": {
+                    "operationId": "createTicketComment",
+                    "parameters": [_ORG_REF],
+                    "requestBody": {"content": {"application/json": {"schema": comment_body}}},
+                },
+            }
+        }
+    }
     for name, document in (
         ("Common.json", common),
         ("Search.json", search),
         ("Ticket.json", ticket),
+        ("TicketComment.json", comments),
     ):
         (folder / name).write_text(json.dumps(document), encoding="utf-8")
     return folder

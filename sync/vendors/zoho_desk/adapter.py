@@ -51,7 +51,9 @@ from sync.vendors.base import (
     AdapterContext,
     Capabilities,
     Cursor,
+    OutgoingComment,
     Page,
+    RemoteComment,
     RemoteTicket,
 )
 from sync.vendors.errors import vendor_error
@@ -62,6 +64,7 @@ from sync.vendors.zoho_desk.auth import (
     api_root,
     token_cache_path,
 )
+from sync.vendors.zoho_desk.comments import order_key, post_body, to_comment
 from sync.vendors.zoho_desk.errors import ERRORS, REFRESH_CODES
 from sync.vendors.zoho_desk.mapping import (
     PULL_KEYS,
@@ -82,6 +85,8 @@ if TYPE_CHECKING:
 
 #: Statuses the adapter reads itself; 429 and 5xx stay with sync.http, which retries them.
 HANDLED = (200, 201, 204, 400, 401, 403, 404, 422)
+#: Comments read of one ticket at most (a bound against a vendor that never ends a list).
+MAX_COMMENTS = 10_000
 
 
 class ZohoDeskAdapter(Adapter):
@@ -94,6 +99,9 @@ class ZohoDeskAdapter(Adapter):
         can_create=True,
         finds_markers=True,
         changed_since=True,
+        comments_read=True,
+        comments_write=True,
+        private_comments=True,
     )
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
@@ -191,6 +199,65 @@ class ZohoDeskAdapter(Adapter):
             if ticket.marker == marker:
                 return ticket
         return None
+
+    # -- comments (docs/vendor-apis.md §6.1) -------------------------------------------------
+
+    async def list_comments(self, external_id: str) -> Sequence[RemoteComment]:
+        """Every comment, oldest first: ``GET .../comments`` by ``commentedTime`` ascending,
+        100 a page, until a short page. Threads (e-mails) are not comments: out of scope."""
+        if not is_zoho_id(external_id):
+            raise NotFound(
+                f"{self.name}: ticket {external_id!r} is not a Zoho id", connection=self.name
+            )
+        found: dict[str, RemoteComment] = {}
+        path = f"/api/v1/tickets/{external_id}/comments"
+        for start in range(0, MAX_COMMENTS, PAGE):
+            params = {"from": str(start), "limit": str(PAGE), "sortBy": "commentedTime"}
+            response = await self._call("GET", path, params=params)
+            items = _comment_items(response, self.name, external_id)
+            for item in items:
+                comment = self._comment(item, external_id)
+                found.setdefault(comment.external_id, comment)
+            if len(items) < PAGE:
+                return sorted(found.values(), key=order_key)
+        raise ProtocolError(
+            f"{self.name}: ticket {external_id} has more than {MAX_COMMENTS} comments",
+            connection=self.name,
+        )
+
+    async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
+        """``POST .../comments`` as the API user (Zoho has no impersonation here, so
+        ``author_user`` is unused: the attribution prefix names the author). ``isPublic`` is
+        always sent, and the reply's is checked: Zoho's default is UNCONFIRMED (§6.1)."""
+        if not is_zoho_id(external_id):
+            raise NotFound(
+                f"{self.name}: ticket {external_id!r} is not a Zoho id", connection=self.name
+            )
+        try:
+            body = post_body(comment)
+        except ValueError as exc:
+            raise ItemError(
+                f"{self.name}: ticket {external_id}: comment too long: {exc}", connection=self.name
+            ) from None
+        response = await self._call("POST", f"/api/v1/tickets/{external_id}/comments", json=body)
+        posted = self._comment(response.json(), external_id)
+        if posted.is_public != comment.is_public:
+            asked = "public" if comment.is_public else "private"
+            raise ProtocolError(
+                f"{self.name}: ticket {external_id}: comment {posted.external_id} was posted "
+                f"{asked} but Zoho holds it as {'public' if posted.is_public else 'private'}",
+                connection=self.name,
+            )
+        return posted
+
+    def _comment(self, document: Any, external_id: str) -> RemoteComment:
+        try:
+            return to_comment(document)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
+            raise ProtocolError(
+                f"{self.name}: ticket {external_id}: Zoho's reply is not a comment ({exc!r})",
+                connection=self.name,
+            ) from None
 
     async def check(self) -> None:
         """One cheap call that proves the grant, the org and both scopes the adapter needs."""
@@ -316,6 +383,20 @@ def _items(response: Response, connection: str) -> list[dict[str, Any]]:
     if not isinstance(data, list) or not all(isinstance(i, dict) and "id" in i for i in data):
         raise ProtocolError(
             f"{connection}: Zoho's search reply has no list of tickets under 'data'",
+            connection=connection,
+        )
+    return data
+
+
+def _comment_items(response: Response, connection: str, external_id: str) -> list[Any]:
+    """The ``data`` of a comment list; 204 (tolerated, as for ticket lists) is none."""
+    if response.status == 204 or not response.body:
+        return []
+    document = response.json()
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, list):
+        raise ProtocolError(
+            f"{connection}: ticket {external_id}: Zoho's comment list has no 'data' list",
             connection=connection,
         )
     return data

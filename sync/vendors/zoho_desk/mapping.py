@@ -130,7 +130,17 @@ def to_remote(record: Mapping[str, Any], marker_field: str) -> RemoteTicket:
         modified_at=modified_at,
         marker=decode_marker(custom.get(marker_field)) if isinstance(custom, dict) else None,
         raw=dict(record),
+        comment_counter=comment_counter(record),
     )
+
+
+def comment_counter(record: Mapping[str, Any]) -> str | None:
+    """The ticket's ``commentCount`` as a digit string (Zoho sends string or int), or None."""
+    value = record.get("commentCount")
+    if isinstance(value, bool) or value is None:
+        return None
+    text = str(value).strip()
+    return (text.lstrip("0") or "0") if text.isascii() and text.isdigit() else None
 
 
 def to_body(changes: Mapping[str, str | None]) -> tuple[dict[str, Any], list[str]]:
