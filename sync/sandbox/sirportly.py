@@ -31,7 +31,15 @@ the department's escalation path and a user outside the team are 422s.
 Settings (``configure``): ``spql_access`` (false: SPQL answers 403, as for a user token
 without reporting access), ``per_page``, ``custom_fields``, ``rule`` (fields a Sirportly rule
 sets after every API write not sent with ``X-Sirportly-Rules: disabled``, e.g.
-``{"priority": "High"}``). The control API's ticket ``id`` is the ticket's reference.
+``{"priority": "High"}``), ``post_moves_updated_at`` (default true: a posted update moves the
+ticket's ``updated_at``, as a 3P record hints; UNCONFIRMED, docs/vendor-apis.md §6.2).
+
+Updates (comments, §6.2): ``post_update`` stores ``private`` (``1``/``true``), ``html_body``,
+``subject``, ``posted_at`` and answers 201 with the update; an update without ``private`` is
+served as public and recorded as a deviation (we always send it). A missing author is the 422
+``errors.base`` the vendor's WHMCS module reads. ``update_count`` counts every update, private
+ones included, and ``last_update_posted_at`` is the latest ``posted_at`` (INFERENCE). The
+control API's ticket ``id`` is the ticket's reference.
 
 The account's objects, the ticket store, seeding and record rendering are
 ``sync.sandbox.sirportly_data``'s; the SPQL evaluation is ``sync.sandbox.sirportly_spql``'s.
@@ -352,16 +360,27 @@ class SirportlyEmulator(SirportlyStore):
         ticket = self._ticket_of(params, request[DEVIATIONS])
         if not params.get("message", "").strip():
             raise Rejection(invalid({"message": ["can't be blank"]}))
+        author: int | None = None
         if params.get("user"):
-            author = {"type": "user", "id": lookup(USERS, params["user"], "User")}
+            author = lookup(USERS, params["user"], "User")
         elif params.get("contact"):
             if not any(str(c["id"]) == params["contact"] for c in self.contacts.values()):
                 raise Rejection(error(404, "Contact not found"))
-            author = {"type": "contact", "id": int(params["contact"])}
-        else:
-            raise Rejection(invalid({"author": ["a user or contact is required"]}))
-        update = self._post(ticket, params["message"], author)
-        ticket["updated_at"] = update["posted_at"]
+        else:  # an account token needs an author (DOC [S-post])
+            raise Rejection(invalid({"base": ["A user or contact must be specified"]}))
+        if "private" not in params:
+            request[DEVIATIONS].append("post_update without private: visibility left implicit")
+        update = self._post(
+            ticket,
+            params["message"],
+            author,
+            private=params.get("private", "").lower() in ("1", "true", "t", "yes"),
+            html_body=params.get("html_body"),
+            subject=params.get("subject"),
+            posted_at=self._time_param(params, "posted_at") if params.get("posted_at") else None,
+        )
+        if self.post_moves_updated_at:
+            ticket["updated_at"] = self.now()
         self._rules(request, ticket)
         return web.json_response(update, status=201)
 

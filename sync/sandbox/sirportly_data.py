@@ -7,8 +7,9 @@ objects are rendered as on the vendor's update page (docs/vendor-apis.md §3): `
 ``priority`` / ``department`` / ``team`` / ``user`` objects, ISO times with offsets
 (``iso``), plus ``updated_at``, ``custom_fields`` and ``updates``.
 
-Settings (``configure``): ``spql_access``, ``per_page``, ``custom_fields``, ``rule`` (see
-``sync.sandbox.sirportly``). The control API's ticket ``id`` is the ticket's reference.
+Settings (``configure``): ``spql_access``, ``per_page``, ``custom_fields``, ``rule``,
+``post_moves_updated_at`` (see ``sync.sandbox.sirportly``). The control API's ticket ``id`` is
+the ticket's reference.
 """
 
 from __future__ import annotations
@@ -150,12 +151,13 @@ class SirportlyStore(Emulator):
         self.per_page = 30
         self.custom_fields = set(CUSTOM_FIELDS)
         self.rule: dict[str, Any] = {}
+        self.post_moves_updated_at = True
         self.contacts: dict[str, dict[str, Any]] = {}  # e-mail -> customer
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(1)
 
     def configure(self, **settings: Any) -> None:
-        own = {"spql_access", "per_page", "custom_fields", "rule"}
+        own = {"spql_access", "per_page", "custom_fields", "rule", "post_moves_updated_at"}
         super().configure(**{k: v for k, v in settings.items() if k not in own})
         if "spql_access" in settings:
             self.spql_access = bool(settings["spql_access"])
@@ -165,6 +167,8 @@ class SirportlyStore(Emulator):
             self.custom_fields = set(settings["custom_fields"])
         if "rule" in settings:
             self.rule = dict(settings["rule"] or {})
+        if "post_moves_updated_at" in settings:
+            self.post_moves_updated_at = bool(settings["post_moves_updated_at"])
 
     def revoke(self) -> None:
         """The operator deleted the API token: every call now answers 403."""
@@ -216,8 +220,8 @@ class SirportlyStore(Emulator):
             "updated_at": now,
         }
         fields.setdefault("email", "customer@example.com")
-        self._apply(ticket, fields)
         ticket["submitted_at"] = _as_time(fields.get("submitted_at")) or now
+        self._apply(ticket, fields)
         ticket["updated_at"] = _as_time(fields.get("updated_at")) or now
         self.tickets[reference] = ticket
         return ticket
@@ -274,25 +278,72 @@ class SirportlyStore(Emulator):
     def _set_description(self, ticket: dict[str, Any], message: Any) -> None:
         if ticket["updates"]:
             ticket["updates"][0]["message"] = message
-        elif message is not None:
-            self._post(ticket, str(message), author={"type": "contact"})
+        elif message is not None:  # the body: posted when the ticket was submitted
+            self._post(ticket, str(message), author=None, posted_at=ticket["submitted_at"])
 
-    def _post(self, ticket: dict[str, Any], message: str, author: dict[str, Any]) -> dict[str, Any]:
+    def add_comment(self, external_id: str, **fields: Any) -> dict[str, Any]:
+        """An update posted in Sirportly's UI (docs/vendor-apis.md §6.2): ``message``,
+        ``html_body``, ``private`` (default false), ``posted_at`` (default now), ``user``
+        (username or id; without it the ticket's contact wrote it). ``update_count`` and
+        ``last_update_posted_at`` move, and so does ``updated_at`` unless the setting
+        ``post_moves_updated_at`` is off (UNCONFIRMED at Sirportly, §6.2)."""
+        ticket = self.tickets[external_id]
+        user = lookup(USERS, fields["user"], "User") if fields.get("user") else None
+        update = self._post(
+            ticket,
+            str(fields.get("message", "")),
+            author=user,
+            private=bool(fields.get("private", False)),
+            html_body=fields.get("html_body"),
+            posted_at=_as_time(fields.get("posted_at")),
+        )
+        if self.post_moves_updated_at:
+            ticket["updated_at"] = self.now()
+        return update
+
+    def _post(
+        self,
+        ticket: dict[str, Any],
+        message: str,
+        author: int | None,
+        *,
+        private: bool = False,
+        html_body: Any = None,
+        subject: str | None = None,
+        posted_at: str | None = None,
+    ) -> dict[str, Any]:
+        """Append an update by the user ``author`` (None: the ticket's contact); bumps
+        ``update_count`` (private updates included, INFERENCE) and ``last_update_posted_at``."""
+        if self.misfile_visibility:
+            private = not private
         customer = ticket.get("customer") or {}
-        method = ticket.get("customer_contact_method") or {}
+        if author is None:
+            name, address = customer.get("name"), (ticket.get("customer_contact_method") or {})
+            who = {"type": "Customer", "id": customer.get("id"), "name": name}
+            who |= {"reference": f"C{customer.get('id')}", "pin": customer.get("pin")}
+            sender = (name, address.get("data"))
+        else:
+            user = _user(author)
+            who = {"type": "User", **user, "name": f"{user['first_name']} {user['last_name']}"}
+            sender = (who["name"], user["email_address"])
         update = {
             "id": next(self._update_ids),
+            "subject": subject or ticket.get("subject"),
             "message": message,
-            "private": False,
-            "posted_at": self.now(),
-            "from_name": customer.get("name"),
-            "from_address": method.get("data"),
-            "author": author,
+            "html_body": html_body,
+            "signature_text": None,
+            "private": private,
+            "posted_at": posted_at or self.now(),
+            "from_name": sender[0],
+            "from_address": sender[1],
+            "author": who,
+            "attachments": [],
         }
         ticket["updates"].append(update)
         ticket["update_count"] = len(ticket["updates"])
-        ticket["last_update_posted_at"] = update["posted_at"]
-        ticket["last_respondant"] = "customer" if author["type"] == "contact" else "staff"
+        latest = max(parse_iso(u["posted_at"]) for u in ticket["updates"])
+        ticket["last_update_posted_at"] = iso(latest)
+        ticket["last_respondant"] = "customer" if author is None else "staff"
         return update
 
     demo_field_names = {"title": "subject", "status": "status", "priority": "priority"}
@@ -320,6 +371,19 @@ class SirportlyStore(Emulator):
                 "queue": {"support": "3/2", "billing": "5/5"},
             },
         }
+
+    def seed_demo(self, count: int) -> None:
+        """The demo tickets; every third one carries a customer's HTML reply, then a staff
+        private note and a public answer posted at the same second."""
+        super().seed_demo(count)
+        now = self.clock()
+        for index, reference in enumerate(list(self.tickets)):
+            if index % 3 == 0:
+                html = "<p>Any news?<br>We are <b>blocked</b> &amp; waiting.</p>"
+                self.add_comment(reference, message="", html_body=html, posted_at=now)
+                self.add_comment(reference, message="Escalated to 2nd line.", private=True,
+                                 user="charlie", posted_at=now)  # fmt: skip
+                self.add_comment(reference, message="We are on it.", user="charlie", posted_at=now)
 
     def demo_fields(self, index: int) -> dict[str, Any]:
         return {

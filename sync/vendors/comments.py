@@ -10,6 +10,15 @@ from __future__ import annotations
 import html as htmllib
 import re
 import string
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from sync.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from sync.vendors.base import RemoteComment
+
+T = TypeVar("T")
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _LINE = re.compile(r"\n*\[ticketsync:([A-Za-z0-9_-]{6,64})\]\s*$")
@@ -66,3 +75,28 @@ def _tag_text(found: re.Match[str]) -> str:
     if name == "br" or (found.group(1) and name in _BREAKS):
         return "\n"
     return ""
+
+
+def check_visibility(connection: str, external_id: str, asked: bool, posted: RemoteComment) -> None:
+    """Raise ``ProtocolError`` unless the vendor holds ``posted`` with the visibility asked
+    (``asked``: public); a mismatch stops private posts on the connection (design §8.5)."""
+    if posted.is_public == asked:
+        return
+    wanted, held = ("public", "private") if asked else ("private", "public")
+    raise ProtocolError(
+        f"{connection}: ticket {external_id}: comment {posted.external_id} was posted {wanted} "
+        f"but the vendor holds it as {held}",
+        connection=connection,
+    )
+
+
+def parsed(connection: str, external_id: str, what: str, parse: Callable[[], T]) -> T:
+    """``parse()``, its ValueError/KeyError/TypeError/... as a ``ProtocolError`` naming the
+    ticket and ``what`` the vendor's reply should have been."""
+    try:
+        return parse()
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
+        raise ProtocolError(
+            f"{connection}: ticket {external_id}: the vendor's reply is not {what} ({exc!r})",
+            connection=connection,
+        ) from None

@@ -231,7 +231,7 @@ class AdapterContract:
         self, adapter: Adapter, vendor: VendorHandle
     ) -> None:
         self._needs(adapter, "comments_read")
-        external_id = vendor.seed(**self.first_values(vendor))
+        external_id = vendor.seed(modified_ago=3600, **self.first_values(vendor))
         vendor.add_comment(external_id, "Second, a minute ago.", public=True, ago=60)
         vendor.add_comment(external_id, "Third, at the same second.", public=True, ago=60)
         vendor.add_comment(external_id, "First, two minutes ago.", public=True, ago=120)

@@ -30,8 +30,9 @@ from sync.errors import (
 from sync.http import HttpClient
 from sync.sandbox.sirportly import SirportlyEmulator
 from sync.sandbox.sirportly_data import iso
-from sync.vendors.base import AdapterContext
+from sync.vendors.base import AdapterContext, OutgoingComment
 from sync.vendors.sirportly.adapter import SirportlyAdapter
+from sync.vendors.sirportly.comments import comments_of, private_flag
 from sync.vendors.sirportly.mapping import describe_errors, parse_time, to_params, to_remote
 from sync.vendors.sirportly.options import validate_options
 from sync.vendors.sirportly.pull import ListScan, spql_query
@@ -248,7 +249,8 @@ class SirportlyVendor:
 
     def seed(self, modified_ago: float = 0.0, **fields: Any) -> str:
         when = self.emulator.clock() - timedelta(seconds=modified_ago)
-        ticket = self.emulator.seed(updated_at=when, **self.vendor_fields(fields))
+        fields = self.vendor_fields(fields)
+        ticket = self.emulator.seed(updated_at=when, submitted_at=when, **fields)
         return str(ticket["reference"])
 
     def edit(self, external_id: str, **fields: Any) -> None:
@@ -263,11 +265,25 @@ class SirportlyVendor:
     def deviations(self) -> list[str]:
         return self.emulator.deviations()
 
+    checks_visibility = True
+    comment_read_route = GET
+
+    def add_comment(self, external_id: str, body: str, *, public: bool, ago: float) -> None:
+        when = self.emulator.clock() - timedelta(seconds=ago)
+        self.emulator.add_comment(external_id, message=body, private=not public, posted_at=when)
+
+    def stored_comments(self, external_id: str) -> list[tuple[str, bool | None]]:
+        updates = self.emulator.tickets[external_id]["updates"][1:]  # the first is the body
+        return [(u["message"], not u["private"]) for u in updates]
+
+    def misfile_visibility(self) -> None:
+        self.emulator.configure(misfile_visibility=True)
+
 
 class TestSirportlyContract(AdapterContract):
     @pytest.fixture
     def adapter(self, make: MakeAdapter) -> SirportlyAdapter:
-        return make()
+        return make(options={"comment_user": "charlie"})
 
     @pytest.fixture
     def vendor(self, emulator: SirportlyEmulator) -> SirportlyVendor:
@@ -883,3 +899,118 @@ async def test_control_api_edits_by_reference(
     assert spql_query(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), 0, 1).endswith(
         "'2025-01-02 03:04:05' ORDER BY tickets.updated_at LIMIT 0,1"
     )
+
+
+# -- comments (docs/vendor-apis.md §6.2) ------------------------------------------------------
+
+POST_UPDATE = "POST /api/v2/tickets/post_update"
+
+
+async def test_comment_post_sends_private_user_and_the_rules_header(
+    make: MakeAdapter, emulator: SirportlyEmulator, vendor: SirportlyVendor
+) -> None:
+    reference = vendor.seed(**first(vendor))
+    adapter = make(options={"comment_user": "charlie"})
+    note = OutgoingComment("Refund approved.", False, "tsc-sp-1", author_user="erin")
+    posted = await adapter.post_comment(reference, note)
+    await adapter.post_comment(reference, OutgoingComment("Done.", True, "tsc-sp-2"))
+    first_post, second_post = (e for e in emulator.log if e["path"].endswith("/post_update"))
+    assert first_post["body"]["private"] == "1" and first_post["body"]["user"] == "erin"
+    assert second_post["body"]["private"] == "0" and second_post["body"]["user"] == "charlie"
+    assert first_post["headers"]["X-Sirportly-Rules"] == "disabled"
+    assert posted.is_public is False and posted.author_name == "Erin Okafor"
+    ticket = emulator.tickets[reference]
+    assert ticket["update_count"] == 3  # the body and two comments
+    assert [u["private"] for u in ticket["updates"]] == [False, True, False]
+
+
+async def test_comment_post_without_an_author_names_the_option(
+    make: MakeAdapter, vendor: SirportlyVendor
+) -> None:
+    reference = vendor.seed(**first(vendor))
+    adapter = make()
+    with pytest.raises(ItemError) as caught:
+        await adapter.post_comment(reference, OutgoingComment("Hi.", True, "tsc-sp-3"))
+    assert "user or contact" in str(caught.value)
+
+
+async def test_the_body_is_no_comment_and_html_private_and_unknown_flags_are_read(
+    make: MakeAdapter, emulator: SirportlyEmulator, vendor: SirportlyVendor
+) -> None:
+    reference = vendor.seed(modified_ago=600, **first(vendor))
+    emulator.add_comment(reference, message="", html_body="<p>Hello <b>you</b></p>", user="dana")
+    emulator.add_comment(reference, message="Internal.", private=True)
+    emulator.tickets[reference]["updates"][-1]["private"] = None  # unreadable: private
+    adapter = make()
+    html, unknown = await adapter.list_comments(reference)
+    assert (html.body, html.is_public, html.author_name) == ("Hello you", True, "Dana Li")
+    assert unknown.is_public is False
+    ticket = await adapter.get(reference)
+    assert ticket is not None and ticket.fields["description"] == "It smokes."
+
+
+async def test_reply_without_private_is_checked_against_the_ticket(
+    make: MakeAdapter, emulator: SirportlyEmulator, vendor: SirportlyVendor
+) -> None:
+    reference = vendor.seed(**first(vendor))
+    adapter = make(options={"comment_user": "charlie"})
+    write = adapter._write
+
+    async def without_private(method: str, data: Any, external_id: str) -> Any:
+        reply = await write(method, data, external_id)
+        return {k: v for k, v in reply.items() if k != "private"}
+
+    adapter._write = without_private  # type: ignore[method-assign]
+    posted = await adapter.post_comment(reference, OutgoingComment("Note.", False, "tsc-sp-4"))
+    assert posted.is_public is False and posted.marker == "tsc-sp-4"
+    emulator.configure(misfile_visibility=True)
+    with pytest.raises(ProtocolError, match="posted private but the vendor holds it as public"):
+        await adapter.post_comment(reference, OutgoingComment("Note.", False, "tsc-sp-5"))
+
+
+async def test_counter_is_update_count_and_last_post(
+    make: MakeAdapter, emulator: SirportlyEmulator, vendor: SirportlyVendor
+) -> None:
+    reference = vendor.seed(**first(vendor))
+    adapter = make()
+    ticket = await adapter.get(reference)
+    posted_at = emulator.tickets[reference]["last_update_posted_at"]
+    assert ticket is not None
+    assert ticket.comment_counter == f"1|{parse_time(posted_at).isoformat().replace('+00:00', 'Z')}"
+    emulator.configure(post_moves_updated_at=False)
+    updated_at = emulator.tickets[reference]["updated_at"]
+    emulator.add_comment(reference, message="Later.", posted_at=datetime.now(UTC) + timedelta(1))
+    assert emulator.tickets[reference]["updated_at"] == updated_at
+    ticket = await adapter.get(reference)
+    assert ticket is not None and ticket.comment_counter is not None
+    assert ticket.comment_counter.startswith("2|")
+
+
+def test_update_records_are_read_tolerantly() -> None:
+    assert [private_flag(v) for v in (True, "1", "true", 0, "f", None, "maybe", [])] == [
+        True, True, True, False, False, None, None, None,
+    ]  # fmt: skip
+    record = {
+        "updates": [
+            {"id": 9, "message": "later", "private": False, "posted_at": "2026-01-02T00:00:00Z"},
+            {"id": 3, "message": "body", "private": False, "posted_at": "2026-01-01T00:00:00Z"},
+            {"id": 8, "message": "same\n\n[ticketsync:tsc-abcdef]", "private": "1",
+             "posted_at": "2026-01-02T00:00:00Z"},
+        ]
+    }  # fmt: skip
+    listed = comments_of(record)
+    assert [(c.external_id, c.body, c.marker) for c in listed] == [
+        ("8", "same", "tsc-abcdef"),
+        ("9", "later", None),
+    ]
+    assert comments_of({"updates": None}) == []
+    for bad in ({"updates": "x"}, {"updates": [{"id": 1}, {"id": "x1"}]}):
+        with pytest.raises((ValueError, TypeError)):
+            comments_of(bad)
+
+
+def test_comment_user_option_is_validated() -> None:
+    assert validate_options({"comment_user": "charlie"}) == []
+    assert validate_options({"comment_user": 6}) == []
+    (problem,) = validate_options({"comment_user": ""})
+    assert problem.startswith("options.comment_user:")

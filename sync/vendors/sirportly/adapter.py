@@ -43,7 +43,13 @@ Operator notes
   ``X-Sirportly-Rules: disabled``, so Sirportly's rules do not answer them with more
   changes; a header the vendor's own gem sends, not in the retrieved docs),
   ``marker_field``, ``lookback_seconds`` (default ``sync.lookback_seconds``: each pull
-  re-reads this much before its cursor), ``default_queue``, ``default_requester_email``.
+  re-reads this much before its cursor), ``default_queue``, ``default_requester_email``,
+  ``comment_user`` (the username comments are posted as when their author maps to no
+  Sirportly user: an account token needs an author for ``post_update``, a user token posts
+  as its own user and needs none).
+- Comments (docs/vendor-apis.md §6.2): read from the ticket's ``updates`` (the first is the
+  description), written with ``tickets/post_update`` with ``private`` always sent and checked
+  in the reply. The counter is ``update_count`` with ``last_update_posted_at``.
 - Pull and freshness: SPQL needs reporting access for user tokens; when Sirportly refuses
   the query (403 or 422) the adapter lists ``tickets/all`` sorted by ``updated_at`` instead
   (logged once), which reads more per run. Each changed ticket is then fetched in full
@@ -78,10 +84,14 @@ from sync.vendors.base import (
     AdapterContext,
     Capabilities,
     Cursor,
+    OutgoingComment,
     Page,
+    RemoteComment,
     RemoteTicket,
 )
+from sync.vendors.comments import check_visibility, parsed
 from sync.vendors.errors import vendor_error
+from sync.vendors.sirportly.comments import comments_of, find_update, post_params, to_comment
 from sync.vendors.sirportly.errors import ERRORS
 from sync.vendors.sirportly.mapping import (
     FULL_KEYS,
@@ -131,6 +141,9 @@ class SirportlyAdapter(Adapter):
         create_followups=frozenset({"due_at", "description"}),
         # a fields.queue entry "3" matches a pulled "3/2" that has no exact entry
         broader={"queue": department_of},
+        comments_read=True,
+        comments_write=True,
+        private_comments=True,
     )
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
@@ -239,6 +252,37 @@ class SirportlyAdapter(Adapter):
             )
         return RemoteTicket(reference, ticket.fields, ticket.modified_at, marker, ticket.raw)
 
+    # -- comments (docs/vendor-apis.md §6.2) -------------------------------------------------
+
+    async def list_comments(self, external_id: str) -> Sequence[RemoteComment]:
+        """The ticket's updates but the first (its body), oldest first: one ``tickets/ticket``."""
+        record = await self._full_record(external_id)
+        return parsed(self.name, external_id, "a ticket with updates", lambda: comments_of(record))
+
+    async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
+        """``tickets/post_update`` with ``private`` always sent; the reply's ``private`` must
+        match. A reply without it is checked against the ticket's updates (one more read)."""
+        params = post_params(external_id, comment, self.options.comment_user)
+        reply = await self._write("tickets/post_update", params, external_id)
+        posted = parsed(self.name, external_id, "an update", lambda: to_comment(reply))
+        if not isinstance(reply, dict) or "private" not in reply:
+            record = await self._full_record(external_id)
+            stored = find_update(record, posted.external_id)
+            posted = parsed(self.name, external_id, "an update", lambda: to_comment(stored))
+        check_visibility(self.name, external_id, comment.is_public, posted)
+        return posted
+
+    async def _full_record(self, external_id: str) -> dict[str, Any]:
+        response = await self._post("tickets/ticket", {"ticket": external_id}, safe=True)
+        self._raise_for(response, "tickets/ticket", f"ticket {external_id}")
+        record = response.json()
+        if not isinstance(record, dict):
+            raise ProtocolError(
+                f"{self.name}: ticket {external_id}: Sirportly's reply is not a ticket",
+                connection=self.name,
+            )
+        return record
+
     async def check(self) -> None:
         """One cheap call: the pull's own query for one row, or its fallback's first page."""
         if self._spql_refused is None:
@@ -324,7 +368,12 @@ class SirportlyAdapter(Adapter):
                     "post the description as",
                     connection=self.name,
                 )
-            message = {"ticket": reference, "message": description, "contact": author}
+            message = {
+                "ticket": reference,
+                "message": description,
+                "contact": author,
+                "private": "0",  # the customer's own words: public, and said so
+            }
             await self._write("tickets/post_update", message, reference)
         if values.get("due_at"):
             await self.update(reference, {"due_at": values["due_at"]})

@@ -107,19 +107,39 @@ def _email(record: Mapping[str, Any]) -> str | None:
     return str(method["data"]) if method.get("data") else None
 
 
-def _description(record: Mapping[str, Any]) -> str | None:
-    updates = record.get("updates")
+def first_update(updates: Any) -> Mapping[str, Any] | None:
+    """The ticket's body among its ``updates``: the earliest posted when every update carries
+    ``posted_at`` (their order is not documented), else the list's first; None when none.
+    Raises ``ValueError`` when ``updates`` is not a list of objects."""
     if not updates:
         return None
     if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
         raise ValueError("updates is not a list of objects")
-    # The order of ``updates`` is not documented: the earliest posted is the first when every
-    # update carries ``posted_at``, else the list's first.
-    first = updates[0]
+    first: Mapping[str, Any] = updates[0]
     if all(u.get("posted_at") for u in updates):
         first = min(updates, key=lambda u: parse_time(u["posted_at"]) or _EARLIEST)
-    message = first.get("message")
+    return first
+
+
+def _description(record: Mapping[str, Any]) -> str | None:
+    first = first_update(record.get("updates"))
+    message = first.get("message") if first is not None else None
     return str(message) if message not in (None, "") else None
+
+
+def comment_counter(record: Mapping[str, Any]) -> str | None:
+    """``update_count`` and ``last_update_posted_at`` as one string, or None when the record
+    carries neither (docs/vendor-apis.md §6.2)."""
+    count, last = record.get("update_count"), record.get("last_update_posted_at")
+    if count is None and last is None:
+        return None
+    count_text = "" if isinstance(count, bool) or count is None else str(count)[:40]
+    try:
+        moment = parse_time(last) if isinstance(last, str) else None
+        last_text = utc_text(moment) if moment else ""
+    except ValueError:  # compared only for change: the raw text will do
+        last_text = str(last)[:80]
+    return f"{count_text}|{last_text}"
 
 
 def _time_text(value: Any) -> str | None:
@@ -165,6 +185,7 @@ def to_remote(record: Any, marker_field: str) -> RemoteTicket:
         modified_at=parse_time(record.get("updated_at")),
         marker=_marker(record, marker_field),
         raw=dict(record),
+        comment_counter=comment_counter(record),
     )
 
 

@@ -2,7 +2,8 @@
 
 Keys (documented for operators in ``sync/vendors/sirportly/adapter.py``'s docstring):
 ``disable_rules``, ``marker_field``, ``lookback_seconds``, ``default_queue``,
-``default_requester_email``. Unknown keys are problems, like everywhere in the config.
+``default_requester_email``, ``comment_user``. Unknown keys are problems, like everywhere in
+the config.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class SirportlyOptions:
     lookback_seconds: float | None = None
     default_queue: str | None = None
     default_requester_email: str | None = None
+    #: The Sirportly user (username or id) comments are posted as when their author has no
+    #: mapped user; None: no ``user`` is sent (a user token posts as its own user).
+    comment_user: str | None = None
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> SirportlyOptions:
@@ -60,6 +64,7 @@ class SirportlyOptions:
             ),
             default_queue=text("default_queue"),
             default_requester_email=text("default_requester_email"),
+            comment_user=text("comment_user"),
         )
 
 
@@ -77,12 +82,19 @@ def _queue(value: Any) -> str | None:
     return None
 
 
+def _user(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        return "expected a Sirportly username or user id, e.g. charlie"
+    return None
+
+
 _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "disable_rules": boolean,
     "marker_field": _marker_field,
     "lookback_seconds": seconds,
     "default_queue": _queue,
     "default_requester_email": email,
+    "comment_user": _user,
 }
 
 

@@ -56,6 +56,7 @@ from sync.vendors.base import (
     RemoteComment,
     RemoteTicket,
 )
+from sync.vendors.comments import check_visibility, parsed
 from sync.vendors.errors import vendor_error
 from sync.vendors.zoho_desk.auth import (
     ClientCredentials,
@@ -241,23 +242,11 @@ class ZohoDeskAdapter(Adapter):
             ) from None
         response = await self._call("POST", f"/api/v1/tickets/{external_id}/comments", json=body)
         posted = self._comment(response.json(), external_id)
-        if posted.is_public != comment.is_public:
-            asked = "public" if comment.is_public else "private"
-            raise ProtocolError(
-                f"{self.name}: ticket {external_id}: comment {posted.external_id} was posted "
-                f"{asked} but Zoho holds it as {'public' if posted.is_public else 'private'}",
-                connection=self.name,
-            )
+        check_visibility(self.name, external_id, comment.is_public, posted)
         return posted
 
     def _comment(self, document: Any, external_id: str) -> RemoteComment:
-        try:
-            return to_comment(document)
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
-            raise ProtocolError(
-                f"{self.name}: ticket {external_id}: Zoho's reply is not a comment ({exc!r})",
-                connection=self.name,
-            ) from None
+        return parsed(self.name, external_id, "a comment", lambda: to_comment(document))
 
     async def check(self) -> None:
         """One cheap call that proves the grant, the org and both scopes the adapter needs."""
