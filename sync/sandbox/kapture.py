@@ -4,10 +4,12 @@ Routes (all ``POST``, JSON, ``Authorization: Basic <auth key>``; docs/vendor-api
 
 - ``/add-ticket-from-other-source.html/v.2.0``: ``[{title, ticket_details, due_date,
   email_id, ...extra}]`` -> ``{"ticket": {...}, "ticket_id", ..., "status": "success"}``;
-- ``/update-ticket-from-other-source.html/v.2.0``: ``[{ticket_id, sub_status, queue}]`` ->
-  ``{"status": "success", "message", "ticket": {...}}``;
+- ``/update-ticket-from-other-source.html/v.2.0``: ``[{ticket_id, sub_status, queue,
+  comment}]`` -> ``{"status": "success", "message", "ticket": {...}}``; a ``comment`` is
+  filed as a conversation note by the API user (INFERENCE: its visibility is UNCONFIRMED);
 - ``/search-ticket-by-ticket-id.html/v.2.0``: ``{"ticket_ids": "1,2"}`` -> ``[{"task_details":
-  {...}, "additional_info": {...}, "history": {...}}, ...]``;
+  {...}, "additional_info": {...}, "history": {...}}, ...]``; with ``conversation_type:
+  "notes"`` each element also holds ``"conversation_type": {"notes": [...]}`` (3P);
 - ``/select-ticket-between-start-and-end-dates.html/v.2.0``: ``[{start_date, end_date, limit,
   offset}]`` -> ``{"totalCount", "message": [summaries], "status": "success"}``, by
   *creation* day in the tenant's zone, at most 24 hours per call.
@@ -71,6 +73,8 @@ _TEXT_FIELDS = frozenset(
     | {"ticket_ids", "start_date", "end_date", "comment", "callback_time", "disposition"}
 )
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: The sender of notes filed through the update API (the API definition's user; invented).
+API_USER = "API Integration"
 
 
 class _Failed(Exception):
@@ -204,6 +208,8 @@ class KaptureEmulator(KaptureStore):
         if queue:
             changes["queueKey"] = queue
         ticket = self.edit(ticket_id, **changes)
+        if item.get("comment"):  # filed as a note by the API user (INFERENCE, §6.3)
+            self.add_comment(ticket_id, detail=str(item["comment"]), sender_name=API_USER)
         return {
             "status": "success",
             "message": "Ticket updated successfully.",
@@ -222,7 +228,13 @@ class KaptureEmulator(KaptureStore):
         found = [self.tickets[i] for i in ids[: self.batch_limit] if i in self.tickets]
         if not found:
             raise _Failed("No Data found")  # UNCONFIRMED: Kapture's answer for unknown ids
-        return [self.task_details(t) for t in found]
+        elements = [self.task_details(t) for t in found]
+        kind = item.get("conversation_type")
+        if kind in ("notes", "chat"):  # 3P: entries under the kind asked for (§5.9)
+            for element, ticket in zip(elements, found, strict=True):
+                entries = [self.note(n) for n in ticket["notes"]] if kind == "notes" else []
+                element["conversation_type"] = {kind: entries}
+        return elements
 
     def _pull(self, item: dict[str, Any], deviations: list[str]) -> Any:
         for key in ("customer_code", "status"):

@@ -10,6 +10,14 @@ In the control API and ``seed``/``edit``, a ticket's ``id`` is its public ``tick
 (string); the internal numeric id is ``taskId``. Seed fields use Kapture's names: ``title``,
 ``detail``, ``email``, ``substatus`` (key), ``queueKey``, ``priority``, ``assignedToName``,
 ``due`` and ``created`` (ISO UTC or datetime), ``additional`` (dict).
+
+Conversation notes (docs/vendor-apis.md §6.3): each ticket keeps ``notes``, entries
+``{"detail", "sender_name", "sentDate"}`` (the 3P entry fields; ``sentDate`` in the tenant's
+zone as ``yyyy-MM-dd HH:mm:ss``, its format UNCONFIRMED), added by ``add_comment`` or by an
+update's ``comment``. The add/update ``ticket`` object counts them in
+``totalConversationCount`` and dates the last in ``lastConversationTime`` (epoch ms, DOC
+fields; that a comment moves them is UNCONFIRMED, assumed here); pull summaries carry
+``lastConvesationTime`` (sic). Get-ticket's ``task_details`` documents neither.
 """
 
 from __future__ import annotations
@@ -129,6 +137,20 @@ class KaptureStore(Emulator):
             },
         }
 
+    def seed_demo(self, count: int) -> None:
+        """The demo tickets; every third one carries three notes in one second, two of them
+        with the same text by different agents."""
+        super().seed_demo(count)
+        now = self.clock()
+        for index, ticket_id in enumerate(list(self.tickets)):
+            if index % 3 == 0:
+                self.add_comment(
+                    ticket_id, detail="Customer called, app version 4.2.", sentDate=now
+                )
+                self.add_comment(ticket_id, detail="Asked for logs.", sentDate=now)
+                self.add_comment(ticket_id, detail="Asked for logs.", sender_name="Arjun Mehta",
+                                 sentDate=now)  # fmt: skip
+
     def demo_fields(self, index: int) -> dict[str, Any]:
         return {
             "title": f"{_DEMO_TITLES[index % len(_DEMO_TITLES)]} #{index + 1}",
@@ -159,13 +181,14 @@ class KaptureStore(Emulator):
             "created": now,
             "updated": now,
             "additional": {},
+            "notes": [],
         }
         self.tickets[ticket_id] = ticket
         return self.edit(ticket_id, **fields)
 
     def edit(self, external_id: str, **fields: Any) -> dict[str, Any]:
         ticket = self.tickets[str(external_id)]
-        unknown = set(fields) - set(ticket) | {"id", "ticketId", "taskId"} & set(fields)
+        unknown = set(fields) - set(ticket) | {"id", "ticketId", "taskId", "notes"} & set(fields)
         if unknown:
             raise ValueError(f"unknown or fixed Kapture ticket fields: {sorted(unknown)}")
         if "substatus" in fields and fields["substatus"] not in self.sub_statuses:
@@ -178,6 +201,31 @@ class KaptureStore(Emulator):
         ticket.update(fields)
         ticket["updated"] = self.clock().isoformat()
         return ticket
+
+    def add_comment(self, external_id: str, **fields: Any) -> dict[str, Any]:
+        """A note on the ticket: ``detail``, ``sender_name`` (default an agent's name),
+        ``sentDate`` (datetime or ISO UTC; default now). Returns the note as rendered."""
+        ticket = self.tickets[str(external_id)]
+        sent = _utc(fields.get("sentDate") or self.clock())
+        note = {
+            "detail": str(fields.get("detail", "")),
+            "sender_name": str(fields.get("sender_name") or "Priya Sharma"),
+            "sent": sent,
+        }
+        ticket["notes"].append(note)
+        return self.note(note)
+
+    def note(self, note: Mapping[str, Any]) -> dict[str, Any]:
+        """A note as get-ticket's ``conversation_type: {"notes": [...]}`` lists it (3P)."""
+        sent = self._local(note["sent"], "%Y-%m-%d %H:%M:%S")
+        return {"detail": note["detail"], "sender_name": note["sender_name"], "sentDate": sent}
+
+    def _conversation(self, ticket: Mapping[str, Any]) -> tuple[int, int]:
+        """(totalConversationCount, lastConversationTime in epoch ms: the last note's, else
+        the ticket's creation, its first message)."""
+        notes = ticket["notes"]
+        last = max((n["sent"] for n in notes), default=ticket["created"])
+        return len(notes), int(datetime.fromisoformat(last).timestamp() * 1000)
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -201,7 +249,7 @@ class KaptureStore(Emulator):
         long = "%Y-%m-%d %H:%M:%S"
         created = self._local(ticket["created"], long)
         end = self._local(ticket["due"] or ticket["created"], long)
-        ms = int(datetime.fromisoformat(ticket["updated"]).timestamp() * 1000)
+        count, ms = self._conversation(ticket)
         url = f"/employee/view-task-detail.html?detail=5/{ticket['taskId']}/{ticket['ticketId']}"
         return {
             "id": ticket["taskId"],
@@ -225,7 +273,7 @@ class KaptureStore(Emulator):
             "lastConversationType": "O",
             "lastConversationTime": ms,
             "date": created,
-            "totalConversationCount": 0,
+            "totalConversationCount": count,
             "taskTitle": ticket["title"],
             "typeName": "Mobile App",
             "taskEnddate": end,
@@ -272,7 +320,7 @@ class KaptureStore(Emulator):
     def summary(self, ticket: Mapping[str, Any]) -> dict[str, Any]:
         """A created-date pull item (fields of the pull example and the older page)."""
         details = self.task_details(ticket)["task_details"]
-        ms = int(datetime.fromisoformat(ticket["updated"]).timestamp() * 1000)
+        _, ms = self._conversation(ticket)
         summary = {
             key: details[key]
             for key in (

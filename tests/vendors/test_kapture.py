@@ -26,8 +26,9 @@ from sync.errors import (
 from sync.http import HttpClient
 from sync.sandbox.kapture import PATHS, KaptureEmulator
 from sync.sandbox.kapture_data import QUEUES, SUB_STATUSES, TOKEN
-from sync.vendors.base import Adapter, AdapterContext, RemoteTicket
+from sync.vendors.base import Adapter, AdapterContext, OutgoingComment, RemoteTicket
 from sync.vendors.kapture.adapter import KaptureAdapter
+from sync.vendors.kapture.comments import conversation_count, note_id, to_comments
 from sync.vendors.kapture.mapping import (
     Reader,
     Table,
@@ -278,6 +279,19 @@ class KaptureVendor:
     def deviations(self) -> list[str]:
         return self.emulator.deviations()
 
+    checks_visibility = False  # Kapture's reply names no comment, let alone its visibility
+    comment_read_route = read_route
+
+    def add_comment(self, external_id: str, body: str, *, public: bool, ago: float) -> None:
+        when = self.emulator.clock() - timedelta(seconds=ago)
+        self.emulator.add_comment(external_id, detail=body, sentDate=when)
+
+    def stored_comments(self, external_id: str) -> list[tuple[str, bool | None]]:
+        return [(n["detail"], None) for n in self.emulator.tickets[external_id]["notes"]]
+
+    def misfile_visibility(self) -> None:
+        raise AssertionError("Kapture states no visibility to mis-file")
+
 
 @pytest.fixture
 def vendor(emulator: KaptureEmulator) -> KaptureVendor:
@@ -296,6 +310,10 @@ def no_deviations(emulator: KaptureEmulator) -> Iterator[None]:
 
 
 class TestKaptureContract(AdapterContract):
+    @pytest.fixture
+    def adapter(self, make_adapter: MakeAdapter) -> KaptureAdapter:
+        return make_adapter(options={"read_notes": True})
+
     async def test_cursor_resumption_yields_later_edits_only(
         self, adapter: Adapter, vendor: VendorHandle
     ) -> None:
@@ -937,3 +955,109 @@ async def test_failed_sub_status_after_create_leaves_marker_findable(
         await adapter.create({"title": "Half done", "status": "CL"}, "tsync-5-0badf00d")
     found = await adapter.find_marker("tsync-5-0badf00d")
     assert found is not None and found.fields["status"] == "US"
+
+
+# -- comments (docs/vendor-apis.md §6.3) -------------------------------------------------------
+
+
+async def test_comment_goes_through_the_update_with_the_current_sub_status(
+    make_adapter: MakeAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
+) -> None:
+    external_id = vendor.seed(status="OP")
+    adapter = make_adapter()
+    assert not adapter.capabilities.comments_read and not adapter.capabilities.private_comments
+    posted = await adapter.post_comment(
+        external_id, OutgoingComment("Alice via Zoho Desk:\nShipped today.", True, "tsc-k-1")
+    )
+    assert posted.external_id == "posted:tsc-k-1" and posted.marker == "tsc-k-1"
+    (update,) = [e for e in emulator.log if e["path"] == PATHS["update"]]
+    assert update["body"] == [
+        {
+            "ticket_id": external_id,
+            "sub_status": "OP",
+            "comment": "Alice via Zoho Desk:\nShipped today.\n\n[ticketsync:tsc-k-1]",
+        }
+    ]
+    gets = [e for e in emulator.log if e["path"] == PATHS["get"]]
+    assert all("conversation_type" not in e["body"] for e in gets)  # read_notes is off
+    ticket = emulator.tickets[external_id]
+    assert ticket["substatus"] == "OP" and len(ticket["notes"]) == 1
+    with pytest.raises(NotImplementedError):
+        await adapter.list_comments(external_id)
+    with pytest.raises(NotImplementedError):
+        await adapter.find_comment(external_id, "tsc-k-1")
+
+
+async def test_private_notes_only_where_the_tenant_keeps_them_internal(
+    make_adapter: MakeAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
+) -> None:
+    external_id = vendor.seed(status="P")
+    adapter = make_adapter(options={"comment_visibility": "private", "read_notes": True})
+    assert adapter.capabilities.private_comments and adapter.capabilities.comments_read
+    assert not KaptureAdapter.capabilities.private_comments  # the class keeps the default
+    note = OutgoingComment("Internal: refund approved.", False, "tsc-k-2")
+    posted = await adapter.post_comment(external_id, note)
+    assert posted.is_public is False and posted.external_id.startswith("n")
+    (listed,) = await adapter.list_comments(external_id)
+    assert listed.external_id == posted.external_id
+    assert listed.author_name == "API Integration"
+
+
+async def test_identical_notes_keep_distinct_stable_ids(
+    make_adapter: MakeAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
+) -> None:
+    external_id = vendor.seed(modified_ago=7200)
+    when = emulator.clock() - timedelta(minutes=5)
+    for _ in range(2):
+        emulator.add_comment(external_id, detail="Called the customer.", sentDate=when)
+    emulator.add_comment(external_id, detail="Earlier.", sentDate=when - timedelta(minutes=1))
+    adapter = make_adapter(options={"read_notes": True})
+    first = await adapter.list_comments(external_id)
+    assert [c.body for c in first] == ["Earlier.", "Called the customer.", "Called the customer."]
+    assert first[2].external_id == first[1].external_id + "-2"
+    assert all(c.is_public is False for c in first)
+    assert [c.external_id for c in await adapter.list_comments(external_id)] == [
+        c.external_id for c in first
+    ]
+    ticket = await adapter.get(external_id)
+    assert ticket is not None and ticket.comment_counter is not None
+    assert ticket.comment_counter.startswith("3|")
+
+
+def test_note_entries_are_read_tolerantly() -> None:
+    entries: list[Any] = [
+        {"chat_message": "via chat", "sender_name": "Ravi", "sentDate": "not a time"},
+        {"detail": "later", "sender_name": "Ravi", "sentDate": 1713516551152},
+    ]
+    chat, later = to_comments(entries, IST)
+    assert (chat.body, chat.created_at, chat.author_name) == ("via chat", None, "Ravi")
+    assert later.created_at == datetime(2024, 4, 19, 8, 49, 11, 152000, tzinfo=UTC)
+    assert chat.external_id == note_id("not a time", "Ravi", "via chat")
+    with pytest.raises(ValueError):
+        to_comments(["text"], IST)
+
+
+async def test_counters_of_replies_summaries_and_gets(
+    make_adapter: MakeAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
+) -> None:
+    external_id = vendor.seed(status="P", modified_ago=3600)
+    adapter = make_adapter()
+    assert (await adapter.get(external_id)).comment_counter is None  # type: ignore[union-attr]
+    seen, _ = await pull(adapter)
+    before = seen[external_id].comment_counter
+    assert before is not None and before.startswith("|")
+    await adapter.post_comment(external_id, OutgoingComment("Noted.", True, "tsc-k-3"))
+    updated = await adapter.update(external_id, {"status": "CL"})
+    assert updated is not None and conversation_count(updated.comment_counter) == 1
+    seen, _ = await pull(adapter)
+    assert seen[external_id].comment_counter != before
+    assert conversation_count(None) is None and conversation_count("|5") is None
+
+
+def test_comment_options_are_validated() -> None:
+    assert validate_options({"read_notes": True, "comment_visibility": "private"}) == []
+    problems = validate_options({"read_notes": "yes", "comment_visibility": "internal"})
+    assert [p.split(":")[0] for p in problems] == [
+        "options.read_notes",
+        "options.comment_visibility",
+    ]

@@ -36,7 +36,19 @@ Operator notes (for the README)
   search-ticket-by-ticket-id call), ``page_size`` (100 tickets per created-date call),
   ``initial_days`` (30: how far back the first import reads), ``marker_days`` (7),
   ``api_key_headers`` (false: true also sends ``x-api-key``/``x-api-type: TICKET``, as one
-  public client does; whether some tenants need them is UNCONFIRMED).
+  public client does; whether some tenants need them is UNCONFIRMED), ``read_notes``
+  (false: true reads the tickets' conversation notes into the mirror), ``comment_visibility``
+  (``public``: see Comments).
+- Comments (docs/vendor-apis.md §6.3). Posted through the update's ``comment`` field with
+  the ticket's current sub-status (mandatory), as plain text with the marker line; Kapture's
+  reply names no comment. Who sees such a note (the customer or agents only) is
+  UNCONFIRMED, so by default only public comments are posted (``comment_visibility:
+  public``); set ``comment_visibility: private`` when your tenant keeps them internal, and
+  private notes are posted too. With ``read_notes: true`` get-ticket is asked for the
+  ``notes`` conversation (3P), whose entries become comments (stored as not public, since
+  Kapture states no visibility; the id is a hash of sentDate, sender and text), and every
+  re-poll carries them, which also gives the counter. Without it nothing is read back, and a
+  post whose reply was lost is confirmed by ``totalConversationCount`` alone.
 - Freshness. New tickets appear on the run after their creation (today's created-date pull
   is repeated every run, so its cost follows the tickets created today). Changes to linked
   tickets are seen only by re-polling: a run re-reads B = ``repoll_budget`` links, 80% of
@@ -73,6 +85,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -82,10 +95,15 @@ from sync.vendors.base import (
     AdapterContext,
     Capabilities,
     Cursor,
+    OutgoingComment,
     Page,
+    RemoteComment,
     RemoteTicket,
     Watch,
 )
+from sync.vendors.comments import parsed
+from sync.vendors.comments import with_marker as with_comment_marker
+from sync.vendors.kapture.comments import to_comments
 from sync.vendors.kapture.mapping import (
     MARKER_KEY,
     READABLE,
@@ -93,6 +111,7 @@ from sync.vendors.kapture.mapping import (
     Reader,
     Table,
     local_text,
+    note_entries,
     parse_iso,
     with_marker,
 )
@@ -123,6 +142,7 @@ class KaptureAdapter(Adapter):
         changed_since=False,
         fetch_before_update=True,
         create_followups=frozenset({"status"}),  # add-ticket cannot set the sub-status
+        comments_write=True,  # reads and private posts: per connection (options), see __init__
     )
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
@@ -132,6 +152,11 @@ class KaptureAdapter(Adapter):
         if problems:
             raise ConfigError([f"connections.{connection.name}.{p}" for p in problems])
         self.options = options = KaptureOptions.from_mapping(connection.options)
+        self.capabilities = replace(
+            type(self).capabilities,
+            comments_read=options.read_notes,
+            private_comments=options.comment_visibility == "private",
+        )
         self.zone = options.zone
         self.sub_statuses = Table("sub-status", "sub_statuses", options.sub_statuses)
         self._just_read: dict[str, tuple[float, RemoteTicket]] = {}
@@ -153,6 +178,7 @@ class KaptureAdapter(Adapter):
             batch_size=options.batch_size,
             repoll_budget=options.repoll_budget,
             initial_days=options.initial_days,
+            read_notes=options.read_notes,
         )
         self.reads = KaptureReads(connection.name, self.wire, self.reader, settings)
 
@@ -245,6 +271,66 @@ class KaptureAdapter(Adapter):
                         if ticket.marker == marker:
                             return ticket
         return None
+
+    # -- comments (docs/vendor-apis.md §6.3) -------------------------------------------------
+
+    async def list_comments(self, external_id: str) -> Sequence[RemoteComment]:
+        """The ticket's notes, oldest first (``options.read_notes`` only): one get-ticket."""
+        if not self.options.read_notes:
+            raise NotImplementedError(f"{self.name}: options.read_notes is off")
+        ticket = await self.reads.one(external_id.strip()) if _plain_id(external_id) else None
+        if ticket is None:
+            raise NotFound(
+                f"{self.name}: ticket {external_id}: Kapture has no such ticket",
+                connection=self.name,
+            )
+        # A reply without a notes list is read as no notes (its shape is 3P, UNCONFIRMED).
+        entries = note_entries(ticket.raw) or []
+        what = "a list of conversation notes"
+        return parsed(self.name, external_id, what, lambda: to_comments(entries, self.zone))
+
+    async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
+        """An update carrying ``comment`` and the ticket's current sub-status (mandatory, so
+        the status stays). Kapture's reply names no comment: with ``read_notes`` the note is
+        read back by its marker for its id; otherwise (or when it does not show yet) the
+        comment is returned with the id ``posted:<marker>``, which no read note can have.
+        Its visibility at Kapture is UNCONFIRMED, so it cannot be checked."""
+        what = f"ticket {external_id}"
+        if not comment.is_public and not self.capabilities.private_comments:
+            raise self._item(
+                what, "a private note is not posted to Kapture (options.comment_visibility)"
+            )
+        sub_status = await self._sub_status(external_id, {})
+        text = with_comment_marker(comment.body, comment.marker)
+        body = {"ticket_id": external_id, "sub_status": sub_status, "comment": text}
+        document = await self.wire.call("update", [body], what)
+        if self.options.read_notes:
+            found = await self.find_comment(external_id, comment.marker)
+            if found is not None:
+                return found
+        return RemoteComment(
+            external_id=f"posted:{comment.marker}",
+            body=comment.body,
+            is_public=comment.is_public,
+            marker=comment.marker,
+            raw=document if isinstance(document, Mapping) else {},
+        )
+
+    async def find_comment(self, external_id: str, marker: str) -> RemoteComment | None:
+        """The note carrying ``marker`` (``options.read_notes`` only; else NotImplementedError).
+
+        For the engine, the lost-reply rule (docs/architecture.md §8.5): a post whose reply
+        was lost is confirmed by this marker when notes are read, or else by the ticket's
+        ``totalConversationCount`` being exactly one more than the count known before the
+        post. ``sync.vendors.kapture.comments.conversation_count`` reads the count from a
+        ``RemoteTicket.comment_counter``; Kapture documents the count on add/update replies
+        (so a later update's reply shows it) and not on get-ticket, whose counter is the
+        number of notes when they are read. With neither a marker nor both counts, the post
+        is ``unknown`` and never re-sent: Kapture has no idempotency key, and a second post
+        would duplicate the note."""
+        if not self.options.read_notes:
+            raise NotImplementedError(f"{self.name}: options.read_notes is off")
+        return await super().find_comment(external_id, marker)
 
     async def check(self) -> None:
         """One created-date call for today: proves the read key (``Invalid Auth Key``)."""

@@ -40,6 +40,7 @@ FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
 }
 READABLE = frozenset(FIELD_KEYS)
 ID_KEYS = ("ticketId", "ticket_id", "Ticket Id")
+_COUNTER_PART = 60  # characters of a vendor value kept in a comment counter
 MARKER_KEY = "ticketsync_marker"  # the add call's "extra associate body" field
 
 _TAG = re.compile(r"\[ticketsync:([^\]\s<]+)\]")
@@ -197,6 +198,7 @@ class Reader:
             modified_at=None,  # Kapture documents no modification time (docs/architecture.md §7.2)
             marker=find_marker(whole if whole is not None else flat),
             raw=dict(raw),
+            comment_counter=comment_counter(flat, whole),
         )
 
     def _field(self, name: str, flat: Mapping[str, Any], keys: list[str]) -> str | None:
@@ -230,6 +232,38 @@ class Reader:
             if key is not None:
                 return key
         return self.sub_statuses.read(values[0])
+
+
+def note_entries(record: Any) -> list[Any] | None:
+    """The notes of one get-ticket element, or None when it holds none at all."""
+    if not isinstance(record, Mapping):
+        return None
+    holder = record.get("conversation_type")
+    # tolerated: the notes directly on the element
+    notes = holder.get("notes") if isinstance(holder, Mapping) else record.get("notes")
+    return notes if isinstance(notes, list) else None
+
+
+def comment_counter(flat: Mapping[str, Any], whole: Any) -> str | None:
+    """The conversation counter of a Kapture record, compared only for change.
+
+    With notes in the record (``options.read_notes``): ``"<notes>|<last sentDate>"``. Else
+    ``"<totalConversationCount>|<lastConversationTime>"`` from the add/update ``ticket``
+    object (DOC), or ``"|<lastConvesationTime>"`` (sic) from a pull summary; None without
+    any of them (get-ticket's ``task_details`` documents none)."""
+    entries = note_entries(whole) if whole is not None else None
+    if entries is not None:
+        last = entries[-1].get("sentDate") if entries and isinstance(entries[-1], Mapping) else ""
+        return f"{len(entries)}|{_part(last)}"
+    count = flat.get("totalConversationCount")
+    last = flat.get("lastConversationTime", flat.get("lastConvesationTime"))
+    if count is None and last is None:
+        return None
+    return f"{_part(count)}|{_part(last)}"
+
+
+def _part(value: Any) -> str:
+    return "" if value is None else str(value)[:_COUNTER_PART]
 
 
 def _first(flat: Mapping[str, Any], keys: list[str]) -> Any:

@@ -2,8 +2,8 @@
 
 Keys (documented for operators in ``sync/vendors/kapture/adapter.py``'s docstring): ``time_zone``,
 ``sub_statuses``, ``queues``, ``priorities``, ``repoll_budget``, ``batch_size``,
-``page_size``, ``initial_days``, ``marker_days``, ``api_key_headers``. Unknown keys are
-problems, like everywhere in the config.
+``page_size``, ``initial_days``, ``marker_days``, ``api_key_headers``, ``read_notes``,
+``comment_visibility``. Unknown keys are problems, like everywhere in the config.
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ class KaptureOptions:
     initial_days: int = 30
     marker_days: int = 7
     api_key_headers: bool = False
+    #: Read the tickets' conversation notes (get-ticket ``conversation_type: "notes"``, 3P).
+    read_notes: bool = False
+    #: Who sees a note posted through the update's ``comment`` in this tenant: ``public``
+    #: (the default, assumed visible to the customer: only public comments go there) or
+    #: ``private`` (internal: private notes may go there too).
+    comment_visibility: str = "public"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -60,6 +66,8 @@ class KaptureOptions:
                 values[key] = int(options[key])
         values["time_zone"] = str(options.get("time_zone", defaults.time_zone))
         values["api_key_headers"] = bool(options.get("api_key_headers", False))
+        values["read_notes"] = bool(options.get("read_notes", False))
+        values["comment_visibility"] = str(options.get("comment_visibility", "public"))
         return cls(**values)
 
 
@@ -108,6 +116,12 @@ def _count(low: int, high: int | None = None) -> Callable[[Any], str | None]:
     return check
 
 
+def _visibility(value: Any) -> str | None:
+    if value not in ("public", "private"):
+        return "expected public or private (who sees the notes ticketsync posts)"
+    return None
+
+
 _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "time_zone": _time_zone,
     "sub_statuses": _key_name_table(required=True),
@@ -119,6 +133,8 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "initial_days": _count(1, 3660),
     "marker_days": _count(1, 366),
     "api_key_headers": boolean,
+    "read_notes": boolean,
+    "comment_visibility": _visibility,
 }
 
 

@@ -70,6 +70,8 @@ class PullSettings:
     batch_size: int
     repoll_budget: int
     initial_days: int
+    #: Ask get-ticket for the conversation notes too (``options.read_notes``).
+    read_notes: bool = False
 
 
 class KaptureReads:
@@ -224,7 +226,10 @@ class KaptureReads:
     async def _search(self, ids: Sequence[str]) -> dict[str, RemoteTicket]:
         what = f"ticket {ids[0]}" if len(ids) == 1 else f"tickets {ids[0]}..{ids[-1]}"
         try:
-            document = await self.wire.call("get", {"ticket_ids": ",".join(ids)}, what)
+            body = {"ticket_ids": ",".join(ids)}
+            if self.settings.read_notes:  # 3P [K-sync]: notes come back per ticket (§6.3)
+                body["conversation_type"] = "notes"
+            document = await self.wire.call("get", body, what)
         except NotFound:
             return {}
         if isinstance(document, Mapping) and "status" in _lowered(document):
