@@ -27,30 +27,32 @@ body).
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from sync.sandbox.base import DEVIATIONS, Emulator, Fault, register_emulator
+from sync.sandbox.base import DEVIATIONS, Fault, register_emulator
+from sync.sandbox.proprofs_data import (
+    CUSTOM_FIELDS,
+    INBOXES,
+    PRIORITIES,
+    STAFF,
+    ProProfsStore,
+    Refusal,
+    add_months,
+    as_utc,
+    custom_pairs,
+    id_number,
+)
 
 CREATE_PATH = "/app/api/v1/create/ticket/"
 UPDATE_PATH = "/app/api/v1/update/ticket/"
 # UNCONFIRMED (docs/vendor-apis.md §2.4): the adapter's default
 LIST_PATH = "/app/api/v1/list/ticket/"
 PAGE_SIZE = 25
-
-INBOXES = {"IB238-436": "Support", "IB238-437": "Billing"}
-STAFF = {"ST007-007": "John Smith", "ST007-009": "Asha Rao"}
-CUSTOM_FIELDS = {"CF007-07": "Model", "CF007-08": "Range", "CF007-09": "ticketsync marker"}
-PRIORITIES = ("high", "normal", "low")
-#: Status values are UNCONFIRMED (docs/vendor-apis.md §2.7); these are the Help Desk UI's
-# (INFERENCE).
-STATUSES = ("Open", "Pending", "On Hold", "Resolved", "Closed")
 
 AUTH_ERROR = "Unable to authenticate request using account email and token"  # vendor page
 _COMMON = {"account_email", "token"}
@@ -73,209 +75,15 @@ _NOT_FOUND_PAGE = (
 )
 
 
-class Refusal(ValueError):
-    """A request ProProfs refuses: its ``description``."""
-
-
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """``moment`` shifted by calendar months, the day clipped to the target month's length."""
-    index = moment.month - 1 + months
-    year, month = moment.year + index // 12, index % 12 + 1
-    following = datetime(year + month // 12, month % 12 + 1, 1)
-    last_day = (following - timedelta(days=1)).day
-    return moment.replace(year=year, month=month, day=min(moment.day, last_day))
-
-
-def id_number(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
 @register_emulator("proprofs")
-class ProProfsEmulator(Emulator):
+class ProProfsEmulator(ProProfsStore):
     """ProProfs Help Desk's ticket API, with the shared control API and faults."""
-
-    secret_fields = frozenset({"token", "account_email"})
-
-    def __init__(
-        self,
-        *,
-        account_email: str = "agent@example.com",
-        token: str = "sandbox0proprofs0token0123456789",
-        time_zone: str = "America/Chicago",
-    ) -> None:
-        super().__init__()
-        self.account_email = account_email
-        self.token = token
-        self.time_zone = ZoneInfo(time_zone)
-        self.reset_state()
-
-    def reset_state(self) -> None:
-        super().reset_state()
-        self.revoked = False
-        self.error_status = 200
-        self._ids = itertools.count(701)
-
-    # -- settings and test helpers ---------------------------------------------------------
-
-    def configure(self, **settings: Any) -> None:
-        own = {"time_zone", "error_status", "token"}
-        super().configure(**{k: v for k, v in settings.items() if k not in own})
-        if "time_zone" in settings:
-            self.time_zone = ZoneInfo(str(settings["time_zone"]))
-        if "error_status" in settings:
-            self.error_status = int(settings["error_status"])
-        if "token" in settings:
-            self.token = str(settings["token"])
-
-    def revoke(self) -> None:
-        """The account owner regenerated the API key: the old token stops working."""
-        self.revoked = True
 
     def fault_response(self, fault: Fault) -> web.Response:
         if fault.body is not None and not isinstance(fault.body, dict | list):
             return web.Response(status=fault.status, text=str(fault.body), headers=fault.headers)
         body = fault.body or {"status": "error", "description": "Service temporarily unavailable"}
         return web.json_response(body, status=fault.status, headers=dict(fault.headers))
-
-    def local(self, moment: datetime) -> str:
-        """A time as ProProfs answers it: ``YYYY-MM-DD HH:MM:SS`` in the account's zone."""
-        return moment.astimezone(self.time_zone).strftime("%Y-%m-%d %H:%M:%S")
-
-    def find(self, external_id: Any) -> dict[str, Any] | None:
-        """The ticket with this id, however its zeros are spelled."""
-        number = id_number(external_id)
-        for ticket in self.tickets.values():
-            if id_number(ticket["ticket_id"]) == number:
-                return ticket
-        return None
-
-    # -- tickets ---------------------------------------------------------------------------
-
-    def seed(self, **fields: Any) -> dict[str, Any]:
-        """A ticket created at the vendor (ProProfs keys; ``modified_at``/``created_at`` UTC)."""
-        existing = self.find(fields["ticket_id"]) if "ticket_id" in fields else None
-        if existing is not None:
-            fields.pop("ticket_id")
-            return self.edit(existing["ticket_id"], **fields)
-        now = iso_utc(self.clock())
-        ticket_id = str(fields.pop("ticket_id", None) or f"{next(self._ids):05d}")
-        ticket: dict[str, Any] = {
-            "ticket_id": ticket_id,
-            "subject": "Sandbox ticket",
-            "description": None,
-            "status": "Open",
-            "priority": "normal",
-            "inbox": next(iter(INBOXES)),
-            "staff": None,
-            "email": "customer@example.com",
-            "name": None,
-            "phone": None,
-            "custom_fields": dict.fromkeys(CUSTOM_FIELDS),
-            "created_at": now,
-            "modified_at": now,
-        }
-        self._apply(ticket, fields)
-        ticket["created_at"] = iso_utc(_utc(fields.get("created_at", ticket["created_at"])))
-        ticket["modified_at"] = iso_utc(_utc(fields.get("modified_at", ticket["modified_at"])))
-        self.tickets[ticket_id] = ticket
-        return ticket
-
-    def edit(self, external_id: str, **fields: Any) -> dict[str, Any]:
-        """An agent's edit in the Help Desk: fields change and the modification time moves."""
-        ticket = self.find(external_id)
-        if ticket is None:
-            raise KeyError(external_id)
-        self._apply(ticket, fields)
-        ticket["modified_at"] = iso_utc(_utc(fields.get("modified_at", self.clock())))
-        return ticket
-
-    @staticmethod
-    def _apply(ticket: dict[str, Any], fields: Mapping[str, Any]) -> None:
-        for name, value in fields.items():
-            if name == "custom_fields":
-                items = value.items() if isinstance(value, Mapping) else _pairs(value)
-                ticket["custom_fields"].update(items)
-            elif name not in ("modified_at", "created_at"):
-                ticket[name] = value
-
-    def render(self, ticket: Mapping[str, Any]) -> dict[str, Any]:
-        """A ticket as the list answers it."""
-        created = self.local(_utc(ticket["created_at"]))
-        return {
-            "ticket_id": ticket["ticket_id"],
-            "subject": ticket["subject"],
-            "description": ticket["description"],
-            "status": ticket["status"],
-            "priority": ticket["priority"],
-            "inbox": ticket["inbox"],
-            "staff": ticket["staff"],
-            "email": ticket["email"],
-            "name": ticket["name"],
-            "phone": ticket["phone"],
-            "custom_fields": [
-                {"id": key, "value": value} for key, value in ticket["custom_fields"].items()
-            ],
-            "created_date_time": created,
-            "modified_date_time": self.local(_utc(ticket["modified_at"])),
-            "messages": [
-                {"created": created, "from": ticket["email"], "message": ticket["description"]}
-            ],
-        }
-
-    demo_field_names = {"title": "subject", "status": "status", "priority": "priority"}
-
-    def demo_connection(self) -> dict[str, Any]:
-        assert self.base_url is not None
-        return {
-            "vendor": "proprofs",
-            "base_url": self.base_url,
-            "credentials": {"account_email": self.account_email, "token": self.token},
-            "fields": {
-                "title": None,
-                "status": {
-                    "open": "Open",
-                    "pending": "Pending",
-                    "on_hold": "On Hold",
-                    "resolved": "Resolved",
-                    "closed": "Closed",
-                },
-                "priority": {"low": "low", "normal": "normal", "high": "high"},
-                "queue": {name.lower(): inbox for inbox, name in INBOXES.items()},
-            },
-            "options": {"time_zone": str(self.time_zone)},
-        }
-
-    def demo_fields(self, index: int) -> dict[str, Any]:
-        subjects = (
-            "Query about the GPS tracking device",
-            "Invoice shows the wrong address",
-            "Cannot log in to the portal",
-            "Refund for a duplicate order",
-        )
-        return {
-            "subject": f"{subjects[index % len(subjects)]} (#{index + 1})",
-            "description": f"Customer {index + 1} wrote in by e-mail.",
-            "priority": PRIORITIES[index % len(PRIORITIES)],
-            "inbox": list(INBOXES)[index % len(INBOXES)],
-            "email": f"customer{index + 1}@example.com",
-        }
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -362,7 +170,7 @@ class ProProfsEmulator(Emulator):
             if key in values and values[key] not in known:
                 raise Refusal(f"Invalid {key}: {values[key]}")
         if "custom_fields" in values:
-            pairs = _pairs(values["custom_fields"])
+            pairs = custom_pairs(values["custom_fields"])
             for field_id, _ in pairs:
                 if field_id not in CUSTOM_FIELDS:
                     raise Refusal(f"Invalid custom field ID: {field_id}")
@@ -451,15 +259,8 @@ class ProProfsEmulator(Emulator):
 
 def _within(ticket: Mapping[str, Any], ranges: Mapping[str, Bounds | None], ids: IdRange) -> bool:
     for kind, bounds in ranges.items():
-        at = _utc(ticket[f"{kind}_at"])
+        at = as_utc(ticket[f"{kind}_at"])
         if bounds is not None and not bounds[0] <= at <= bounds[1]:
             return False
     number = int(ticket["ticket_id"])
     return ids is None or ids[0] <= number <= ids[1]
-
-
-def _pairs(value: Any) -> list[tuple[str, Any]]:
-    """``custom_fields`` as sent on create/update: ``[{"id": ..., "value": ...}]`` (DOC)."""
-    if not isinstance(value, list) or not all(isinstance(i, dict) and "id" in i for i in value):
-        raise Refusal("Invalid custom_fields: expected an array of {id, value}")
-    return [(str(i["id"]), i.get("value")) for i in value]
