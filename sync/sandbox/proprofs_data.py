@@ -92,12 +92,13 @@ class ProProfsStore(Emulator):
         super().reset_state()
         self.revoked = False
         self.error_status = 200
+        self.message_moves_modified = True
         self._ids = itertools.count(701)
 
     # -- settings and test helpers ---------------------------------------------------------
 
     def configure(self, **settings: Any) -> None:
-        own = {"time_zone", "error_status", "token"}
+        own = {"time_zone", "error_status", "token", "message_moves_modified"}
         super().configure(**{k: v for k, v in settings.items() if k not in own})
         if "time_zone" in settings:
             self.time_zone = ZoneInfo(str(settings["time_zone"]))
@@ -105,6 +106,8 @@ class ProProfsStore(Emulator):
             self.error_status = int(settings["error_status"])
         if "token" in settings:
             self.token = str(settings["token"])
+        if "message_moves_modified" in settings:
+            self.message_moves_modified = bool(settings["message_moves_modified"])
 
     def revoke(self) -> None:
         """The account owner regenerated the API key: the old token stops working."""
@@ -191,9 +194,30 @@ class ProProfsStore(Emulator):
             "created_date_time": created,
             "modified_date_time": self.local(as_utc(ticket["modified_at"])),
             "messages": [
-                {"created": created, "from": ticket["email"], "message": ticket["description"]}
+                {"created": created, "from": ticket["email"], "message": ticket["description"]},
+                *(
+                    {**m, "created": self.local(as_utc(m["created"]))}
+                    for m in self.comments.get(ticket["ticket_id"], [])
+                ),
             ],
         }
+
+    def add_comment(self, external_id: str, **fields: Any) -> dict[str, Any]:
+        """A message on the ticket (an agent's reply or note, or the customer's answer):
+        ``message``, ``from`` (default the first staff member's address), ``created``
+        (datetime or ISO UTC; default now). See the module docstring for what is a guess."""
+        ticket = self.find(external_id)
+        if ticket is None:
+            raise KeyError(external_id)
+        message = {
+            "created": iso_utc(as_utc(fields.get("created") or self.clock())),
+            "from": str(fields.get("from") or "john.smith@helpdesk.example.com"),
+            "message": str(fields.get("message", "")),
+        }
+        self.comments.setdefault(ticket["ticket_id"], []).append(message)
+        if self.message_moves_modified:
+            ticket["modified_at"] = iso_utc(self.clock())
+        return message
 
     demo_field_names = {"title": "subject", "status": "status", "priority": "priority"}
 
@@ -217,6 +241,18 @@ class ProProfsStore(Emulator):
             },
             "options": {"time_zone": str(self.time_zone)},
         }
+
+    def seed_demo(self, count: int) -> None:
+        """The demo tickets; every third one carries an agent's HTML reply and the
+        customer's answer in the same second."""
+        super().seed_demo(count)
+        now = self.clock()
+        for index, ticket in enumerate(list(self.tickets.values())):
+            if index % 3 == 0:
+                html = "<p>Please try <b>Settings &gt; Reset</b>.</p>"
+                self.add_comment(ticket["ticket_id"], message=html, created=now)
+                self.add_comment(ticket["ticket_id"], message="Done, it works.",
+                                 created=now, **{"from": ticket["email"]})  # fmt: skip
 
     def demo_fields(self, index: int) -> dict[str, Any]:
         subjects = (

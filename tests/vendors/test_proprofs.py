@@ -35,8 +35,9 @@ from sync.sandbox.proprofs import (
     ProProfsEmulator,
     add_months,
 )
-from sync.vendors.base import AdapterContext
+from sync.vendors.base import AdapterContext, OutgoingComment
 from sync.vendors.proprofs.adapter import ProProfsAdapter
+from sync.vendors.proprofs.comments import messages_of, to_comments
 from sync.vendors.proprofs.mapping import (
     FIELD_KEYS,
     BadRecord,
@@ -164,7 +165,7 @@ class ProProfsVendor:
 
     def seed(self, modified_ago: float = 0.0, **fields: Any) -> str:
         when = self.emulator.clock() - timedelta(seconds=modified_ago)
-        ticket = self.emulator.seed(modified_at=when, **self._proprofs(fields))
+        ticket = self.emulator.seed(modified_at=when, created_at=when, **self._proprofs(fields))
         return str(ticket["ticket_id"])
 
     def edit(self, external_id: str, **fields: Any) -> None:
@@ -180,6 +181,21 @@ class ProProfsVendor:
 
     def deviations(self) -> list[str]:
         return self.emulator.deviations()
+
+    checks_visibility = False
+    comment_read_route = read_route
+
+    def add_comment(self, external_id: str, body: str, *, public: bool, ago: float) -> None:
+        when = self.emulator.clock() - timedelta(seconds=ago)
+        self.emulator.add_comment(external_id, message=body, created=when)
+
+    def stored_comments(self, external_id: str) -> list[tuple[str, bool | None]]:
+        ticket = self.emulator.find(external_id)
+        assert ticket is not None
+        return [(m["message"], None) for m in self.emulator.comments.get(ticket["ticket_id"], [])]
+
+    def misfile_visibility(self) -> None:
+        raise AssertionError("ProProfs takes no comments")
 
 
 class TestProProfsContract(AdapterContract):
@@ -854,3 +870,65 @@ def test_sandbox_runs_as_its_own_process() -> None:
             rest, errors = process.communicate(timeout=10)
     assert process.returncode == 0, errors
     assert rest == ""
+
+
+# -- comments (docs/vendor-apis.md §6.4) -------------------------------------------------------
+
+
+async def test_comments_are_read_only_and_private(
+    make: MakeAdapter, emulator: ProProfsEmulator, vendor: ProProfsVendor
+) -> None:
+    adapter = make()
+    caps = adapter.capabilities
+    assert caps.comments_read and not caps.comments_write and not caps.private_comments
+    external_id = vendor.seed(modified_ago=600, description="It broke.")
+    emulator.add_comment(external_id, message="<p>Try <b>again</b></p>")
+    (reply,) = await adapter.list_comments(external_id)
+    assert (reply.body, reply.is_public) == ("Try again", False)
+    assert reply.author_email == "john.smith@helpdesk.example.com"
+    with pytest.raises(NotImplementedError):
+        await adapter.post_comment(external_id, OutgoingComment("Hi.", True, "tsc-pp-1"))
+    with pytest.raises(NotFound):
+        await adapter.list_comments("999999")
+
+
+def test_messages_are_read_tolerantly() -> None:
+    messages: list[Any] = [
+        {"created": "2026-01-01 09:00:00", "from": "c@example.com", "message": "the body"},
+        {"created": "2026-01-01 10:00:00", "sender": "Asha Rao", "body": "same"},
+        {"created": "2026-01-01 10:00:00", "sender": "Asha Rao", "body": "same"},
+        {"id": 77, "created": "garbage", "text": "no time\n\n[ticketsync:tsc-abcdef]"},
+    ]
+    untimed, first, second = to_comments(messages, CHICAGO)  # the body (09:00) is left out
+    assert (untimed.external_id, untimed.body, untimed.marker) == ("77", "no time", "tsc-abcdef")
+    assert untimed.created_at is None
+    assert first.author_name == "Asha Rao" and first.author_email is None
+    assert second.external_id == first.external_id + "-2"
+    assert messages_of({"messages": None}) == []
+    with pytest.raises(ValueError):
+        messages_of({"messages": "x"})
+    with pytest.raises(ValueError):
+        to_comments(["x"], CHICAGO)
+
+
+async def test_counter_is_derived_from_the_messages(
+    make: MakeAdapter, emulator: ProProfsEmulator, vendor: ProProfsVendor
+) -> None:
+    external_id = vendor.seed(modified_ago=600)
+    adapter = make()
+    before = await adapter.get(external_id)
+    assert before is not None and before.comment_counter is not None
+    assert before.comment_counter.startswith("1|")
+    emulator.configure(message_moves_modified=False)
+    modified = emulator.find(external_id)["modified_at"]  # type: ignore[index]
+    emulator.add_comment(external_id, message="Quiet reply.")
+    assert emulator.find(external_id)["modified_at"] == modified  # type: ignore[index]
+    after = await adapter.get(external_id)
+    assert after is not None and after.comment_counter is not None
+    assert after.comment_counter.startswith("2|")
+
+
+def test_demo_account_has_messages() -> None:
+    emulator = ProProfsEmulator()
+    emulator.seed_demo(4)
+    assert sorted(len(v) for v in emulator.comments.values()) == [2, 2]

@@ -53,6 +53,11 @@ Operator notes (for the README)
   tickets created meanwhile. If the list's tickets carry no ``custom_fields`` (or no
   ``description``, without a marker field) ``find_marker`` fails loudly rather than answer
   "not found" and risk a duplicate.
+- Comments (docs/vendor-apis.md §6.4): read only, from the list items' ``messages`` (the
+  first is the ticket's body); ProProfs documents no way to post one, so none is posted
+  (capability ``comments_write`` off). Their fields beyond ``created`` are UNCONFIRMED (see
+  ``proprofs.comments``); they are stored as not public. The counter is derived: the number
+  of messages and the last one's time.
 - Other options: ``import_since`` (default 2005-01-01: the first import reads every ticket
   modified since, in 89-day windows, one call each at least), ``lookback_seconds`` (default
   ``sync.lookback_seconds``).
@@ -87,8 +92,11 @@ from sync.vendors.base import (
     Capabilities,
     Cursor,
     Page,
+    RemoteComment,
     RemoteTicket,
 )
+from sync.vendors.comments import parsed
+from sync.vendors.proprofs.comments import messages_of, to_comments
 from sync.vendors.proprofs.mapping import (
     READABLE,
     WRITABLE,
@@ -124,6 +132,8 @@ class ProProfsAdapter(Adapter):
         can_create=True,
         finds_markers=True,
         changed_since=True,
+        # Read-only conversation: list items carry messages, no API posts one (§6.4).
+        comments_read=True,
     )
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
@@ -259,6 +269,23 @@ class ProProfsAdapter(Adapter):
                     if ticket.marker == marker:
                         return ticket
         return None
+
+    async def list_comments(self, external_id: str) -> Sequence[RemoteComment]:
+        """The ticket's messages but its first (the body), oldest first, as not public: one
+        list call (``get``). ProProfs documents no way to post one: ``comments_write`` is off."""
+        ticket = await self.get(external_id)
+        if ticket is None:
+            raise NotFound(
+                f"{self.name}: ticket {external_id}: ProProfs has no such ticket",
+                connection=self.name,
+            )
+        zone = self.options.time_zone
+        return parsed(
+            self.name,
+            external_id,
+            "a list of messages",
+            lambda: to_comments(messages_of(ticket.raw), zone),
+        )
 
     async def check(self) -> None:
         """One list call over the last day: proves the credentials and ``options.list_path``."""

@@ -199,7 +199,18 @@ def to_remote(
         modified_at=parse_local(record["modified_date_time"], zone),
         marker=marker,
         raw=dict(record),
+        comment_counter=message_counter(record),
     )
+
+
+def message_counter(record: Mapping[str, Any]) -> str | None:
+    """``"<number of messages>|<last message's created>"``: ProProfs has no conversation
+    counter, so it is derived from the list item's ``messages`` (None without them)."""
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        return None
+    last = messages[-1].get("created") if messages and isinstance(messages[-1], Mapping) else ""
+    return f"{len(messages)}|{'' if last is None else str(last)[:60]}"
 
 
 def carries_marker_field(record: Any, marker_field_id: str | None) -> bool:
