@@ -20,7 +20,8 @@ assignee), singular SPQL table names, unknown parameters (ignored, as Rails woul
 
 SPQL: a strict subset, enough for a sync client, 422 for anything else::
 
-    SELECT col, ... FROM tickets [WHERE <time column> <op> '<ISO time>']
+    SELECT col, ... FROM tickets [WHERE <time column> <op> '<ISO time>'
+                                  | WHERE (<condition> OR <condition> ...)]
       [ORDER BY col [ASC|DESC]] [LIMIT count | LIMIT offset,count]
 
 Emulator choices where Sirportly's behaviour is UNCONFIRMED (INFERENCE): a naive date literal

@@ -1,7 +1,8 @@
 """Sirportly emulator, its SPQL: the strict subset a sync client needs, evaluated on tickets.
 
-``run_spql`` answers ``SELECT col, ... FROM tickets [WHERE <time column> <op> '<ISO time>']
-[ORDER BY col [ASC|DESC]] [LIMIT count | LIMIT offset,count]`` over the store's ticket
+``run_spql`` answers ``SELECT col, ... FROM tickets [WHERE <time column> <op> '<ISO time>'
+| WHERE (<condition> OR <condition> ...)] [ORDER BY col [ASC|DESC]] [LIMIT count | LIMIT
+offset,count]`` over the store's ticket
 objects; anything else is a ``ValueError`` whose text is the 422's message. Singular table
 names (``status.name``) are served and recorded as deviations (3P). A naive date literal is
 UTC (INFERENCE).
@@ -16,9 +17,12 @@ from typing import Any
 
 from sync.sandbox.sirportly_data import parse_iso
 
+_CONDITION = r"[\w.]+\s*(?:>=|<=|=|>|<)\s*'[^']*'"
+_ONE = re.compile(r"(?P<where>[\w.]+)\s*(?P<op>>=|<=|=|>|<)\s*'(?P<literal>[^']*)'")
 _SPQL = re.compile(
     r"\s*SELECT\s+(?P<cols>.+?)\s+FROM\s+tickets"
-    r"(?:\s+WHERE\s+(?P<where>[\w.]+)\s*(?P<op>>=|<=|=|>|<)\s*'(?P<literal>[^']*)')?"
+    rf"(?:\s+WHERE\s+(?P<where>\(\s*{_CONDITION}(?:\s+OR\s+{_CONDITION})+\s*\)"
+    rf"|{_CONDITION}))?"
     r"(?:\s+ORDER\s+BY\s+(?P<order>[\w.]+)(?:\s+(?P<dir>ASC|DESC))?)?"
     r"(?:\s+LIMIT\s+(?:(?P<offset>\d+)\s*,\s*)?(?P<count>\d+))?\s*",
     re.IGNORECASE | re.DOTALL,
@@ -49,15 +53,8 @@ def run_spql(
     columns = [_column(c, deviations) for c in given]
     found = list(tickets)
     if match["where"]:
-        where = _column(match["where"], deviations)
-        if where not in TIME_COLUMNS:
-            raise ValueError(f"Invalid condition on {match['where']}")
-        try:
-            bound = parse_iso(match["literal"])
-        except ValueError:
-            raise ValueError(f"Invalid date {match['literal']!r}") from None
-        op = _OPS[match["op"]]
-        found = [t for t in found if _value(t, where) and op(_time(t, where), bound)]
+        tests = [_condition(c, deviations) for c in _ONE.finditer(match["where"])]
+        found = [t for t in found if any(test(t) for test in tests)]
     if match["order"]:
         order = _column(match["order"], deviations)
         found.sort(key=lambda t: (_sortable(_value(t, order)), t["id"]))
@@ -88,6 +85,19 @@ COLUMNS: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {
     "teams.name": lambda t: (t["team"] or {}).get("name"),
     "users.username": lambda t: (t["user"] or {}).get("username"),
 }
+
+
+def _condition(found: re.Match[str], deviations: list[str]) -> Callable[[Mapping[str, Any]], bool]:
+    """One ``<time column> <op> '<ISO time>'`` as a test of a ticket (null: false)."""
+    where = _column(found["where"], deviations)
+    if where not in TIME_COLUMNS:
+        raise ValueError(f"Invalid condition on {found['where']}")
+    try:
+        bound = parse_iso(found["literal"])
+    except ValueError:
+        raise ValueError(f"Invalid date {found['literal']!r}") from None
+    op = _OPS[found["op"]]
+    return lambda t: bool(_value(t, where)) and op(_time(t, where), bound)
 
 
 def _column(name: str, deviations: list[str]) -> str:

@@ -405,8 +405,10 @@ async def test_requests_are_form_posts_with_auth_headers(
         assert entry["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
     spql = emulator.requests("POST", "/api/v2/tickets/spql")[0]["body"]["spql"]
     assert spql == (
-        "SELECT tickets.reference, tickets.updated_at FROM tickets WHERE tickets.updated_at >= "
-        "'2000-01-01 00:00:00' ORDER BY tickets.updated_at LIMIT 0,100"
+        "SELECT tickets.reference, tickets.updated_at, tickets.last_update_posted_at FROM "
+        "tickets WHERE (tickets.updated_at >= '2000-01-01 00:00:00' OR "
+        "tickets.last_update_posted_at >= '2000-01-01 00:00:00') ORDER BY tickets.updated_at "
+        "LIMIT 0,100"
     )
     update = emulator.requests("POST", "/api/v2/tickets/update")[0]
     assert update["body"] == {
@@ -897,7 +899,7 @@ async def test_control_api_edits_by_reference(
     assert len(emulator.tickets) == 1
     assert emulator.tickets[reference]["status"]["status_type"] == 1
     assert spql_query(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), 0, 1).endswith(
-        "'2025-01-02 03:04:05' ORDER BY tickets.updated_at LIMIT 0,1"
+        "'2025-01-02 03:04:05') ORDER BY tickets.updated_at LIMIT 0,1"
     )
 
 
@@ -1014,3 +1016,42 @@ def test_comment_user_option_is_validated() -> None:
     assert validate_options({"comment_user": 6}) == []
     (problem,) = validate_options({"comment_user": ""})
     assert problem.startswith("options.comment_user:")
+
+
+async def test_a_new_update_alone_is_pulled_by_last_update_posted_at(
+    make: MakeAdapter, emulator: SirportlyEmulator, vendor: SirportlyVendor
+) -> None:
+    quiet = vendor.seed(modified_ago=7200, **first(vendor))
+    busy = [vendor.seed(modified_ago=3600 - i, **first(vendor)) for i in range(150)]
+    adapter = make()
+    _, cursor = await pull(adapter)
+    emulator.configure(post_moves_updated_at=False)
+    emulator.add_comment(quiet, message="A reply that leaves updated_at alone.")
+    for reference in busy[:120]:
+        emulator.edit(reference, subject="Edited")
+    emulator.log.clear()
+    counts = await _count(adapter, cursor)
+    assert counts[quiet] == 1 and max(counts.values()) == 1  # each ticket once
+    assert {quiet, *busy[:120]} <= set(counts)  # the rest: within the lookback
+    seen, cursor = await pull(adapter, cursor)
+    assert seen[quiet].comment_counter is not None
+    assert seen[quiet].comment_counter.startswith("2|")
+    again, _ = await pull(adapter, cursor)
+    assert quiet not in again or again[quiet].comment_counter == seen[quiet].comment_counter
+
+
+def test_emulator_spql_takes_or_of_time_conditions() -> None:
+    emulator = SirportlyEmulator()
+    old = emulator.seed(updated_at="2026-01-01T00:00:00Z")
+    emulator.configure(post_moves_updated_at=False)
+    emulator.add_comment(old["reference"], message="hi", posted_at="2026-02-01T00:00:00Z")
+    emulator.seed(updated_at="2026-01-15T00:00:00Z")
+    query = (
+        "SELECT tickets.reference FROM tickets WHERE (tickets.updated_at >= '2026-01-10' "
+        "OR tickets.last_update_posted_at >= '2026-01-10') ORDER BY tickets.updated_at"
+    )
+    deviations: list[str] = []
+    _, rows = emulator._run_spql(query, deviations)
+    assert [r[0] for r in rows] == [old["reference"], "SP-616002"]
+    with pytest.raises(ValueError, match="Invalid condition"):
+        emulator._run_spql(query.replace("last_update_posted_at", "subject"), deviations)

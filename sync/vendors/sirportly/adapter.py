@@ -308,7 +308,7 @@ class SirportlyAdapter(Adapter):
 
         async for rows in SpqlScan(self.name, query).pages(start):
             tickets = await self._fetch_all(rows)
-            newest = max([newest, *(r.updated_at for r in rows)], key=_orderable)
+            newest = max([newest, *(r.changed_at for r in rows)], key=_orderable)
             yield Page(tickets, _cursor(newest))
 
     async def _list_pages(self, start: datetime, after: datetime | None) -> AsyncIterator[Page]:

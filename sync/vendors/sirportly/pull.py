@@ -2,8 +2,16 @@
 
 SPQL (docs/vendor-apis.md §3.4 option B, the documented query API)::
 
-    SELECT tickets.reference, tickets.updated_at FROM tickets
-    WHERE tickets.updated_at >= 'YYYY-MM-DD HH:MM:SS' ORDER BY tickets.updated_at LIMIT o,n
+    SELECT tickets.reference, tickets.updated_at, tickets.last_update_posted_at FROM tickets
+    WHERE (tickets.updated_at >= 'YYYY-MM-DD HH:MM:SS'
+           OR tickets.last_update_posted_at >= 'YYYY-MM-DD HH:MM:SS')
+    ORDER BY tickets.updated_at LIMIT o,n
+
+The ``last_update_posted_at`` half (docs/architecture.md §8.5) finds tickets that only got a
+new update (a comment): whether posting one moves ``updated_at`` is UNCONFIRMED
+(docs/vendor-apis.md §6.2). Such rows sort by their older ``updated_at``, before every row
+the window's start admits, so they come in the first page(s) of a window and stay in
+``seen`` while their post time is within it; a restart never yields them twice.
 
 ``LIMIT offset,count`` is what public clients use (3P); the absolute date literal is
 UNCONFIRMED (only relative dates such as ``3.months.ago`` are documented), so a 422 for the
@@ -35,7 +43,7 @@ from sync.vendors.sirportly.mapping import parse_time
 
 PAGE = 100
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-COLUMNS = ("tickets.reference", "tickets.updated_at")
+COLUMNS = ("tickets.reference", "tickets.updated_at", "tickets.last_update_posted_at")
 
 #: Runs one SPQL query; returns the decoded reply.
 Query = Callable[[str], Awaitable[Any]]
@@ -45,16 +53,23 @@ Lister = Callable[[int], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class Row:
-    """One SPQL result: a ticket's reference and its ``updated_at``."""
+    """One SPQL result: a ticket's reference, ``updated_at`` and ``last_update_posted_at``."""
 
     reference: str
     updated_at: datetime
+    posted_at: datetime | None = None
+
+    @property
+    def changed_at(self) -> datetime:
+        """The later of the two times: what the cursor and the window compare."""
+        return max(self.updated_at, self.posted_at or self.updated_at)
 
 
 def spql_query(start: datetime, offset: int, count: int) -> str:
     literal = start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return (
-        f"SELECT {', '.join(COLUMNS)} FROM tickets WHERE tickets.updated_at >= '{literal}' "
+        f"SELECT {', '.join(COLUMNS)} FROM tickets WHERE (tickets.updated_at >= '{literal}' "
+        f"OR tickets.last_update_posted_at >= '{literal}') "
         f"ORDER BY tickets.updated_at LIMIT {offset},{count}"
     )
 
@@ -78,11 +93,12 @@ def parse_rows(document: Any, connection: str) -> list[Row]:
             f"{connection}: Sirportly's SPQL reply has no list of results", connection=connection
         )
     fields = document.get("fields")
-    ref_at, time_at = (_column(fields, c, i) for i, c in enumerate(COLUMNS))
+    ref_at, time_at, posted_at = (_column(fields, c, i) for i, c in enumerate(COLUMNS))
     rows = []
     for result in results:
         try:
             reference, updated = result[ref_at], parse_time(result[time_at])
+            posted = parse_time(result[posted_at]) if len(result) > posted_at else None
         except (IndexError, KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(
                 f"{connection}: an SPQL result is not (reference, updated_at): {result!r} ({exc})",
@@ -93,7 +109,7 @@ def parse_rows(document: Any, connection: str) -> list[Row]:
                 f"{connection}: an SPQL result lacks a reference or updated_at: {result!r}",
                 connection=connection,
             )
-        rows.append(Row(reference, updated))
+        rows.append(Row(reference, updated, posted))
     return rows
 
 
@@ -107,12 +123,12 @@ class SpqlScan:
     async def pages(self, start: datetime) -> AsyncIterator[list[Row]]:
         start = start.replace(microsecond=0)
         offset = 0
-        seen: dict[str, datetime] = {}  # reference -> updated_at, for rows at or after start
+        seen: dict[str, Row] = {}  # reference -> its row, for rows changed at or after start
         while True:
             rows = parse_rows(await self._query(spql_query(start, offset, PAGE)), self.connection)
             self._check_order(rows)
-            fresh = [r for r in rows if seen.get(r.reference) != r.updated_at]
-            seen.update((r.reference, r.updated_at) for r in rows)
+            fresh = [r for r in rows if seen.get(r.reference) != r]
+            seen.update((r.reference, r) for r in rows)
             if fresh:
                 yield fresh
             if len(rows) < PAGE:
@@ -120,7 +136,7 @@ class SpqlScan:
             last = rows[-1].updated_at
             if last > start:  # progress: restart the window at the page's end
                 start, offset = last, 0
-                seen = {k: v for k, v in seen.items() if v >= start}
+                seen = {k: v for k, v in seen.items() if v.changed_at >= start}
             else:  # a whole page within the window's first second: page into it
                 offset += PAGE
 
