@@ -795,3 +795,31 @@ def test_html_to_text_is_linear_on_hostile_markup() -> None:
     assert time.perf_counter() - started < 2.0
     assert html_to_text("a < b and c > d") == "a < b and c > d"
     assert html_to_text("<p>one</p><p>two</p><!-- x -->") == "one\ntwo"
+
+
+async def test_control_api_adds_and_lists_comments_and_sets_the_switch(
+    make_zoho: MakeAdapter, zoho_emulator: ZohoDeskEmulator, vendor: ZohoVendor
+) -> None:
+    external_id = vendor.seed()
+    adapter = make_zoho()
+    control = adapter.client(zoho_emulator.base_url)
+    added = await control.request(
+        "POST",
+        "/_sandbox/comments",
+        json=[
+            {"ticket": external_id, "content": "<b>Hi</b>", "isPublic": False},
+            {"ticket": external_id, "content": "Bye", "contentType": "plainText"},
+        ],
+    )
+    assert [c["isPublic"] for c in added.json()["comments"]] == [False, True]
+    listed = await control.request("GET", f"/_sandbox/comments?ticket={external_id}")
+    assert len(listed.json()["comments"]) == 2
+    refused = await control.request(
+        "POST", "/_sandbox/comments", json={"ticket": "404", "content": "x"}, ok=(400,)
+    )
+    assert "error" in refused.json()
+    await control.request("POST", "/_sandbox/config", json={"misfile_visibility": True})
+    with pytest.raises(ProtocolError, match="posted public but the vendor holds it as private"):
+        await adapter.post_comment(external_id, OutgoingComment("x", True, "tsc-zoho-3"))
+    await control.request("POST", "/_sandbox/reset")
+    assert zoho_emulator.comments == {} and not zoho_emulator.misfile_visibility
