@@ -31,7 +31,8 @@ the department's escalation path and a user outside the team are 422s.
 Settings (``configure``): ``spql_access`` (false: SPQL answers 403, as for a user token
 without reporting access), ``per_page``, ``custom_fields``, ``rule`` (fields a Sirportly rule
 sets after every API write not sent with ``X-Sirportly-Rules: disabled``, e.g.
-``{"priority": "High"}``). The control API's ticket ``id`` is the ticket's reference.
+``{"priority": "High"}``), ``token`` and ``secret`` (the API credentials it accepts).
+The control API's ticket ``id`` is the ticket's reference.
 
 The account's objects, the ticket store, seeding and record rendering are
 ``sync.sandbox.sirportly_data``'s; the SPQL evaluation is ``sync.sandbox.sirportly_spql``'s.

@@ -155,8 +155,12 @@ class SirportlyStore(Emulator):
         self._update_ids = itertools.count(1)
 
     def configure(self, **settings: Any) -> None:
-        own = {"spql_access", "per_page", "custom_fields", "rule"}
+        own = {"spql_access", "per_page", "custom_fields", "rule", "token", "secret"}
         super().configure(**{k: v for k, v in settings.items() if k not in own})
+        if "token" in settings:
+            self.token = str(settings["token"])
+        if "secret" in settings:
+            self.secret = str(settings["secret"])
         if "spql_access" in settings:
             self.spql_access = bool(settings["spql_access"])
         if "per_page" in settings:
