@@ -17,8 +17,13 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from sync.config import Config
 from sync.db import Mirror
@@ -125,3 +130,50 @@ def run(
         return 0
     out(result_line(mirror, request_id))
     return code
+
+
+#: Undo requests ``status`` shows per connection: the open ones and the newest others.
+STATUS_LIMIT = 5
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def status_rows(session: Session, connection: str) -> list[dict[str, Any]]:
+    """The ``undo_requests`` of ``status --json`` for one connection, newest first: id,
+    run_id, ticket_id, force, state, requested_at, finished_at, executed_by, result."""
+    rows = session.scalars(
+        select(UndoRequest)
+        .where(UndoRequest.connection == connection)
+        .order_by(UndoRequest.id.desc())
+        .limit(STATUS_LIMIT)
+    )
+    return [
+        {
+            "id": r.id,
+            "run_id": r.run_id,
+            "ticket_id": r.ticket_id,
+            "force": r.force,
+            "state": r.state,
+            "requested_at": _iso(r.requested_at),
+            "finished_at": _iso(r.finished_at),
+            "executed_by": r.executed_by,
+            "result": r.result,
+        }
+        for r in rows
+    ]
+
+
+def status_lines(rows: list[Mapping[str, Any]]) -> list[str]:
+    """``status`` lines for a connection's undo requests."""
+    lines = []
+    for r in rows:
+        result = r["result"] or {}
+        counts = ", ".join(f"{n} {k}" for k, n in result.items() if isinstance(n, int) and n)
+        by = f" by run #{r['executed_by']}" if r["executed_by"] else ""
+        lines.append(
+            f"  undo #{r['id']}:         run #{r['run_id']}: {r['state']}{by}"
+            f"{' (' + counts + ')' if counts else ''}"
+        )
+    return lines
