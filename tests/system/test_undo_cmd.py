@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sync.coord.locks import InstanceLock
+from sync.engine.crash import UNDO_POINTS
 from tests.system.conftest import run_cli
 from tests.system.harness import PLUGINS, Setup, sqlite_only
 
@@ -47,7 +48,7 @@ def vendor_ticket(setup: Setup, external_id: str) -> dict:
     return next(t for t in setup.vendor.tickets() if t["id"] == external_id)
 
 
-@pytest.mark.parametrize("point", ["mid_undo", "undo_after_vendor_ack"])
+@pytest.mark.parametrize("point", UNDO_POINTS)
 def test_a_killed_undo_converges_on_the_next_run(setup, point):
     run_id, links = undone(setup)
     killed = undo(setup, str(run_id), env={"TICKETSYNC_CRASH_AT": point})
