@@ -197,3 +197,18 @@ def test_the_guard_holds_a_large_undo_unless_forced(mirror, undone):
     ask_undo(mirror, undone.run, force=True)
     assert sync(mirror, guard=guard).ok
     assert vendor("mem").records[undone.ext["A"]].fields["status"] == "Open"
+
+
+def test_a_vendor_edit_since_the_run_is_left_alone_and_listed(mirror, undone):
+    mem = vendor("mem")
+    mem.edit(undone.ext["A"], status="Closed")
+    ask_undo(mirror, undone.run, ticket_id=undone.ids["A"])
+    assert sync(mirror).ok
+    assert mem.records[undone.ext["A"]].fields["status"] == "Closed"
+    assert tickets(mirror)[undone.ids["A"]]["status"] == "resolved"
+    (conflict,) = conflicts(mirror)
+    assert (conflict["ticket_id"], conflict["field"], conflict["policy"]) == (
+        undone.ids["A"],
+        "status",
+        "undo",
+    )
