@@ -202,6 +202,7 @@ async def _restore_push(state: RunState, run_id: int, d: Decision) -> str:
         external_id, link_id = link.external_id, link.id
     values = {c.field: old_v}
     Sends(state).journal([(link, values)])
+    crashpoint("undo_before_send")
     try:
         await state.vendor(lambda: state.adapter.update(external_id, values), write=True)
     except ItemError as exc:
