@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     _journal_parser(sub)
+    _undo_parser(sub)
 
     guard = sub.add_parser("guard", help="the mass-change guard")
     _common(guard, top=False)
@@ -202,6 +203,16 @@ def _journal_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     journal.add_argument("--json", action="store_true", help="one JSON object, stable for scripts")
 
 
+def _undo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    undo = sub.add_parser("undo", help="put back the values one run overwrote (see journal)")
+    _common(undo, top=False)
+    undo.add_argument("run_id", type=_int_at_least(1), metavar="RUN_ID", help="the run to undo")
+    undo.add_argument("--connection", metavar="NAME", help="the run's connection (a check)")
+    undo.add_argument("--ticket", type=_int_at_least(1), metavar="ID", help="only this ticket")
+    undo.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
+    undo.add_argument("--force", action="store_true", help="pass the mass-change guard")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -253,6 +264,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "db": _cmd_db,
         "guard": _cmd_guard,
         "journal": _cmd_journal,
+        "undo": _cmd_undo,
     }
     return handlers[args.command](args, config)
 
@@ -380,6 +392,24 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
     report = journal_view.collect(open_database(config, upgrade=False), query)
     print(json.dumps(report, indent=2) if args.json else journal_view.render(report))
     return EXIT_OK
+
+
+def _cmd_undo(args: argparse.Namespace, config: Config) -> int:
+    from sync import once, undo_cmd
+    from sync.checks import require_vendors
+
+    if not args.dry_run:
+        require_vendors(config)
+    ask = undo_cmd.UndoAsk(args.run_id, args.connection, args.ticket, args.force)
+    mirror = open_database(config, upgrade=config.database.auto_upgrade and not args.dry_run)
+    return undo_cmd.run(
+        mirror,
+        config,
+        ask,
+        dry_run=args.dry_run,
+        sync_once=lambda name: once.run_once(mirror, config, [name], dry_run=False, force=False),
+        out=lambda line: print(line, flush=True),
+    )
 
 
 def _cmd_guard(args: argparse.Namespace, config: Config) -> int:

@@ -3,9 +3,9 @@
 Starts the built-in vendor emulators on 127.0.0.1 with seeded tickets, writes a config
 file and a SQLite mirror into a folder, and walks through what the product does with
 real syncs over real HTTP: the initial import, a local edit pushed, a vendor edit pulled
-(and fanned out where linked), a same-field conflict and how the policy settled it, and a
-local INSERT created at the vendors. ``--keep-running`` then leaves the emulators and
-the daemon up until Ctrl-C.
+(and fanned out where linked), a same-field conflict and how the policy settled it, a
+local INSERT created at the vendors, and the undo of the run that pulled the edit.
+``--keep-running`` then leaves the emulators and the daemon up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
+from sync import undo_cmd
 from sync.config import Config, load_config
 from sync.db import Mirror, migrate
+from sync.engine import undo
 from sync.errors import LockHeld
 from sync.runner import Selection, run_connections
 from sync.sandbox.base import Emulator, emulators
@@ -251,7 +253,9 @@ class Demo:
         self.out("  " + self._counts(await self.sync()))
         self.table([new_id])
 
-        self.step(6, "Status, as `ticketsync status` reports it")
+        await self.undo(first, edited)
+
+        self.step(7, "Status, as `ticketsync status` reports it")
         assert self.config is not None and self.mirror is not None
         report = collect(self.config, self.mirror)
         for name, c in report["connections"].items():
@@ -261,6 +265,28 @@ class Demo:
                 f"pending {c['pending_pushes']}, conflicts open {c['open_conflicts']}, "
                 f"credentials {c['credentials']}"
             )
+
+    async def undo(self, connection: str, ticket: int) -> None:
+        """Take back the run that pulled step 3's vendor edit (docs/architecture.md §8.7)."""
+        assert self.mirror is not None
+        ((run_id,),) = self.sql(
+            "SELECT max(run_id) FROM journal WHERE action = 'pull' AND connection = ? "
+            "AND ticket_id = ? AND field = 'priority'",
+            connection,
+            ticket,
+        )
+        self.step(6, f"Undo: take back run #{run_id}, which pulled that vendor edit")
+        self.out(f"  ticketsync undo {run_id} --dry-run")
+        with self.mirror.read() as session:
+            for decision in undo.plan(session, connection, run_id):
+                self.out("    " + undo.describe(connection, run_id, decision))
+        self.out(f"  ticketsync undo {run_id}: the next pass restores it, as a local edit")
+        undo_cmd.record(self.mirror, connection, undo_cmd.UndoAsk(run_id))
+        self.out("  " + self._counts(await self.sync()))
+        self.table([ticket])
+        external = self.links(ticket)[connection]
+        value = self.vendor_value(connection, external, "priority")
+        self.out(f"  {connection} ticket {external}: priority back to {value!r}")
 
     def next_steps(self, keep_running: bool) -> None:
         config = self.dir / "config.yaml"

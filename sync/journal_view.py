@@ -13,14 +13,18 @@ Contract:
      "limit": int | null, "total": int, "shown": int, "omitted": int,
      "entries": [{"id", "at", "run_id", "run": null | {"connection", "started_at",
        "finished_at", "outcome"}, "connection", "ticket_id", "external_id", "action",
-       "field", "old_value", "new_value", "note", "generation"}]}
+       "field", "old_value", "new_value", "note", "generation", "old_canonical",
+       "new_canonical", "old_vendor", "new_vendor", "undo_of"}]}
 
   Entries come newest first; ``limit`` null means no limit; ``omitted`` is how many
   entries matched but were left out by the limit. Times are ISO-8601 UTC with a ``Z``.
   Values are as stored (pulls in canonical values, pushes in the vendor's); every note
-  goes through the redactor. A run's ``outcome`` is as stored: ``running`` means it has
-  not finished (it is running now, or was interrupted). Keys may be added; none is
-  renamed or removed without bumping ``schema``.
+  goes through the redactor. A ``pull`` or ``push`` entry also holds its change in both
+  spellings (``old_/new_canonical``, ``old_/new_vendor``; null on entries written before
+  they were recorded); an ``undo`` entry's ``undo_of`` is the run it took back. A run's
+  ``outcome`` is as stored: ``running`` means it has not finished (it is running now, or
+  was interrupted). Keys may be added; none is renamed or removed without bumping
+  ``schema``.
 - ``--run`` naming a run that does not exist raises ``UserError`` (exit 2); any other
   filter that matches nothing is an empty result, which ``render`` explains.
 - ``render(report)`` groups the entries by run (newest run first), then by ticket
@@ -170,6 +174,11 @@ def _entry(
         "new_value": row.new_value,
         "note": None if row.note is None else redactor.redact(row.note),
         "generation": row.generation,
+        "old_canonical": row.old_canonical,
+        "new_canonical": row.new_canonical,
+        "old_vendor": row.old_vendor,
+        "new_vendor": row.new_vendor,
+        "undo_of": row.undo_of,
     }
 
 

@@ -10,6 +10,8 @@ connection, external id, the mirror ticket, its marker and when it was first see
 Keys may be added; none is renamed or removed without bumping ``schema``. Nothing here
 reads a secret. A last run's ``outcome`` is ``ok``, ``failed``, ``held``, ``interrupted`` or
 ``internal`` (an unforeseen error ended it; ``sync.runner`` records it).
+``undo_requests`` lists a connection's newest ``ticketsync undo`` requests
+(``sync.undo_cmd.status_rows``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from sync import undo_cmd
 from sync.config import Config
 from sync.coord.locks import read_holder
 from sync.db import Mirror
@@ -157,6 +160,7 @@ def _connection(
         "unwritable_fields": build_rules(cfg, config, adapter).unwritable(),
         "guard": row.guard_held if row else None,
         "holder": holder if _is_sqlite(session) else _lease_holder(session, name, now),
+        "undo_requests": undo_cmd.status_rows(session, name),
     }
 
 
@@ -229,6 +233,7 @@ def render(status: Mapping[str, Any]) -> str:
                 f"  HELD by guard:   {g['planned']} planned vs {g['links']} links since "
                 f"{g['held_since']}; see `ticketsync guard approve {name}`"
             )
+        lines += undo_cmd.status_lines(c.get("undo_requests", []))
         if c["last_error"]:
             lines.append(f"  last error:      {c['last_error']['message']}")
         if c["holder"]:

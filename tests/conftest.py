@@ -5,6 +5,11 @@ PostgreSQL is found through ``TICKETSYNC_TEST_PG_URL`` (default
 own, dropped afterwards. Without a server the PostgreSQL variants are skipped with the
 reason; under ``CI=true`` a missing server, or a run in which no PostgreSQL test
 passed, fails the session (docs/architecture.md §7.14).
+
+On PostgreSQL the system tests that repeat per vendor run for one vendor only
+(``TICKETSYNC_TEST_PG_VENDORS``, default ``zoho_desk``; ``all`` runs every vendor): the
+SQL, triggers, locks and NOTIFY they exercise are the same whatever the vendor, and the
+per-vendor paths run on SQLite (docs/architecture.md §8.8).
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from sync.db import Mirror, migrate
+from sync.vendors.registry import VENDORS
 
 PG_URL = os.environ.get(
     "TICKETSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_VENDORS = os.environ.get("TICKETSYNC_TEST_PG_VENDORS", "zoho_desk")
 
 settings.register_profile(
     "ci",
@@ -104,6 +111,25 @@ def mirror(db_url: str) -> Iterator[Mirror]:
         m.dispose()
 
 
+def _repeats_for_another_vendor(item: pytest.Item) -> bool:
+    """A PostgreSQL system test parametrized for a vendor outside ``PG_VENDORS``."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if PG_VENDORS == "all" or params.get("db_url") != "postgresql":
+        return False
+    if "tests/system/" not in item.nodeid.replace("\\", "/"):
+        return False
+    keep = set(PG_VENDORS.split(","))
+    vendors = {v for v in params.values() if isinstance(v, str) and v in VENDORS}
+    return bool(vendors) and not vendors & keep
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    dropped = [item for item in items if _repeats_for_another_vendor(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not _repeats_for_another_vendor(item)]
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     global _pg_passed
     if report.when == "call" and report.passed and "postgresql" in report.nodeid:
@@ -121,7 +147,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_report_header() -> str:
     reason = pg_unavailable()
-    return "postgresql: " + ("available" if reason is None else f"SKIPPED ({reason})")
+    state = "available" if reason is None else f"SKIPPED ({reason})"
+    return f"postgresql: {state}; system tests per vendor on it: {PG_VENDORS}"
 
 
 @pytest.fixture

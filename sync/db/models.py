@@ -18,6 +18,8 @@ Public (docs/architecture.md §2.3; other programs read and write them with plai
 - ``runs``: one row per connection run, for ``status``.
 - ``sync_strays``: vendor tickets that carry our create marker of a ticket already linked
   on that connection (a duplicate create); reported, never imported or deleted.
+- ``undo_requests``: ``ticketsync undo`` requests, executed by the connection's next pass
+  (docs/architecture.md §8.7).
 
 Error messages (``runs.message``, both ``last_error`` columns) are redacted as they are
 written, whatever code path writes them (``RedactedText``, ``RedactedJSON``).
@@ -311,6 +313,15 @@ class JournalEntry(Base):
     note: Mapped[str | None] = mapped_column(Text)
     #: The lease generation a ``send`` entry's update went out under (PostgreSQL).
     generation: Mapped[int | None] = mapped_column(Integer)
+    #: A ``pull`` or ``push`` change in both spellings (docs/architecture.md §8.1):
+    #: canonical (the mirror's) and the vendor's. ``old_value``/``new_value`` keep the
+    #: spelling of the side written (pulls canonical, pushes the vendor's).
+    old_canonical: Mapped[str | None] = mapped_column(Text)
+    new_canonical: Mapped[str | None] = mapped_column(Text)
+    old_vendor: Mapped[str | None] = mapped_column(Text)
+    new_vendor: Mapped[str | None] = mapped_column(Text)
+    #: The run an ``undo`` entry takes back (docs/architecture.md §8.7).
+    undo_of: Mapped[int | None] = mapped_column(Integer)
 
 
 class Conflict(Base):
@@ -338,3 +349,30 @@ class Conflict(Base):
     run_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class UndoRequest(Base):
+    """A ``ticketsync undo RUN_ID`` waiting for, or done by, its connection's next pass
+    (docs/architecture.md §8.7), as ``guard approve`` leaves an approval for it.
+
+    ``connection`` is the undone run's; ``ticket_id`` limits the undo to one ticket.
+    ``state``: ``pending`` (recorded), ``running`` (a pass started it; a killed pass leaves
+    it so and the next one executes it again), ``done``, ``held`` (the mass-change guard;
+    ask again with ``--force``) or ``failed``. ``result`` counts what was restored, what
+    became a conflict and what was left; ``executed_by`` is the run that did it.
+    """
+
+    __tablename__ = "undo_requests"
+    __table_args__ = (Index(None, "connection", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    connection: Mapped[str] = mapped_column(String(64), nullable=False)
+    ticket_id: Mapped[int | None] = mapped_column(Integer)
+    force: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    executed_by: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[dict[str, Any] | None] = mapped_column(RedactedJSON)

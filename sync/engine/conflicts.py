@@ -4,6 +4,11 @@ Settling writes the chosen value where it must go: ``--take remote`` writes the 
 value into the mirror (attributed to the connection, so it is not pushed back);
 ``--take local`` keeps the mirror's value and marks the ticket so the next run pushes
 it. Either way the field's base moves past the conflict and the choice is journaled.
+
+A conflict an undo left (policy ``undo``, docs/architecture.md §8.7: the field changed
+again after the undone run) holds the value now as ``local`` and the value the undo would
+put back as ``remote_canonical``: ``--take remote`` writes that value into the mirror as
+a local edit, which every connection sends on; ``--take local`` keeps the value now.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from sync.db import Mirror
 from sync.db.models import Conflict, Ticket, TicketLink, utcnow
 from sync.engine import store
 from sync.engine.mapping import FieldMap, column_value
+from sync.engine.undo import UNDO_POLICY
 from sync.errors import UserError
 
 
@@ -38,6 +44,7 @@ def pending(mirror: Mirror) -> list[dict[str, Any]]:
                 "local": c.local_value,
                 "remote": c.remote_value,
                 "since": c.created_at.isoformat(),
+                "policy": c.policy,
             }
             for c in rows
         ]
@@ -48,6 +55,13 @@ def render(rows: list[dict[str, Any]]) -> str:
         return "no open conflicts"
     lines = [f"{len(rows)} open conflict(s):"]
     for r in rows:
+        if r.get("policy") == UNDO_POLICY:
+            lines.append(
+                f"  #{r['id']}  {r['connection']}  ticket #{r['ticket_id']}  {r['field']}: "
+                f"changed since an undone run: now {r['local']!r}; remote = the undo's "
+                f"value (the run wrote {r['base']!r})"
+            )
+            continue
         lines.append(
             f"  #{r['id']}  {r['connection']}  ticket #{r['ticket_id']} <-> {r['external_id']}"
             f"  {r['field']}: local {r['local']!r}, remote {r['remote']!r} (was {r['base']!r})"
@@ -63,6 +77,8 @@ def resolve(mirror: Mirror, config: Config, conflict_id: int, take: str) -> str:
         if conflict is None or conflict.resolution != "pending":
             raise UserError(f"conflict #{conflict_id} does not exist or is already settled")
         connection = conflict.connection
+        if conflict.policy == UNDO_POLICY:
+            return _resolve_undo(mirror, conflict_id, take)
     fields = config.connections[connection].fields if connection in config.connections else {}
     fmap = FieldMap(conflict.field, fields.get(conflict.field))
     with mirror.write(origin=connection) as session:
@@ -108,3 +124,32 @@ def resolve(mirror: Mirror, config: Config, conflict_id: int, take: str) -> str:
             note=f"conflict #{conflict_id}: operator took {take}",
         )
     return f"conflict #{conflict_id} settled: {take} value kept for {conflict.field}"
+
+
+def _resolve_undo(mirror: Mirror, conflict_id: int, take: str) -> str:
+    """Settle an undo's conflict: ``remote`` puts the undone value back as a local edit
+    (no origin: every connection sends it on), ``local`` keeps the value now."""
+    with mirror.write() as session:
+        conflict = session.get(Conflict, conflict_id)
+        assert conflict is not None
+        if take == "remote":
+            if session.get(Ticket, conflict.ticket_id) is None:
+                raise UserError(f"conflict #{conflict_id}: its ticket no longer exists")
+            value = column_value(conflict.field, conflict.remote_canonical)
+            store.write_ticket(session, conflict.ticket_id, {conflict.field: value})
+        conflict.resolution = take
+        conflict.resolved_at = utcnow()
+        store.journal(
+            session,
+            run_id=None,
+            connection=conflict.connection,
+            action="resolve",
+            ticket_id=conflict.ticket_id,
+            external_id=conflict.external_id,
+            field=conflict.field,
+            old=conflict.local_value,
+            new=conflict.remote_canonical if take == "remote" else conflict.local_value,
+            note=f"conflict #{conflict_id} (undo): operator took {take}",
+        )
+    kept = "the undone value put back" if take == "remote" else "the value now kept"
+    return f"conflict #{conflict_id} settled: {kept} for {conflict.field}"

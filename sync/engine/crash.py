@@ -4,6 +4,11 @@
 it reaches that point: no cleanup, no flush, exactly like power loss. Points:
 ``after_plan``, ``after_create_intent``, ``after_vendor_ack``, ``mid_page``. Unset (always,
 outside tests) it costs one dictionary lookup.
+
+Only a pass that carries out an undo (docs/architecture.md §8.7) reaches ``UNDO_POINTS``:
+``mid_undo`` after its first change is settled, ``undo_before_send`` after a restored
+push's base moved and before its update leaves, ``undo_after_vendor_ack`` after the vendor
+took it and before anything else is recorded.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import signal
 
 POINTS = ("after_plan", "after_create_intent", "after_vendor_ack", "mid_page")
+UNDO_POINTS = ("mid_undo", "undo_before_send", "undo_after_vendor_ack")
 
 
 def crashpoint(name: str) -> None:

@@ -61,8 +61,12 @@ def approve(mirror: Mirror, name: str, now: datetime) -> bool:
         return True
 
 
-def consume_approval(mirror: Mirror, name: str) -> None:
+def consume_approval(mirror: Mirror, name: str) -> bool:
+    """Take the connection's approval, if any; True when there was one (an undo request
+    of this pass passes the guard with it too)."""
     with mirror.write() as session:
         row = session.get(SyncConnection, name)
         if row is not None and row.guard_approved_at is not None:
             row.guard_approved_at = None
+            return True
+        return False

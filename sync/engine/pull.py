@@ -302,6 +302,8 @@ def apply_remote_merge(
                 field=d.field,
                 old=d.was_local,
                 new=d.local,
+                canonical=(d.was_local, d.local),
+                vendor=((link.base.get(d.field) or {}).get("remote"), d.remote),
             )
         if d.action in (Action.CONFLICT, Action.MANUAL):
             base = _conflict(state, session, link, d, base)

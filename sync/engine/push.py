@@ -208,6 +208,7 @@ class Push:
     def _settle_push(self, link: TicketLink, ack: Ack) -> list[dict[str, Any]]:
         """Give ``link`` the base ``ack``'s push agreed on; return its journal rows."""
         assert ack.merge is not None
+        before = link.base
         link.base = ack.merge.new_base(link.base)
         if ack.modified_at is not None:
             link.remote_modified_at = ack.modified_at
@@ -227,6 +228,8 @@ class Push:
                 field=d.field,
                 old=d.was_remote,
                 new=d.remote,
+                canonical=((before.get(d.field) or {}).get("local"), d.local),
+                vendor=(d.was_remote, d.remote),
             )
             for d in ack.merge.decisions
             if d.pushes

@@ -63,7 +63,11 @@ def finish(state: RunState, result: RunResult) -> None:
             run.outcome = result.outcome
             for key, value in result.counts.as_dict().items():
                 setattr(run, key, value)
-            run.message = str(result.error) if result.error else _WOKEN.get(state.options.push_only)
+            run.message = (
+                str(result.error)
+                if result.error
+                else state.note or _WOKEN.get(state.options.push_only)
+            )
         row = session.get(SyncConnection, state.name)
         assert row is not None
         if isinstance(result.error, LeaseLost):

@@ -9,8 +9,10 @@
 4. ``pull.Pull``: merge the changed pages into the mirror, page by page, cursor with them
    (then ``recover`` again, where only a complete pull can tell an intent's fate); a
    push-only run (``RunOptions.push_only``, a daemon wake-up) lists and pulls nothing;
-5. ``push.Push``: push every dirty ticket, or create it (``create``);
-6. ``record.finish``: the outcome and counts, the connection's health.
+5. ``undo_run.execute``: carry out the ``ticketsync undo`` requests ``undo_run.prepare``
+   took (and held at the guard) before any write (docs/architecture.md §8.7);
+6. ``push.Push``: push every dirty ticket, or create it (``create``);
+7. ``record.finish``: the outcome and counts, the connection's health.
 
 Crash safety (docs/architecture.md §3.3) rests on three rules: the pull commits page by page with
 its cursor;
@@ -29,7 +31,7 @@ from datetime import datetime
 
 from sync.db import Mirror
 from sync.db.models import utcnow
-from sync.engine import record
+from sync.engine import record, undo_run
 from sync.engine.context import SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import consume_approval
@@ -113,8 +115,10 @@ class ConnectionRun:
         cursor = record.start(state)
         decided = await plan(state, cursor)
         self._planned = decided.planned
+        undos: list[int] = []
         if not state.options.dry_run:
-            consume_approval(state.mirror, state.name)
+            approved = consume_approval(state.mirror, state.name)
+            undos = undo_run.prepare(state, approved=approved)
         crashpoint("after_plan")
         if state.options.dry_run:
             return
@@ -123,6 +127,7 @@ class ConnectionRun:
             pulled = await Pull(state).run(decided.changes)
             if not state.caps.finds_markers:
                 await recover(state, pulled_since=pulled.started_at)
+        await undo_run.execute(state, undos)
         await Push(state).run()
 
     def _finish_cancelled(self, started: float) -> None:

@@ -128,6 +128,8 @@ class RunState:
         self.run_id: int | None = None
         #: One line per planned or carried-out action (printed on a dry run).
         self.actions: list[str] = []
+        #: What the run did besides syncing, for ``runs.message`` ("undo of run #7").
+        self.note: str | None = None
         self._gate = asyncio.Semaphore(max(1, options.concurrency))
 
     @property

@@ -246,8 +246,15 @@ def journal_row(
     new: str | None = None,
     note: str | None = None,
     generation: int | None = None,
+    canonical: tuple[str | None, str | None] = (None, None),
+    vendor: tuple[str | None, str | None] = (None, None),
+    undo_of: int | None = None,
 ) -> dict[str, Any]:
-    """One journal entry as the parameters ``journal_many`` writes."""
+    """One journal entry as the parameters ``journal_many`` writes.
+
+    ``canonical`` / ``vendor``: a field change's (old, new) in the mirror's and in the
+    vendor's values (docs/architecture.md §8.1); ``undo_of``: the run an undo takes back.
+    """
     return {
         "at": utcnow(),
         "run_id": run_id,
@@ -260,6 +267,11 @@ def journal_row(
         "new_value": new,
         "note": note,
         "generation": generation,
+        "old_canonical": canonical[0],
+        "new_canonical": canonical[1],
+        "old_vendor": vendor[0],
+        "new_vendor": vendor[1],
+        "undo_of": undo_of,
     }
 
 

@@ -32,8 +32,9 @@ the department's escalation path and a user outside the team are 422s.
 Settings (``configure``): ``spql_access`` (false: SPQL answers 403, as for a user token
 without reporting access), ``per_page``, ``custom_fields``, ``rule`` (fields a Sirportly rule
 sets after every API write not sent with ``X-Sirportly-Rules: disabled``, e.g.
-``{"priority": "High"}``), ``post_moves_updated_at`` (default true: a posted update moves the
-ticket's ``updated_at``, as a 3P record hints; UNCONFIRMED, docs/vendor-apis.md §6.2).
+``{"priority": "High"}``), ``token`` and ``secret`` (the API credentials it accepts),
+``post_moves_updated_at`` (default true: a posted update moves the ticket's ``updated_at``,
+as a 3P record hints; UNCONFIRMED, docs/vendor-apis.md §6.2).
 
 Updates (comments, §6.2): ``post_update`` stores ``private`` (``1``/``true``), ``html_body``,
 ``subject``, ``posted_at`` and answers 201 with the update; an update without ``private`` is

@@ -8,8 +8,8 @@ objects are rendered as on the vendor's update page (docs/vendor-apis.md §3): `
 (``iso``), plus ``updated_at``, ``custom_fields`` and ``updates``.
 
 Settings (``configure``): ``spql_access``, ``per_page``, ``custom_fields``, ``rule``,
-``post_moves_updated_at`` (see ``sync.sandbox.sirportly``). The control API's ticket ``id`` is
-the ticket's reference.
+``token``, ``secret``, ``post_moves_updated_at`` (see ``sync.sandbox.sirportly``). The
+control API's ticket ``id`` is the ticket's reference.
 """
 
 from __future__ import annotations
@@ -157,8 +157,13 @@ class SirportlyStore(Emulator):
         self._update_ids = itertools.count(1)
 
     def configure(self, **settings: Any) -> None:
-        own = {"spql_access", "per_page", "custom_fields", "rule", "post_moves_updated_at"}
+        own = {"spql_access", "per_page", "custom_fields", "rule", "token", "secret"}
+        own |= {"post_moves_updated_at"}
         super().configure(**{k: v for k, v in settings.items() if k not in own})
+        if "token" in settings:
+            self.token = str(settings["token"])
+        if "secret" in settings:
+            self.secret = str(settings["secret"])
         if "spql_access" in settings:
             self.spql_access = bool(settings["spql_access"])
         if "per_page" in settings:

@@ -11,8 +11,9 @@ def test_demo_walks_through_every_step(tmp_path):
     result = run_cli("demo", "--dir", str(tmp_path / "demo"), "--tickets", "8", timeout=120)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for step in range(1, 7):
+    for step in range(1, 8):
         assert f"== {step}." in out
+    assert "(mirror edit, sent to every connection)" in out
     assert "status 'Open' -> 'Closed'" in out
     assert "remote won" in out
     assert "errors 0" in out and "! " not in out

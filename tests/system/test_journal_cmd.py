@@ -114,7 +114,13 @@ def test_json_output_and_its_filters(config: Path, mirror: Mirror) -> None:
         "new_value",
         "note",
         "generation",
+        "old_canonical",
+        "new_canonical",
+        "old_vendor",
+        "new_vendor",
+        "undo_of",
     }
+    assert (entry["old_canonical"], entry["new_canonical"]) == ("open", "closed")
     assert entry["at"].endswith("Z") and entry["run"]["outcome"] == "ok"
     assert (entry["action"], entry["old_value"], entry["new_value"]) == ("push", "Open", "Closed")
 
