@@ -10,6 +10,9 @@
    (then ``recover`` again, where only a complete pull can tell an intent's fate); a
    push-only run (``RunOptions.push_only``, a daemon wake-up) lists and pulls nothing;
 5. ``push.Push``: push every dirty ticket, or create it (``create``);
+   ``comments_pull`` (after the pull: the comments of tickets whose counters moved) and
+   ``comments_push`` (after the push: the comment feed, crash-safe posts) carry the
+   conversations (docs/architecture.md §8.5);
 6. ``record.finish``: the outcome and counts, the connection's health.
 
 Crash safety (docs/architecture.md §3.3) rests on three rules: the pull commits page by page with
@@ -27,9 +30,12 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from sync.config.model import CommentSettings
 from sync.db import Mirror
 from sync.db.models import utcnow
 from sync.engine import record
+from sync.engine.comments_pull import CommentPull
+from sync.engine.comments_push import CommentPush
 from sync.engine.context import SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import consume_approval
@@ -61,6 +67,7 @@ class ConnectionRun:
         options: RunOptions | None = None,
         clock: Callable[[], datetime] = utcnow,
         report: Callable[[str], None] | None = None,
+        comments: CommentSettings | None = None,
     ) -> None:
         self._planned = 0
         self.state = RunState(
@@ -73,6 +80,7 @@ class ConnectionRun:
             options=options or RunOptions(),
             clock=clock,
             report=report or (lambda line: None),
+            comments=comments,
         )
 
     @property
@@ -120,10 +128,13 @@ class ConnectionRun:
             return
         await recover(state)
         if not state.options.push_only:
-            pulled = await Pull(state).run(decided.changes)
+            pull = Pull(state)
+            pulled = await pull.run(decided.changes)
             if not state.caps.finds_markers:
                 await recover(state, pulled_since=pulled.started_at)
+            await CommentPull(state).run(pull.seen)
         await Push(state).run()
+        await CommentPush(state).run()
 
     def _finish_cancelled(self, started: float) -> None:
         state = self.state

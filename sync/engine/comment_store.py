@@ -1,0 +1,190 @@
+"""The engine's reads and writes of comments (docs/architecture.md §8.5), in small steps.
+
+As in ``store``, every function takes an open session and does not commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from sync.db.models import (
+    CommentCounter,
+    CommentDirty,
+    CommentLink,
+    SyncConnection,
+    TicketComment,
+    TicketLink,
+)
+
+
+def digest(body: str) -> str:
+    """A short fingerprint of a comment's text, to notice an edit at the vendor."""
+    return hashlib.sha256(body.strip().encode()).hexdigest()[:32]
+
+
+def enable(session: Session, connection: str, on: bool, now: datetime) -> datetime | None:
+    """Record when comments were enabled on ``connection`` (cleared while off); return it."""
+    row = session.get(SyncConnection, connection)
+    if row is None:
+        return None
+    if on and row.comments_since is None:
+        row.comments_since = now
+    elif not on and row.comments_since is not None:
+        row.comments_since = None
+    return row.comments_since
+
+
+def since(session: Session, connection: str) -> datetime | None:
+    row = session.get(SyncConnection, connection)
+    return None if row is None else row.comments_since
+
+
+def counters(session: Session, connection: str, ticket_ids: Iterable[int]) -> dict[int, str | None]:
+    """The stored comment counter of each ticket read before (absent: never read)."""
+    ids = list(ticket_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(CommentCounter.ticket_id, CommentCounter.counter).where(
+            CommentCounter.connection == connection, CommentCounter.ticket_id.in_(ids)
+        )
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def save_counter(
+    session: Session, connection: str, ticket_id: int, counter: str | None, now: datetime
+) -> None:
+    row = session.get(CommentCounter, (connection, ticket_id))
+    if row is None:
+        session.add(
+            CommentCounter(connection=connection, ticket_id=ticket_id, counter=counter, read_at=now)
+        )
+    else:
+        row.counter, row.read_at = counter, now
+
+
+def ticket_links_of(session: Session, connection: str, ticket_id: int) -> Sequence[CommentLink]:
+    """Every comment link of ``connection`` on the ticket's comments."""
+    return session.scalars(
+        select(CommentLink)
+        .join(TicketComment, TicketComment.id == CommentLink.comment_id)
+        .where(CommentLink.connection == connection, TicketComment.ticket_id == ticket_id)
+    ).all()
+
+
+def dirty_batch(session: Session, connection: str, after: int, limit: int) -> list[int]:
+    """Up to ``limit`` comment ids of ``connection``'s feed past ``after``, oldest first."""
+    return list(
+        session.scalars(
+            select(CommentDirty.comment_id)
+            .where(CommentDirty.connection == connection, CommentDirty.comment_id > after)
+            .order_by(CommentDirty.comment_id)
+            .limit(limit)
+        )
+    )
+
+
+def clear_dirty(session: Session, connection: str, comment_ids: Iterable[int]) -> None:
+    ids = list(comment_ids)
+    if ids:
+        session.execute(
+            delete(CommentDirty).where(
+                CommentDirty.connection == connection, CommentDirty.comment_id.in_(ids)
+            )
+        )
+
+
+def count_feed(session: Session, connection: str) -> int:
+    """How many comments wait in ``connection``'s feed."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(CommentDirty)
+            .where(CommentDirty.connection == connection)
+        )
+        or 0
+    )
+
+
+def clear_feed(session: Session, connection: str) -> int:
+    """Drop the connection's whole comment feed (it does not post comments); return how many."""
+    result = session.execute(delete(CommentDirty).where(CommentDirty.connection == connection))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def enqueue_ticket(session: Session, connection: str, ticket_id: int, now: datetime) -> None:
+    """Put every comment of the ticket without a link on ``connection`` into its feed (a
+    ticket created there by fan-out gets the mirror's comments, in order)."""
+    linked = select(CommentLink.comment_id).where(CommentLink.connection == connection)
+    queued = select(CommentDirty.comment_id).where(CommentDirty.connection == connection)
+    ids = session.scalars(
+        select(TicketComment.id).where(
+            TicketComment.ticket_id == ticket_id,
+            TicketComment.id.not_in(linked),
+            TicketComment.id.not_in(queued),
+        )
+    ).all()
+    session.add_all(CommentDirty(connection=connection, comment_id=i, changed_at=now) for i in ids)
+
+
+def posting_links(session: Session, connection: str) -> Sequence[tuple[CommentLink, str | None]]:
+    """Post intents left by earlier runs, with their ticket's external id on ``connection``."""
+    rows = session.execute(
+        select(CommentLink, TicketLink.external_id)
+        .join(TicketComment, TicketComment.id == CommentLink.comment_id)
+        .outerjoin(
+            TicketLink,
+            (TicketLink.ticket_id == TicketComment.ticket_id)
+            & (TicketLink.connection == connection),
+        )
+        .where(CommentLink.connection == connection, CommentLink.state == "posting")
+        .order_by(CommentLink.comment_id)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def summary(session: Session, connection: str) -> dict[str, int]:
+    """``synced``, ``pending``, ``failed`` and ``skipped`` comments of ``connection``.
+
+    Synced: linked at the vendor. Pending: waiting in the feed, or a post intent with no
+    error yet. Failed: a post the vendor refused, or one whose fate is ``unknown``.
+    """
+    states = dict(
+        session.execute(
+            select(CommentLink.state, func.count())
+            .where(CommentLink.connection == connection)
+            .group_by(CommentLink.state)
+        ).all()
+    )
+    refused = (
+        session.scalar(
+            select(func.count())
+            .select_from(CommentLink)
+            .where(
+                CommentLink.connection == connection,
+                CommentLink.state == "posting",
+                CommentLink.error.is_not(None),
+            )
+        )
+        or 0
+    )
+    queued = (
+        session.scalar(
+            select(func.count())
+            .select_from(CommentDirty)
+            .where(CommentDirty.connection == connection)
+        )
+        or 0
+    )
+    return {
+        "synced": int(states.get("active", 0)),
+        "pending": int(queued) + int(states.get("posting", 0)) - int(refused),
+        "failed": int(refused) + int(states.get("unknown", 0)),
+        "skipped": int(states.get("skipped", 0)),
+    }

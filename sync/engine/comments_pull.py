@@ -1,0 +1,216 @@
+"""Comments pull: import the new comments of the tickets whose counters moved
+(docs/architecture.md §8.5).
+
+The ticket pull hands over, per remote ticket it went through, the vendor's comment
+counter (``RemoteTicket.comment_counter``). A linked ticket's comments are read only when
+that counter differs from the one stored when they were last read, when they were never
+read (a ticket new to us), or when the vendor gives no counter. One transaction per
+ticket, written with this connection as its origin: the feed's trigger then fans each
+imported comment out to every other connection and never back here.
+
+Per remote comment: one already linked is at most journaled as edited; one carrying the
+marker of one of our post intents settles that intent (the reply was lost); one older
+than the moment comments were enabled (``history: false``), or of a visibility the
+connection does not carry, is left alone; any other is imported and linked. A linked
+comment gone from the vendor is journaled once as deleted, never deleted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from sqlalchemy.orm import Session
+
+from sync.db.models import CommentLink, TicketComment, TicketLink
+from sync.engine import comment_store, store
+from sync.engine.state import RunState
+from sync.errors import ItemError
+from sync.vendors.base import RemoteComment
+
+#: What the vendor says when a linked comment is gone (journaled once).
+DELETED = "deleted at the vendor"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A remote ticket the pull went through: its external id and comment counter."""
+
+    external_id: str
+    counter: str | None
+
+
+def wants_pull(state: RunState) -> bool:
+    return state.comments.pulls and state.caps.comments_read
+
+
+class CommentPull:
+    """Read and import the comments of the tickets whose counters moved."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    async def run(self, seen: Mapping[str, Seen]) -> None:
+        """``seen``: the pull's remote tickets by external key."""
+        if not wants_pull(self.state) or not seen:
+            return
+        keys = list(seen)
+        size = self.state.options.batch_size
+        for start in range(0, len(keys), size):
+            self.state.check_stop()
+            await self._batch({k: seen[k] for k in keys[start : start + size]})
+
+    async def _batch(self, seen: Mapping[str, Seen]) -> None:
+        state = self.state
+        with state.mirror.read() as session:
+            links = store.links_by_external(session, state.name, list(seen))
+            stored = comment_store.counters(
+                session, state.name, [link.ticket_id for link in links.values()]
+            )
+        for key, link in links.items():
+            item = seen[key]
+            if link.state != "active" or link.external_id is None:
+                continue
+            known = link.ticket_id in stored
+            if known and item.counter is not None and stored[link.ticket_id] == item.counter:
+                continue  # the counter did not move: nothing new to read
+            try:
+                comments = await state.vendor(
+                    partial(state.adapter.list_comments, link.external_id)
+                )
+            except ItemError as exc:
+                state.counts.errors += 1
+                state.report(f"{state.name}: comments of #{link.ticket_id}: {exc}")
+                continue
+            with state.write(origin=state.name) as session:
+                self.apply(session, link, comments)
+                comment_store.save_counter(
+                    session, state.name, link.ticket_id, item.counter, state.clock()
+                )
+
+    def apply(self, session: Session, link: TicketLink, comments: Sequence[RemoteComment]) -> None:
+        """Import the ticket's new comments, settle intents, journal edits and deletions."""
+        state = self.state
+        mine = comment_store.ticket_links_of(session, state.name, link.ticket_id)
+        by_id = {c.external_id: c for c in mine if c.external_id is not None}
+        by_marker = {c.marker: c for c in mine if c.marker is not None}
+        for remote in comments:
+            known = by_id.get(remote.external_id)
+            if known is not None:
+                self._seen_again(session, link, known, remote)
+            elif remote.marker is not None and remote.marker in by_marker:
+                self._ours(session, link, by_marker[remote.marker], remote)
+            elif self._carried(remote):
+                self._import(session, link, remote)
+        present = {r.external_id for r in comments}
+        for gone in mine:
+            if gone.state == "active" and gone.external_id not in present:
+                self._deleted(session, link, gone)
+
+    def _carried(self, remote: RemoteComment) -> bool:
+        """Whether the connection imports this comment (visibility and history rules)."""
+        state = self.state
+        if not state.comments.travels(remote.is_public):
+            return False
+        if state.comments.history or state.comments_since is None:
+            return True
+        return remote.created_at is None or remote.created_at >= state.comments_since
+
+    def _import(self, session: Session, link: TicketLink, remote: RemoteComment) -> None:
+        state = self.state
+        comment = TicketComment(
+            ticket_id=link.ticket_id,
+            body=remote.body,
+            author_name=remote.author_name,
+            author_email=remote.author_email,
+            is_public=remote.is_public,
+            created_at=remote.created_at or state.clock(),
+            source=state.name,
+        )
+        session.add(comment)
+        session.flush()
+        session.add(
+            CommentLink(
+                comment_id=comment.id,
+                connection=state.name,
+                external_id=remote.external_id,
+                state="active",
+                digest=comment_store.digest(remote.body),
+            )
+        )
+        state.journal(
+            session,
+            "comment_pull",
+            link.ticket_id,
+            link.external_id,
+            new=remote.external_id,
+            note=f"comment #{comment.id} ({_visibility(remote.is_public)})",
+        )
+        state.counts.comments_pulled += 1
+
+    def _ours(
+        self, session: Session, link: TicketLink, intent: CommentLink, remote: RemoteComment
+    ) -> None:
+        """A comment carrying our marker: the post of ``intent`` landed (its reply was lost)."""
+        state = self.state
+        if intent.state == "active":
+            # a second copy of one post (never expected: the intent pattern prevents it)
+            state.journal(
+                session,
+                "comment_skip",
+                link.ticket_id,
+                link.external_id,
+                new=remote.external_id,
+                note=f"a second copy of comment #{intent.comment_id} (marker {intent.marker})",
+            )
+            return
+        intent.state, intent.external_id = "active", remote.external_id
+        intent.digest = comment_store.digest(remote.body)
+        intent.error = intent.error_kind = None
+        state.journal(
+            session,
+            "comment_post",
+            link.ticket_id,
+            link.external_id,
+            new=remote.external_id,
+            note=f"comment #{intent.comment_id}: found by its marker",
+        )
+        state.counts.comments_posted += 1
+
+    def _seen_again(
+        self, session: Session, link: TicketLink, known: CommentLink, remote: RemoteComment
+    ) -> None:
+        """A linked comment: journal an edit at the vendor once; never applied here."""
+        now = comment_store.digest(remote.body)
+        if known.error == DELETED:
+            known.error = None
+        if known.digest is None:
+            known.digest = now
+        elif known.digest != now:
+            known.digest = now
+            self.state.journal(
+                session,
+                "comment_edited",
+                link.ticket_id,
+                link.external_id,
+                new=remote.external_id,
+                note=f"comment #{known.comment_id} was edited at the vendor (not applied)",
+            )
+
+    def _deleted(self, session: Session, link: TicketLink, gone: CommentLink) -> None:
+        if gone.error == DELETED:
+            return
+        gone.error = DELETED
+        self.state.journal(
+            session,
+            "comment_deleted",
+            link.ticket_id,
+            link.external_id,
+            old=gone.external_id,
+            note=f"comment #{gone.comment_id} was deleted at the vendor (kept here)",
+        )
+
+
+def _visibility(is_public: bool) -> str:
+    return "public" if is_public else "private"
