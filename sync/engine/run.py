@@ -33,7 +33,7 @@ from datetime import datetime
 from sync.config.model import CommentSettings
 from sync.db import Mirror
 from sync.db.models import utcnow
-from sync.engine import record
+from sync.engine import comment_store, record
 from sync.engine.comments_pull import CommentPull
 from sync.engine.comments_push import CommentPush
 from sync.engine.context import SyncRules
@@ -110,6 +110,7 @@ class ConnectionRun:
             error,
             self._planned,
             state.actions,
+            state.comment_summary,
         )
         if not state.options.dry_run:
             record.finish(state, result)
@@ -135,6 +136,9 @@ class ConnectionRun:
             await CommentPull(state).run(pull.seen)
         await Push(state).run()
         await CommentPush(state).run()
+        if state.comments.direction != "off":
+            with state.mirror.read() as session:
+                state.comment_summary = comment_store.summary(session, state.name)
 
     def _finish_cancelled(self, started: float) -> None:
         state = self.state

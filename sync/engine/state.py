@@ -68,6 +68,9 @@ class RunResult:
     #: Planned writes: exact on a dry run, else at most this many (see ``plan``).
     planned: int = 0
     actions: list[str] = field(default_factory=list)
+    #: The connection's comments after the run, by ``synced``, ``pending``, ``failed`` and
+    #: ``skipped`` (``comment_store.summary``); None while its comments are off.
+    comments: dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -139,6 +142,8 @@ class RunState:
         self.comments = comments or CommentSettings()
         #: When comments were enabled on the connection (``record.start`` reads it).
         self.comments_since: datetime | None = None
+        #: The comment summary the run ended with (``RunResult.comments``).
+        self.comment_summary: dict[str, int] | None = None
         #: The ``runs`` row of this run (None on a dry run).
         self.run_id: int | None = None
         #: One line per planned or carried-out action (printed on a dry run).

@@ -286,3 +286,44 @@ def test_dry_run_lists_planned_posts_and_the_guard_counts_tickets_once(mirror: M
     assert len(posts) == 2 and posts[1].endswith("post (private)")
     assert lines[-1] == "a: 1 planned change(s)", "two comments on one ticket count once"
     assert vendor("a").comments(eid_a) == []
+
+
+def test_status_and_metrics_show_synced_pending_failed_and_skipped(mirror: Mirror) -> None:
+    from sync import status
+    from sync.config import parse_config
+    from sync.daemon.metrics import Metrics
+
+    tid, _, _ = paired(mirror)
+    add_local(mirror, tid, "public", public=True)
+    add_local(mirror, tid, "private", public=False)
+    results = [run(mirror, "a"), run(mirror, "b", options={"private_comments": False})]
+    add_local(mirror, tid, "waiting", public=True)
+    connections = {
+        n: {
+            "vendor": "memory",
+            "base_url": "http://127.0.0.1:9",
+            "comments": {"direction": "both"},
+            "options": {"private_comments": n == "a"},
+        }
+        for n in ("a", "b")
+    }
+    shown = status.collect(parse_config({"connections": connections}), mirror)
+    b = shown["connections"]["b"]["comments"]
+    assert b["direction"] == "both" and b["can_post_private"] is False
+    assert {k: b[k] for k in ("synced", "pending", "failed", "skipped")} == {
+        "synced": 1,
+        "pending": 1,
+        "failed": 0,
+        "skipped": 1,
+    }
+    assert shown["schema"] == 1
+    text = status.render(shown)
+    assert "comments:        both (both): synced 1, pending 1, failed 0, skipped 1" in text
+    assert "private notes are not posted here" in text
+    metrics = Metrics()
+    for result in results:
+        metrics.observe_run(result)
+    sample = metrics.registry.get_sample_value
+    assert sample("ticketsync_comments_total", {"connection": "a", "action": "posted"}) == 2
+    assert sample("ticketsync_comments_total", {"connection": "b", "action": "skipped"}) == 1
+    assert sample("ticketsync_comment_states", {"connection": "b", "state": "synced"}) == 1
