@@ -162,11 +162,13 @@ def _connection(
         "unwritable_fields": build_rules(cfg, config, adapter).unwritable(),
         "guard": row.guard_held if row else None,
         "holder": holder if _is_sqlite(session) else _lease_holder(session, name, now),
-        "comments": _comments(session, cfg, adapter),
+        "comments": _comments(session, cfg, adapter, row),
     }
 
 
-def _comments(session: Session, cfg: ConnectionConfig, adapter: Adapter) -> dict[str, Any]:
+def _comments(
+    session: Session, cfg: ConnectionConfig, adapter: Adapter, row: SyncConnection | None
+) -> dict[str, Any]:
     caps = adapter.capabilities
     return {
         "direction": cfg.comments.direction,
@@ -174,6 +176,7 @@ def _comments(session: Session, cfg: ConnectionConfig, adapter: Adapter) -> dict
         "can_read": caps.comments_read,
         "can_post": caps.comments_write,
         "can_post_private": caps.private_comments,
+        "private_stopped": row.private_comments_stopped if row else None,
         **comment_store.summary(session, cfg.name),
     }
 
@@ -287,6 +290,8 @@ def _render_comments(comments: Mapping[str, Any] | None) -> list[str]:
             "                   private notes are not posted here: the vendor cannot keep "
             "them private"
         )
+    if comments.get("private_stopped"):
+        lines.append(f"                   PRIVATE POSTS STOPPED: {comments['private_stopped']}")
     return lines
 
 

@@ -6,7 +6,8 @@ the write's origin. ``comment_links`` ties a comment to its copy at each connect
 (unique on connection and external id); ``comment_counters`` keeps, per connection and
 ticket, the vendor's comment counter last read, so unchanged tickets are not re-read.
 ``sync_connections.comments_since`` is when comments were enabled on the connection (the
-history rule). Comments never touch ``tickets`` or ``ticket_dirty``
+history rule); ``private_comments_stopped`` why private posts stopped there (a reply
+showed another visibility than asked). Comments never touch ``tickets`` or ``ticket_dirty``
 (docs/architecture.md §8.5).
 
 Revision ID: 0011
@@ -100,13 +101,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("connection", "ticket_id", name="pk_comment_counters"),
     )
     op.add_column("sync_connections", sa.Column("comments_since", UtcDateTime()))
+    op.add_column("sync_connections", sa.Column("private_comments_stopped", sa.Text()))
     comment_triggers.create(op.execute, op.get_bind().dialect.name)
 
 
 def downgrade() -> None:
     comment_triggers.drop(op.execute, op.get_bind().dialect.name)
-    with op.batch_alter_table("sync_connections") as batch:
-        batch.drop_column("comments_since")
+    # A plain DROP COLUMN (SQLite 3.35+): a batch rebuild of sync_connections would break
+    # the tickets' triggers, which read it.
+    for column in ("private_comments_stopped", "comments_since"):
+        op.execute(f"ALTER TABLE sync_connections DROP COLUMN {column}")
     op.drop_table("comment_counters")
     op.drop_table("comment_dirty")
     op.drop_index("ix_comment_links_connection_marker", "comment_links")

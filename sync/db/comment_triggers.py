@@ -4,14 +4,16 @@ Every INSERT into ``ticket_comments``, by any program, adds a ``comment_dirty`` 
 every registered connection except the write's origin: the tickets' origin rule
 (``sync.db.triggers``), so a comment the engine imports from connection A fans out to
 every other connection and never back to A. Comments never touch ``tickets.updated_at``
-or ``ticket_dirty``. ``NAMES`` lets a test assert the triggers exist.
+or ``ticket_dirty``. On PostgreSQL the trigger also sends the feed's payload-less
+``NOTIFY`` (``sync.db.triggers.NOTIFY_CHANNEL``), so the daemon posts at once
+(``sync.daemon.wake`` probes both feeds). ``NAMES`` lets a test assert the triggers exist.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sync.db.triggers import SQLITE_NOW
+from sync.db.triggers import NOTIFY_CHANNEL, SQLITE_NOW
 
 #: The comment triggers that must exist at head, per dialect.
 NAMES = {"sqlite": ("ticket_comments_feed",), "postgresql": ("ticket_comments_feed",)}
@@ -27,13 +29,14 @@ SQLITE_V1 = (
 )
 
 POSTGRESQL_V1 = (
-    """CREATE OR REPLACE FUNCTION ticketsync_comment_feed_v1() RETURNS trigger
+    f"""CREATE OR REPLACE FUNCTION ticketsync_comment_feed_v1() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO comment_dirty (connection, comment_id, changed_at)
         SELECT c.name, NEW.id, now() FROM sync_connections c
         WHERE c.name IS DISTINCT FROM NULLIF(current_setting('ticketsync.origin', true), '')
         ON CONFLICT (connection, comment_id) DO NOTHING;
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
         RETURN NULL;
     END $$""",
     """CREATE TRIGGER ticket_comments_feed AFTER INSERT ON ticket_comments

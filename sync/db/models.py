@@ -204,6 +204,9 @@ class SyncConnection(Base):
     #: When comments were enabled on the connection (the history rule,
     #: docs/architecture.md §8.5); None while its comments are off.
     comments_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: Why private comment posts stopped on the connection (a reply showed another
+    #: visibility than asked), or None; cleared by hand once the vendor is checked.
+    private_comments_stopped: Mapped[str | None] = mapped_column(RedactedText)
 
 
 class SyncLease(Base):

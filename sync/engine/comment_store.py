@@ -44,6 +44,19 @@ def since(session: Session, connection: str) -> datetime | None:
     return None if row is None else row.comments_since
 
 
+def private_stopped(session: Session, connection: str) -> str | None:
+    """Why private posts stopped on ``connection``, or None when they go on."""
+    row = session.get(SyncConnection, connection)
+    return None if row is None else row.private_comments_stopped
+
+
+def stop_private(session: Session, connection: str, reason: str) -> None:
+    """Stop private posts on ``connection`` (a reply showed another visibility than asked)."""
+    row = session.get(SyncConnection, connection)
+    if row is not None and row.private_comments_stopped is None:
+        row.private_comments_stopped = reason
+
+
 def counters(session: Session, connection: str, ticket_ids: Iterable[int]) -> dict[int, str | None]:
     """The stored comment counter of each ticket read before (absent: never read)."""
     ids = list(ticket_ids)

@@ -22,7 +22,7 @@ from sync.db.models import CommentLink, TicketComment, TicketLink
 from sync.engine import comment_store, store
 from sync.engine.crash import crashpoint
 from sync.engine.state import RunState
-from sync.errors import ItemError, VendorError
+from sync.errors import ItemError, ProtocolError, VendorError
 from sync.vendors.base import OutgoingComment, RemoteComment
 
 #: A post the vendor refused is tried again on this many runs, then left as failed.
@@ -66,6 +66,9 @@ def route(
     if not comment.is_public and not state.caps.private_comments:
         # internal stays internal: never posted where it could not stay private
         return Route.SKIP, f"{state.adapter.vendor} cannot post private notes"
+    if not comment.is_public and state.private_stopped:
+        # a reply once showed another visibility than asked: no more private posts here
+        return Route.SKIP, f"private posts stopped: {state.private_stopped}"
     return Route.POST, None
 
 
@@ -182,6 +185,12 @@ class CommentPush:
             # the vendor answered no: nothing was posted, so it may be sent again
             self._failed(intent_id, exc, "refused")
             return
+        except ProtocolError as exc:
+            # the reply may show another visibility than asked: stop private posts here
+            if not comment.is_public:
+                self._stop_private(comment, exc)
+            self._failed(intent_id, exc, "lost")
+            raise
         except VendorError as exc:
             # no answer we can trust: it may have landed; ``recover`` looks for the marker
             self._failed(intent_id, exc, "lost")
@@ -216,6 +225,14 @@ class CommentPush:
         )
         state.counts.comments_posted += 1
 
+    def _stop_private(self, comment: TicketComment, exc: VendorError) -> None:
+        state = self.state
+        reason = f"posting private comment #{comment.id} got a reply it could not trust ({exc})"
+        state.private_stopped = reason
+        with state.write() as session:
+            comment_store.stop_private(session, state.name, reason)
+            state.journal(session, "comment_skip", comment.ticket_id, None, note=reason)
+
     def _failed(self, intent_id: int, exc: VendorError, kind: str) -> None:
         state = self.state
         state.counts.errors += 1
@@ -244,7 +261,7 @@ class CommentPush:
             if intent.error_kind == "refused":
                 # the vendor said no: nothing landed; try again, a bounded number of times
                 if intent.attempts < MAX_ATTEMPTS:
-                    await self.send(intent.id, comment, external_id, intent.marker)
+                    await self.resend(intent.id, comment, external_id, intent.marker)
                 continue
             if not state.caps.comments_read:
                 # it may have landed and cannot be looked for: never sent again
@@ -254,10 +271,32 @@ class CommentPush:
             found = await state.vendor(find)
             if found is None:
                 # known not to be there: posting again cannot make a duplicate
-                await self.send(intent.id, comment, external_id, intent.marker)
+                await self.resend(intent.id, comment, external_id, intent.marker)
                 continue
             with state.write() as session:
                 self._posted(session, intent.id, comment, external_id, found, "found by its marker")
+
+    async def resend(
+        self, intent_id: int, comment: TicketComment, external_id: str, marker: str
+    ) -> None:
+        """Post an intent known not to have landed again, unless private posts stopped."""
+        state = self.state
+        if comment.is_public or not state.private_stopped:
+            await self.send(intent_id, comment, external_id, marker)
+            return
+        reason = f"private posts stopped: {state.private_stopped}"
+        with state.write() as session:
+            intent = session.get(CommentLink, intent_id)
+            if intent is not None:
+                intent.state, intent.error, intent.error_kind = "skipped", reason, None
+                state.journal(
+                    session,
+                    "comment_skip",
+                    comment.ticket_id,
+                    None,
+                    note=f"comment #{comment.id}: {reason}",
+                )
+        state.counts.comments_skipped += 1
 
     def _unknown(self, intent_id: int, comment: TicketComment) -> None:
         state = self.state

@@ -30,11 +30,13 @@ def start(state: RunState) -> Any:
         with state.mirror.read() as session:
             row = session.get(SyncConnection, state.name)
             state.comments_since = comment_store.since(session, state.name)
+            state.private_stopped = comment_store.private_stopped(session, state.name)
             return row.cursor if row is not None else None
     with state.mirror.write() as session:
         row = store.register(session, state.name, state.adapter.vendor, state.creates)
         on = state.comments.direction != "off"
         state.comments_since = comment_store.enable(session, state.name, on, state.clock())
+        state.private_stopped = row.private_comments_stopped
         session.query(Run).filter(Run.connection == state.name, Run.outcome == "running").update(
             {"outcome": "interrupted"}
         )

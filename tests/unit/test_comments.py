@@ -327,3 +327,37 @@ def test_status_and_metrics_show_synced_pending_failed_and_skipped(mirror: Mirro
     assert sample("ticketsync_comments_total", {"connection": "a", "action": "posted"}) == 2
     assert sample("ticketsync_comments_total", {"connection": "b", "action": "skipped"}) == 1
     assert sample("ticketsync_comment_states", {"connection": "b", "state": "synced"}) == 1
+
+
+def test_an_untrusted_reply_to_a_private_post_stops_private_posts(mirror: Mirror) -> None:
+    from sync import status
+    from sync.config import parse_config
+
+    tid, eid_a, _ = paired(mirror)
+    add_local(mirror, tid, "note 1", public=False)
+    vendor("a").garble("post_comment")
+    failed = asyncio.run(make_run(mirror, "a", comments=BOTH, clock=clock()).run())
+    assert failed.outcome == "failed"
+    add_local(mirror, tid, "note 2", public=False)
+    add_local(mirror, tid, "reply", public=True)
+    run(mirror, "a")
+    assert [(c.body.split("\n")[1], c.is_public) for c in vendor("a").comments(eid_a)] == [
+        ("reply", True)
+    ]
+    states = sql(mirror, "SELECT state FROM comment_links WHERE connection = 'a' ORDER BY id")
+    assert states == [("skipped",), ("skipped",), ("active",)]
+    connections = {"a": {"vendor": "memory", "base_url": "http://127.0.0.1:9"}}
+    shown = status.collect(parse_config({"connections": connections}), mirror)
+    assert "could not trust" in shown["connections"]["a"]["comments"]["private_stopped"]
+
+
+def test_a_comment_insert_wakes_the_daemon_probe(mirror: Mirror) -> None:
+    from sync.daemon.wake import DirtyProbe
+
+    tid, _, _ = paired(mirror)
+    woken: list[str] = []
+    probe = DirtyProbe(mirror, woken.append)
+    assert probe.probe() == []
+    add_local(mirror, tid, "x", public=True)
+    assert sorted(probe.probe()) == ["a", "b"]
+    assert probe.probe() == [], "an idle feed wakes nobody"
