@@ -76,3 +76,19 @@ def test_every_problem_is_reported_at_once() -> None:
     ):
         assert where in text, where
     assert "{vendor}" in text
+
+
+def test_check_says_what_the_vendor_cannot_do_with_comments() -> None:
+    from sync.checks import _comments
+    from sync.runner import build_adapter
+
+    data = config({"direction": "both"})
+    data["connections"]["m"]["options"] = {"comments_read": False, "private_comments": False}
+    connection = parse_config(data).connections["m"]
+    (line,) = _comments(connection, build_adapter(connection, None))
+    assert line == (
+        "  comments: both (both); memory reads no comments and posts no private notes "
+        "(they are skipped there)"
+    )
+    off = parse_config(config()).connections["m"]
+    assert _comments(off, build_adapter(off, None)) == []
