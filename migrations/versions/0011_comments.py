@@ -4,7 +4,9 @@
 trigger (``sync.db.comment_triggers``) fills ``comment_dirty`` for every connection but
 the write's origin. ``comment_links`` ties a comment to its copy at each connection
 (unique on connection and external id); ``comment_counters`` keeps, per connection and
-ticket, the vendor's comment counter last read, so unchanged tickets are not re-read.
+ticket, the vendor's comment counter when the comments were last read and the one the
+pull last saw (``due`` while they differ), so unchanged tickets are not re-read and a
+read that failed or was killed is done later.
 ``sync_connections.comments_since`` is when comments were enabled on the connection (the
 history rule); ``private_comments_stopped`` why private posts stopped there (a reply
 showed another visibility than asked). Comments never touch ``tickets`` or ``ticket_dirty``
@@ -97,9 +99,12 @@ def upgrade() -> None:
         sa.Column("connection", sa.String(64), nullable=False),
         sa.Column("ticket_id", sa.Integer(), nullable=False),
         sa.Column("counter", sa.String(255)),
-        sa.Column("read_at", UtcDateTime(), nullable=False),
+        sa.Column("seen", sa.String(255)),
+        sa.Column("due", sa.Boolean(), nullable=False),
+        sa.Column("read_at", UtcDateTime()),
         sa.PrimaryKeyConstraint("connection", "ticket_id", name="pk_comment_counters"),
     )
+    op.create_index("ix_comment_counters_connection_due", "comment_counters", ["connection", "due"])
     op.add_column("sync_connections", sa.Column("comments_since", UtcDateTime()))
     op.add_column("sync_connections", sa.Column("private_comments_stopped", sa.Text()))
     comment_triggers.create(op.execute, op.get_bind().dialect.name)
@@ -111,6 +116,7 @@ def downgrade() -> None:
     # the tickets' triggers, which read it.
     for column in ("private_comments_stopped", "comments_since"):
         op.execute(f"ALTER TABLE sync_connections DROP COLUMN {column}")
+    op.drop_index("ix_comment_counters_connection_due", "comment_counters")
     op.drop_table("comment_counters")
     op.drop_table("comment_dirty")
     op.drop_index("ix_comment_links_connection_marker", "comment_links")

@@ -421,12 +421,18 @@ class CommentDirty(Base):
 
 
 class CommentCounter(Base):
-    """The vendor's comment counter of a linked ticket when its comments were last read
-    (``RemoteTicket.comment_counter``); a ticket whose counter did not move is not re-read."""
+    """A linked ticket's comment counter (``RemoteTicket.comment_counter``): ``counter``
+    when its comments were last read, ``seen`` as the pull last saw it. ``due``: the
+    comments must be read (the counter moved, the ticket is new to us, or the vendor gives
+    no counter); the pull sets it in its page's transaction, so a read that failed or was
+    killed is not forgotten."""
 
     __tablename__ = "comment_counters"
+    __table_args__ = (Index(None, "connection", "due"),)
 
     connection: Mapped[str] = mapped_column(String(64), primary_key=True)
     ticket_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     counter: Mapped[str | None] = mapped_column(String(255))
-    read_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    seen: Mapped[str | None] = mapped_column(String(255))
+    due: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

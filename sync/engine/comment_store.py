@@ -6,7 +6,7 @@ As in ``store``, every function takes an open session and does not commit.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
@@ -57,29 +57,64 @@ def stop_private(session: Session, connection: str, reason: str) -> None:
         row.private_comments_stopped = reason
 
 
-def counters(session: Session, connection: str, ticket_ids: Iterable[int]) -> dict[int, str | None]:
-    """The stored comment counter of each ticket read before (absent: never read)."""
-    ids = list(ticket_ids)
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(CommentCounter.ticket_id, CommentCounter.counter).where(
-            CommentCounter.connection == connection, CommentCounter.ticket_id.in_(ids)
+def note_counters(session: Session, connection: str, seen: Mapping[int, str | None]) -> None:
+    """Record the counters a pull page saw (ticket id -> counter); a ticket whose comments
+    must be read becomes ``due``: its counter moved, it is new to us, or it has none."""
+    if not seen:
+        return
+    rows = {
+        row.ticket_id: row
+        for row in session.scalars(
+            select(CommentCounter).where(
+                CommentCounter.connection == connection, CommentCounter.ticket_id.in_(list(seen))
+            )
         )
+    }
+    for ticket_id, counter in seen.items():
+        row = rows.get(ticket_id)
+        if row is None:
+            session.add(
+                CommentCounter(connection=connection, ticket_id=ticket_id, seen=counter, due=True)
+            )
+        elif counter is None or counter != row.counter or row.read_at is None:
+            row.seen, row.due = counter, True
+
+
+def due_batch(
+    session: Session, connection: str, after: int, limit: int
+) -> list[tuple[int, str, str | None]]:
+    """Up to ``limit`` (ticket id, external id, counter seen) of tickets past ``after``
+    whose comments are due, on active links."""
+    rows = session.execute(
+        select(CommentCounter.ticket_id, TicketLink.external_id, CommentCounter.seen)
+        .join(
+            TicketLink,
+            (TicketLink.ticket_id == CommentCounter.ticket_id)
+            & (TicketLink.connection == connection),
+        )
+        .where(
+            CommentCounter.connection == connection,
+            CommentCounter.due.is_(True),
+            CommentCounter.ticket_id > after,
+            TicketLink.state == "active",
+            TicketLink.external_id.is_not(None),
+        )
+        .order_by(CommentCounter.ticket_id)
+        .limit(limit)
     )
-    return {r[0]: r[1] for r in rows}
+    return [(r[0], str(r[1]), r[2]) for r in rows]
 
 
-def save_counter(
+def read_done(
     session: Session, connection: str, ticket_id: int, counter: str | None, now: datetime
 ) -> None:
+    """The ticket's comments were read at ``counter``: not due until it moves again (unless
+    the pull saw it move meanwhile)."""
     row = session.get(CommentCounter, (connection, ticket_id))
     if row is None:
-        session.add(
-            CommentCounter(connection=connection, ticket_id=ticket_id, counter=counter, read_at=now)
-        )
-    else:
-        row.counter, row.read_at = counter, now
+        return
+    row.counter, row.read_at = counter, now
+    row.due = row.seen != counter
 
 
 def ticket_links_of(session: Session, connection: str, ticket_id: int) -> Sequence[CommentLink]:

@@ -1,10 +1,12 @@
 """Comments pull: import the new comments of the tickets whose counters moved
 (docs/architecture.md §8.5).
 
-The ticket pull hands over, per remote ticket it went through, the vendor's comment
-counter (``RemoteTicket.comment_counter``). A linked ticket's comments are read only when
-that counter differs from the one stored when they were last read, when they were never
-read (a ticket new to us), or when the vendor gives no counter. One transaction per
+The ticket pull records, in each page's transaction, the vendor's comment counter of
+every linked ticket it went through (``RemoteTicket.comment_counter``, ``note_page``). A
+ticket's comments are due when that counter differs from the one stored when they were
+last read, when they were never read (a ticket new to us), or when the vendor gives no
+counter; a due ticket stays due until a read succeeds, so a failed or killed read is
+done by a later run, while unchanged tickets are never re-read. One transaction per
 ticket, written with this connection as its origin: the feed's trigger then fans each
 imported comment out to every other connection and never back here.
 
@@ -18,7 +20,6 @@ comment gone from the vendor is journaled once as deleted, never deleted here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy.orm import Session
@@ -27,22 +28,29 @@ from sync.db.models import CommentLink, TicketComment, TicketLink
 from sync.engine import comment_store, store
 from sync.engine.state import RunState
 from sync.errors import ItemError
-from sync.vendors.base import RemoteComment
+from sync.vendors.base import Page, RemoteComment
 
 #: What the vendor says when a linked comment is gone (journaled once).
 DELETED = "deleted at the vendor"
 
 
-@dataclass(frozen=True)
-class Seen:
-    """A remote ticket the pull went through: its external id and comment counter."""
-
-    external_id: str
-    counter: str | None
-
-
 def wants_pull(state: RunState) -> bool:
     return state.comments.pulls and state.caps.comments_read
+
+
+def note_page(
+    state: RunState, session: Session, page: Page, links: Mapping[str, TicketLink]
+) -> None:
+    """In the page's transaction: record the comment counters its linked tickets carry,
+    so the ones whose comments must be read are ``due`` even if this run dies first."""
+    if not wants_pull(state):
+        return
+    seen: dict[int, str | None] = {}
+    for remote in page.tickets:
+        link = links.get(state.adapter.id_key(remote.external_id))
+        if link is not None and link.state == "active" and link.ticket_id is not None:
+            seen[link.ticket_id] = remote.comment_counter
+    comment_store.note_counters(session, state.name, seen)
 
 
 class CommentPull:
@@ -51,43 +59,39 @@ class CommentPull:
     def __init__(self, state: RunState) -> None:
         self.state = state
 
-    async def run(self, seen: Mapping[str, Seen]) -> None:
-        """``seen``: the pull's remote tickets by external key."""
-        if not wants_pull(self.state) or not seen:
-            return
-        keys = list(seen)
-        size = self.state.options.batch_size
-        for start in range(0, len(keys), size):
-            self.state.check_stop()
-            await self._batch({k: seen[k] for k in keys[start : start + size]})
-
-    async def _batch(self, seen: Mapping[str, Seen]) -> None:
+    async def run(self) -> None:
+        """Read the comments of every ticket that is due, one transaction per ticket."""
         state = self.state
-        with state.mirror.read() as session:
-            links = store.links_by_external(session, state.name, list(seen))
-            stored = comment_store.counters(
-                session, state.name, [link.ticket_id for link in links.values()]
-            )
-        for key, link in links.items():
-            item = seen[key]
-            if link.state != "active" or link.external_id is None:
-                continue
-            known = link.ticket_id in stored
-            if known and item.counter is not None and stored[link.ticket_id] == item.counter:
-                continue  # the counter did not move: nothing new to read
-            try:
-                comments = await state.vendor(
-                    partial(state.adapter.list_comments, link.external_id)
+        if not wants_pull(state):
+            return
+        after = 0
+        while True:
+            state.check_stop()
+            with state.mirror.read() as session:
+                batch = comment_store.due_batch(
+                    session, state.name, after, state.options.batch_size
                 )
-            except ItemError as exc:
-                state.counts.errors += 1
-                state.report(f"{state.name}: comments of #{link.ticket_id}: {exc}")
-                continue
-            with state.write(origin=state.name) as session:
-                self.apply(session, link, comments)
-                comment_store.save_counter(
-                    session, state.name, link.ticket_id, item.counter, state.clock()
-                )
+            if not batch:
+                return
+            after = batch[-1][0]
+            for ticket_id, external_id, counter in batch:
+                await self.read(ticket_id, external_id, counter)
+
+    async def read(self, ticket_id: int, external_id: str, counter: str | None) -> None:
+        state = self.state
+        try:
+            comments = await state.vendor(partial(state.adapter.list_comments, external_id))
+        except ItemError as exc:
+            # stays due: read again on the next run
+            state.counts.errors += 1
+            state.report(f"{state.name}: comments of #{ticket_id}: {exc}")
+            return
+        with state.write(origin=state.name) as session:
+            link = store.links_by_ticket(session, state.name, [ticket_id]).get(ticket_id)
+            if link is None or link.external_id != external_id:
+                return
+            self.apply(session, link, comments)
+            comment_store.read_done(session, state.name, ticket_id, counter, state.clock())
 
     def apply(self, session: Session, link: TicketLink, comments: Sequence[RemoteComment]) -> None:
         """Import the ticket's new comments, settle intents, journal edits and deletions."""

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sync.db.models import SyncConnection, Ticket, TicketLink
 from sync.engine import store, strays
 from sync.engine.acks import Imports, Staged
-from sync.engine.comments_pull import Seen, wants_pull
+from sync.engine.comments_pull import note_page
 from sync.engine.context import CREATE_FIELDS
 from sync.engine.crash import crashpoint
 from sync.engine.create import activate
@@ -155,9 +155,6 @@ class Pull:
     def __init__(self, state: RunState) -> None:
         self.state = state
         self._pages = self._seen = 0
-        #: The remote tickets gone through, by external key, with their comment counters
-        #: (for ``comments_pull``; empty when the connection does not pull comments).
-        self.seen: dict[str, Seen] = {}
 
     async def run(self, changes: Changes) -> Pulled:
         started = self.state.clock()
@@ -185,13 +182,10 @@ class Pull:
                     crashpoint("mid_page")
                 self.merge_remote(session, remote, links, imports)
             self.write_imports(session, imports, links)
+            note_page(state, session, page, links)
             row = session.get(SyncConnection, state.name)
             assert row is not None
             row.cursor = page.cursor
-        if wants_pull(state):
-            for remote in page.tickets:
-                key = state.adapter.id_key(remote.external_id)
-                self.seen[key] = Seen(remote.external_id, remote.comment_counter)
         if state.options.progress is not None:
             state.options.progress(state.name, self._pages, self._seen)
 

@@ -129,11 +129,10 @@ class ConnectionRun:
             return
         await recover(state)
         if not state.options.push_only:
-            pull = Pull(state)
-            pulled = await pull.run(decided.changes)
+            pulled = await Pull(state).run(decided.changes)
             if not state.caps.finds_markers:
                 await recover(state, pulled_since=pulled.started_at)
-            await CommentPull(state).run(pull.seen)
+            await CommentPull(state).run()
         await Push(state).run()
         await CommentPush(state).run()
         if state.comments.direction != "off":

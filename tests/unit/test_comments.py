@@ -361,3 +361,21 @@ def test_a_comment_insert_wakes_the_daemon_probe(mirror: Mirror) -> None:
     add_local(mirror, tid, "x", public=True)
     assert sorted(probe.probe()) == ["a", "b"]
     assert probe.probe() == [], "an idle feed wakes nobody"
+
+
+def test_a_failed_read_of_comments_is_done_by_a_later_run(mirror: Mirror) -> None:
+    from sync.errors import Retriable
+
+    _, eid_a, _ = paired(mirror)
+    a = vendor("a")
+    a.comment(eid_a, "hello")
+    a.fail("list_comments", Retriable("a: down", connection="a"))
+    failed = asyncio.run(make_run(mirror, "a", comments=BOTH, clock=clock()).run())
+    assert failed.outcome == "failed"
+    due = sql(mirror, "SELECT due FROM comment_counters WHERE connection = 'a'")
+    assert [bool(d) for (d,) in due] == [True], "recorded with the page, before the read"
+    a.calls.clear()
+    asyncio.run(make_run(mirror, "a", comments=BOTH, clock=clock(), direction="push").run())
+    assert ("list_comments", eid_a) in a.calls, "read without the pull seeing it again"
+    assert not any(c[0] == "changed_since" for c in a.calls)
+    assert mirror_comments(mirror) == [("hello", True, "a")]
