@@ -57,9 +57,20 @@ def stop_private(session: Session, connection: str, reason: str) -> None:
         row.private_comments_stopped = reason
 
 
-def note_counters(session: Session, connection: str, seen: Mapping[int, str | None]) -> None:
+def note_counters(
+    session: Session,
+    connection: str,
+    seen: Mapping[int, str | None],
+    *,
+    baseline: datetime | None = None,
+) -> None:
     """Record the counters a pull page saw (ticket id -> counter); a ticket whose comments
-    must be read becomes ``due``: its counter moved, it is new to us, or it has none."""
+    must be read becomes ``due``: its counter moved, it is new to us, or it has none.
+
+    ``baseline`` (the time): a ticket new to us is taken as read at its counter, not made
+    due. For the run that enables comments without history: every comment the vendor
+    holds then is older than that moment, so reading it would import nothing.
+    """
     if not seen:
         return
     rows = {
@@ -72,7 +83,18 @@ def note_counters(session: Session, connection: str, seen: Mapping[int, str | No
     }
     for ticket_id, counter in seen.items():
         row = rows.get(ticket_id)
-        if row is None:
+        if row is None and baseline is not None and counter is not None:
+            session.add(
+                CommentCounter(
+                    connection=connection,
+                    ticket_id=ticket_id,
+                    counter=counter,
+                    seen=counter,
+                    due=False,
+                    read_at=baseline,
+                )
+            )
+        elif row is None:
             session.add(
                 CommentCounter(connection=connection, ticket_id=ticket_id, seen=counter, due=True)
             )

@@ -50,7 +50,10 @@ def note_page(
         link = links.get(state.adapter.id_key(remote.external_id))
         if link is not None and link.state == "active" and link.ticket_id is not None:
             seen[link.ticket_id] = remote.comment_counter
-    comment_store.note_counters(session, state.name, seen)
+    baseline = None
+    if state.comments_enabled_now and not state.comments.history:
+        baseline = state.comments_since  # what the vendor holds now is history
+    comment_store.note_counters(session, state.name, seen, baseline=baseline)
 
 
 class CommentPull:

@@ -35,6 +35,7 @@ def start(state: RunState) -> Any:
     with state.mirror.write() as session:
         row = store.register(session, state.name, state.adapter.vendor, state.creates)
         on = state.comments.direction != "off"
+        state.comments_enabled_now = on and row.comments_since is None
         state.comments_since = comment_store.enable(session, state.name, on, state.clock())
         state.private_stopped = row.private_comments_stopped
         session.query(Run).filter(Run.connection == state.name, Run.outcome == "running").update(

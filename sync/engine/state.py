@@ -142,6 +142,8 @@ class RunState:
         self.comments = comments or CommentSettings()
         #: When comments were enabled on the connection (``record.start`` reads it).
         self.comments_since: datetime | None = None
+        #: True when this run is the one that enabled comments on the connection.
+        self.comments_enabled_now = False
         #: Why private posts stopped on this connection, or None (``record.start`` reads it).
         self.private_stopped: str | None = None
         #: The comment summary the run ended with (``RunResult.comments``).

@@ -185,10 +185,14 @@ def test_history_false_neither_imports_nor_posts_older_comments(mirror: Mirror) 
 def test_counters_spare_the_reads_of_unchanged_tickets(mirror: Mirror) -> None:
     _tid, eid_a, _ = paired(mirror)
     a = vendor("a")
-    a.seed(title="Other", status="Open", priority="P3")
+    assert not any(c[0] == "list_comments" for c in a.calls), (
+        "the run that enables comments without history reads none: all of them are history"
+    )
+    other = a.seed(title="Other", status="Open", priority="P3")
+    a.calls.clear()
     run(mirror, "a")
     listed = [c for c in a.calls if c[0] == "list_comments"]
-    assert len(listed) == 2, "each ticket new to us is read once"
+    assert listed == [("list_comments", other)], "a ticket new to us is read once"
     a.calls.clear()
     run(mirror, "a")
     assert [c for c in a.calls if c[0] == "list_comments"] == []
@@ -379,3 +383,12 @@ def test_a_failed_read_of_comments_is_done_by_a_later_run(mirror: Mirror) -> Non
     assert ("list_comments", eid_a) in a.calls, "read without the pull seeing it again"
     assert not any(c[0] == "changed_since" for c in a.calls)
     assert mirror_comments(mirror) == [("hello", True, "a")]
+
+
+def test_history_true_imports_what_the_vendor_already_holds(mirror: Mirror) -> None:
+    a = vendor("a")
+    first = a.seed(title="One", status="Open", priority="P3")
+    a.comment(first, "from before", is_public=False)
+    history = CommentSettings(direction="both", history=True)
+    run(mirror, "a", comments=history, clock=clock(datetime(2027, 1, 1, tzinfo=UTC)))
+    assert mirror_comments(mirror) == [("from before", False, "a")]
