@@ -126,8 +126,12 @@ class CommentPush:
     async def run(self) -> None:
         state = self.state
         if not wants_push(state):
-            with state.write() as session:
-                comment_store.clear_feed(session, state.name)
+            # the feed is of no use here; an idle run only looks (it writes nothing)
+            with state.mirror.read() as session:
+                queued = comment_store.count_feed(session, state.name)
+            if queued:
+                with state.write() as session:
+                    comment_store.clear_feed(session, state.name)
             return
         await self.recover()
         after = 0
