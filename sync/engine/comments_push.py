@@ -73,9 +73,12 @@ def route(
 
 
 def outgoing(state: RunState, comment: TicketComment, marker: str) -> OutgoingComment:
-    """The post of ``comment``: as the mapped user, else as the API user with attribution."""
+    """The post of ``comment``: as the mapped user where the vendor posts as named users
+    (``comments_as_user``), else as the API user with the attribution line."""
     email = (comment.author_email or "").strip().lower()
-    user = state.comments.authors.get(email) if email else None
+    user = None
+    if email and state.caps.comments_as_user:
+        user = state.comments.authors.get(email)
     body = comment.body
     if user is None and state.comments.attribution:
         source = "ticketsync" if comment.source == "local" else comment.source

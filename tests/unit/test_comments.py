@@ -133,6 +133,11 @@ def test_a_mapped_author_posts_as_that_user_without_attribution(mirror: Mirror) 
     (comment,) = vendor("a").comments(eid_a)
     assert comment.author_name == "agent-7"
     assert comment.body.startswith("Hello\n")
+    add_local(mirror, tid, "Again", public=True, author_email="bob@example.com")
+    run(mirror, "a", comments=mapped, options={"comments_as_user": False})
+    assert (
+        vendor("a").comments(eid_a)[1].body.startswith("bob@example.com via ticketsync:\nAgain")
+    ), "a vendor that posts as the API user always gets the attribution line"
 
 
 def test_a_private_note_is_skipped_where_the_vendor_cannot_keep_it_private(

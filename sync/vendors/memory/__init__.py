@@ -3,7 +3,7 @@
 It is accepted in a config but named in no message and in no example. Its options:
 ``store`` (the shared ``MemoryVendor``'s name, default the connection's), ``writable`` (a
 list of canonical fields), ``can_create``, ``finds_markers``, ``comments_read``,
-``comments_write`` and ``private_comments`` (booleans). Other keys are
+``comments_write``, ``private_comments`` and ``comments_as_user`` (booleans). Other keys are
 left alone, so a test may carry data of its own there. The adapter is
 ``sync.vendors.memory.adapter``.
 """
@@ -35,6 +35,7 @@ _CHECKS = {
     "comments_read": boolean,
     "comments_write": boolean,
     "private_comments": boolean,
+    "comments_as_user": boolean,
 }
 
 

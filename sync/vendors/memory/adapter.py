@@ -197,8 +197,8 @@ def reset_stores() -> None:
 
 class MemoryAdapter(Adapter):
     """Adapter over a ``MemoryVendor``. Options: ``store``, ``writable`` (list of fields),
-    ``finds_markers``, ``can_create``, ``comments_read``, ``comments_write`` and
-    ``private_comments`` (booleans, default true)."""
+    ``finds_markers``, ``can_create``, ``comments_read``, ``comments_write``,
+    ``private_comments`` and ``comments_as_user`` (booleans, default true)."""
 
     vendor = "memory"
 
@@ -214,6 +214,7 @@ class MemoryAdapter(Adapter):
             comments_read=bool(options.get("comments_read", True)),
             comments_write=bool(options.get("comments_write", True)),
             private_comments=bool(options.get("private_comments", True)),
+            comments_as_user=bool(options.get("comments_as_user", True)),
         )
 
     def _call(self, method: str, arg: str | None = None) -> tuple[str, Any] | None:
