@@ -254,6 +254,8 @@ class CommentPush:
         state = self.state
         with state.mirror.read() as session:
             pending = comment_store.posting_links(session, state.name)
+            if not pending:
+                return
             comments = {
                 c.id: c
                 for c in session.query(TicketComment).filter(

@@ -397,3 +397,15 @@ def test_history_true_imports_what_the_vendor_already_holds(mirror: Mirror) -> N
     history = CommentSettings(direction="both", history=True)
     run(mirror, "a", comments=history, clock=clock(datetime(2027, 1, 1, tzinfo=UTC)))
     assert mirror_comments(mirror) == [("from before", False, "a")]
+
+
+def test_the_guard_counts_a_ticket_with_field_and_comment_changes_once(mirror: Mirror) -> None:
+    from tests.unit.engine_helpers import update_ticket
+
+    tid, _, _ = paired(mirror)
+    update_ticket(mirror, tid, status="closed")
+    add_local(mirror, tid, "closing it", public=True)
+    lines: list[str] = []
+    run(mirror, "a", dry_run=True, report=lines.append)
+    assert any("(push)" in line for line in lines) and any(": post (" in line for line in lines)
+    assert lines[-1] == "a: 1 planned change(s)"
