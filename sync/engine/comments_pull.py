@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from sync.db.models import CommentLink, TicketComment, TicketLink
 from sync.engine import comment_store, store
 from sync.engine.state import RunState
-from sync.errors import ItemError
+from sync.errors import ItemError, ProtocolError
 from sync.vendors.base import Page, RemoteComment
 
 #: What the vendor says when a linked comment is gone (journaled once).
@@ -84,8 +84,8 @@ class CommentPull:
         state = self.state
         try:
             comments = await state.vendor(partial(state.adapter.list_comments, external_id))
-        except ItemError as exc:
-            # stays due: read again on the next run
+        except (ItemError, ProtocolError) as exc:
+            # one ticket's error (docs/architecture.md §3.3); it stays due: read again later
             state.counts.errors += 1
             state.report(f"{state.name}: comments of #{ticket_id}: {exc}")
             return

@@ -409,3 +409,13 @@ def test_the_guard_counts_a_ticket_with_field_and_comment_changes_once(mirror: M
     run(mirror, "a", dry_run=True, report=lines.append)
     assert any("(push)" in line for line in lines) and any(": post (" in line for line in lines)
     assert lines[-1] == "a: 1 planned change(s)"
+
+
+def test_a_garbled_comment_list_is_one_tickets_error_not_the_runs(mirror: Mirror) -> None:
+    _, eid_a, _ = paired(mirror)
+    vendor("a").comment(eid_a, "hello")
+    vendor("a").garble("list_comments")
+    result = run(mirror, "a")
+    assert result.counts.errors == 1 and mirror_comments(mirror) == []
+    run(mirror, "a")
+    assert mirror_comments(mirror) == [("hello", True, "a")], "read again, since still due"
