@@ -419,3 +419,25 @@ def test_a_garbled_comment_list_is_one_tickets_error_not_the_runs(mirror: Mirror
     assert result.counts.errors == 1 and mirror_comments(mirror) == []
     run(mirror, "a")
     assert mirror_comments(mirror) == [("hello", True, "a")], "read again, since still due"
+
+
+def test_a_hundred_new_comments_cost_one_post_each_and_a_read_per_ticket(
+    mirror: Mirror,
+) -> None:
+    a = vendor("a")
+    ids = [a.seed(title=f"T{i}", status="Open", priority="P3") for i in range(10)]
+    run(mirror, "a")
+    tickets = [r[0] for r in sql(mirror, "SELECT id FROM tickets ORDER BY id")]
+    for n in range(100):
+        add_local(mirror, tickets[n % 10], f"comment {n}", public=True)
+    a.calls.clear()
+    run(mirror, "a")
+    assert [c[0] for c in a.calls].count("post_comment") == 100
+    a.calls.clear()
+    run(mirror, "a")  # our posts moved the counters: each ticket is read once more
+    assert sorted(c[1] for c in a.calls if c[0] == "list_comments") == sorted(ids)
+    assert not any(c[0] == "post_comment" for c in a.calls)
+    a.calls.clear()
+    run(mirror, "a")
+    assert not any(c[0] in ("list_comments", "post_comment") for c in a.calls), "idle"
+    assert len(mirror_comments(mirror)) == 100
