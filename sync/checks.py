@@ -18,7 +18,7 @@ from sync.coord.liveness import failover
 from sync.db import Mirror, schema_state
 from sync.errors import AuthRejected, ConfigError, DatabaseError, VendorError
 from sync.runner import build_adapter, build_rules, state_dir
-from sync.vendors.base import adapter_class
+from sync.vendors.base import Adapter, adapter_class
 from sync.vendors.registry import VENDORS
 from sync.vendors.zoho_desk.auth import token_cache_path
 
@@ -93,6 +93,7 @@ def _describe(config: Config, connection: ConnectionConfig, result: str | None) 
     if connection.create_when is not None:
         rule = _rule(connection.create_when)
         lines.append(f"  creates tickets at {connection.vendor} for: {rule}")
+    lines += _comments(connection, adapter)
     if connection.vendor == "zoho_desk":
         cache = token_cache_path(_state_folder(config), connection.name)
         where = cache or "none (no safe state folder: set sync.state_dir); every run refreshes"
@@ -100,6 +101,25 @@ def _describe(config: Config, connection: ConnectionConfig, result: str | None) 
     if result is not None:
         lines.append(f"  credentials: {result}")
     return lines
+
+
+def _comments(connection: ConnectionConfig, adapter: Adapter) -> list[str]:
+    """What the connection does with comments, and what its vendor cannot do of it."""
+    comments = connection.comments
+    if comments.direction == "off":
+        return []
+    caps = adapter.capabilities
+    line = f"  comments: {comments.direction} ({comments.visibility})"
+    missing = []
+    if comments.pulls and not caps.comments_read:
+        missing.append("reads no comments")
+    if comments.pushes and not caps.comments_write:
+        missing.append("posts no comments")
+    elif comments.pushes and not caps.private_comments and comments.visibility != "public":
+        missing.append("posts no private notes (they are skipped there)")
+    if missing:
+        line += f"; {connection.vendor} " + " and ".join(missing)
+    return [line]
 
 
 def _state_folder(config: Config) -> Path | None:

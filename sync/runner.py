@@ -198,6 +198,7 @@ def _connection_run(
             push_only=selection.push_only,
         ),
         report=report,
+        comments=connection.comments,
     )
 
 

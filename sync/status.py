@@ -7,6 +7,9 @@ lease is current (instance id, host, pid, since, generation, expires_at), and
 ``instances`` lists the live daemon instances with the number of leases each holds.
 ``strays`` lists the duplicate vendor tickets the pulls found (``sync.engine.strays``):
 connection, external id, the mirror ticket, its marker and when it was first seen.
+Each connection's ``comments`` (docs/architecture.md §8.5) gives its comment settings,
+whether the vendor can post private notes, and the comments ``synced``, ``pending``,
+``failed`` and ``skipped`` there (``sync.engine.comment_store.summary``).
 Keys may be added; none is renamed or removed without bumping ``schema``. Nothing here
 reads a secret. A last run's ``outcome`` is ``ok``, ``failed``, ``held``, ``interrupted`` or
 ``internal`` (an unforeseen error ended it; ``sync.runner`` records it).
@@ -24,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sync import undo_cmd
-from sync.config import Config
+from sync.config import Config, ConnectionConfig
 from sync.coord.locks import read_holder
 from sync.db import Mirror
 from sync.db.models import (
@@ -37,7 +40,9 @@ from sync.db.models import (
     TicketDirty,
     TicketLink,
 )
+from sync.engine import comment_store
 from sync.runner import build_adapter, build_rules
+from sync.vendors.base import Adapter
 
 SCHEMA = 1
 
@@ -161,6 +166,22 @@ def _connection(
         "guard": row.guard_held if row else None,
         "holder": holder if _is_sqlite(session) else _lease_holder(session, name, now),
         "undo_requests": undo_cmd.status_rows(session, name),
+        "comments": _comments(session, cfg, adapter, row),
+    }
+
+
+def _comments(
+    session: Session, cfg: ConnectionConfig, adapter: Adapter, row: SyncConnection | None
+) -> dict[str, Any]:
+    caps = adapter.capabilities
+    return {
+        "direction": cfg.comments.direction,
+        "visibility": cfg.comments.visibility,
+        "can_read": caps.comments_read,
+        "can_post": caps.comments_write,
+        "can_post_private": caps.private_comments,
+        "private_stopped": row.private_comments_stopped if row else None,
+        **comment_store.summary(session, cfg.name),
     }
 
 
@@ -234,6 +255,7 @@ def render(status: Mapping[str, Any]) -> str:
                 f"{g['held_since']}; see `ticketsync guard approve {name}`"
             )
         lines += undo_cmd.status_lines(c.get("undo_requests", []))
+        lines += _render_comments(c.get("comments"))
         if c["last_error"]:
             lines.append(f"  last error:      {c['last_error']['message']}")
         if c["holder"]:
@@ -254,6 +276,28 @@ def render(status: Mapping[str, Any]) -> str:
             "not imported, remove it at the vendor"
         )
     return "\n".join(lines)
+
+
+def _render_comments(comments: Mapping[str, Any] | None) -> list[str]:
+    """The comment lines of a connection's block (none while its comments are off and
+    nothing was ever synced)."""
+    if not comments:
+        return []
+    counts = ("synced", "pending", "failed", "skipped")
+    if comments["direction"] == "off" and not any(comments[k] for k in counts):
+        return []
+    lines = [
+        f"  comments:        {comments['direction']} ({comments['visibility']}): "
+        + ", ".join(f"{k} {comments[k]}" for k in counts)
+    ]
+    if comments["direction"] in ("both", "push") and not comments["can_post_private"]:
+        lines.append(
+            "                   private notes are not posted here: the vendor cannot keep "
+            "them private"
+        )
+    if comments.get("private_stopped"):
+        lines.append(f"                   PRIVATE POSTS STOPPED: {comments['private_stopped']}")
+    return lines
 
 
 def _lag(seconds: float | None) -> str:

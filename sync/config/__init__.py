@@ -38,6 +38,7 @@ from typing import Any
 from sync.config.files import load_yaml, permission_warnings, read_bytes
 from sync.config.model import (
     DEFAULT_DATABASE_URL,
+    CommentSettings,
     Config,
     ConnectionConfig,
     DatabaseConfig,
@@ -63,6 +64,7 @@ __all__ = [
     "SYSTEM_CONFIG",
     "TIE_BREAKS",
     "VENDORS",
+    "CommentSettings",
     "Config",
     "ConnectionConfig",
     "DatabaseConfig",

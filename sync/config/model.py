@@ -162,6 +162,36 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class CommentSettings:
+    """A connection's ``comments`` block (docs/architecture.md §8.5).
+
+    ``direction``: ``both``, ``pull`` (vendor -> mirror), ``push`` (mirror -> vendor) or
+    ``off``. ``visibility``: which comments travel, ``public``, ``private`` or ``both``.
+    ``attribution``: the first line of a comment posted as the API user, with ``{author}``
+    and ``{source}`` (empty: none). ``history``: also carry comments older than the moment
+    comments were enabled. ``authors``: e-mail -> the vendor's user id to post as.
+    """
+
+    direction: str = "off"
+    visibility: str = "both"
+    attribution: str = "{author} via {source}:"
+    history: bool = False
+    authors: Mapping[str, str] = field(default_factory=_empty_mapping)
+
+    @property
+    def pulls(self) -> bool:
+        return self.direction in ("both", "pull")
+
+    @property
+    def pushes(self) -> bool:
+        return self.direction in ("both", "push")
+
+    def travels(self, is_public: bool) -> bool:
+        """Whether a comment of this visibility travels on the connection."""
+        return self.visibility == "both" or (self.visibility == "public") == is_public
+
+
+@dataclass(frozen=True)
 class ConnectionConfig:
     """One connection to one vendor account, with ``sync``'s defaults merged in."""
 
@@ -177,6 +207,7 @@ class ConnectionConfig:
     http: HttpSettings = field(default_factory=HttpSettings)
     conflict_policy: PolicySpec = field(default_factory=PolicySpec)
     guard: GuardSettings = field(default_factory=GuardSettings)
+    comments: CommentSettings = field(default_factory=CommentSettings)
 
     def credential(self, name: str) -> str | None:
         """The revealed value of credential ``name``, or None when not configured."""

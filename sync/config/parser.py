@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sync.config.checker import describe, freeze, join, suggest
+from sync.config.comments import CommentsParser
 from sync.config.model import Config, ConnectionConfig, Secret, SyncSettings
 from sync.config.sections import SectionParser
 from sync.vendors.registry import VENDORS, public_vendors, spec
@@ -38,13 +39,14 @@ _CONNECTION_KEYS = (
     "http",
     "conflict_policy",
     "guard",
+    "comments",
 )
 _CONNECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 #: Shorter secrets are not masked in problems: they would garble the paths around them.
 MASK_MIN = 8
 
 
-class Parser(SectionParser):
+class Parser(SectionParser, CommentsParser):
     """Walks the loaded YAML once, collecting every problem instead of stopping at the first.
 
     Each section method returns a usable object even when the section is wrong (falling back
@@ -132,6 +134,7 @@ class Parser(SectionParser):
                 data.get("conflict_policy"), join(path, "conflict_policy"), sync.conflict_policy
             ),
             guard=self.guard(data.get("guard"), join(path, "guard"), sync.guard),
+            comments=self.comments(data.get("comments"), join(path, "comments")),
         )
 
     def vendor(self, value: Any, path: str) -> VendorSpec | None:

@@ -8,6 +8,10 @@ On PostgreSQL the lease metrics count takeovers (``ticketsync_lease_takeovers_to
 lost leases (``ticketsync_leases_lost_total``) and the leases held now
 (``ticketsync_leases_held``); see ``sync.coord.spread``. ``ticketsync_strays_total`` counts
 the duplicate vendor tickets the pulls found (``sync.engine.strays``).
+``ticketsync_comments_total{connection, action}`` counts comments ``pulled``, ``posted`` and
+``skipped``; the gauge ``ticketsync_comment_states{connection, state}`` gives the comments
+``synced``, ``pending``, ``failed`` and ``skipped`` after the connection's last run
+(docs/architecture.md §8.5).
 ``sync.daemon.endpoint`` serves ``app()`` within bounds.
 """
 
@@ -79,6 +83,18 @@ class Metrics:
             ["connection"],
             registry=r,
         )
+        self.comments = Counter(
+            "ticketsync_comments",
+            "Comments pulled, posted or skipped",
+            ["connection", "action"],
+            registry=r,
+        )
+        self.comment_states = Gauge(
+            "ticketsync_comment_states",
+            "Comments synced, pending, failed or skipped after the last run",
+            ["connection", "state"],
+            registry=r,
+        )
         self.leases_held = Gauge(
             "ticketsync_leases_held", "Connection leases this instance holds", registry=r
         )
@@ -93,6 +109,10 @@ class Metrics:
             self.tickets.labels(name, action).inc(getattr(result.counts, action))
         self.conflicts.labels(name).inc(result.counts.conflicts)
         self.strays.labels(name).inc(result.counts.strays)
+        for action in ("pulled", "posted", "skipped"):
+            self.comments.labels(name, action).inc(getattr(result.counts, f"comments_{action}"))
+        for state, count in (result.comments or {}).items():
+            self.comment_states.labels(name, state).set(count)
         if result.counts.errors:
             self.errors.labels(name, "ticket").inc(result.counts.errors)
         if result.error is not None:

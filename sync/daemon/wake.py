@@ -8,12 +8,13 @@ run sets the event again, which is the "push again after this run" flag: however
 arrive, exactly one follow-up run comes after it. A burst of edits is therefore one or
 two runs, never one per edit.
 
-``DirtyProbe`` finds the local changes: once a second, one query reads each connection's
-newest ``ticket_dirty.changed_at`` (through the table's primary key, which starts with
-the connection) and wakes the connections whose value passed their high-water mark.
-Tickets that wait (a backoff, a conflict) keep their dirty rows, so comparing with the
-mark, not testing for any row, keeps an idle daemon idle. A change committed by a
-transaction that began before the mark is left to the scheduled run.
+``DirtyProbe`` finds the local changes: once a second, one query per feed reads each
+connection's newest ``ticket_dirty.changed_at`` (through the table's primary key, which
+starts with the connection) and ``comment_dirty.changed_at``, and wakes the connections
+whose value passed their high-water mark. Tickets that wait (a backoff, a conflict) keep
+their dirty rows, so comparing with the mark, not testing for any row, keeps an idle
+daemon idle. A change committed by a transaction that began before the mark is left to
+the scheduled run.
 
 ``PgListener`` (PostgreSQL): the change feed sends a payload-less ``NOTIFY`` on
 ``sync.db.triggers.NOTIFY_CHANNEL``; a dedicated connection LISTENs (psycopg's async
@@ -36,7 +37,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
 from sync.db import Mirror
-from sync.db.models import TicketDirty
+from sync.db.models import CommentDirty, TicketDirty
 from sync.db.triggers import NOTIFY_CHANNEL
 
 log = logging.getLogger("sync.wake")
@@ -151,12 +152,18 @@ class DirtyProbe:
             self._task = None
 
     def newest(self) -> dict[str, datetime]:
-        """Each connection's newest change in the feed (one query, by the primary key)."""
-        query = select(TicketDirty.connection, func.max(TicketDirty.changed_at)).group_by(
-            TicketDirty.connection
-        )
+        """Each connection's newest change in the feeds: tickets (by the primary key) and
+        comments (docs/architecture.md §8.5), one query each."""
+        newest: dict[str, datetime] = {}
         with self.mirror.read() as session:
-            return {name: at for name, at in session.execute(query) if at is not None}
+            for model in (TicketDirty, CommentDirty):
+                query = select(model.connection, func.max(model.changed_at)).group_by(
+                    model.connection
+                )
+                for name, at in session.execute(query):
+                    if at is not None and (name not in newest or at > newest[name]):
+                        newest[name] = at
+        return newest
 
     def probe(self) -> list[str]:
         """Move the high-water marks; return the connections with a newer change.

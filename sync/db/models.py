@@ -20,6 +20,9 @@ Public (docs/architecture.md §2.3; other programs read and write them with plai
   on that connection (a duplicate create); reported, never imported or deleted.
 - ``undo_requests``: ``ticketsync undo`` requests, executed by the connection's next pass
   (docs/architecture.md §8.7).
+- ``ticket_comments`` (public: other programs may INSERT) and the engine's
+  ``comment_links``, ``comment_dirty`` (the comments' change feed, filled by a trigger)
+  and ``comment_counters`` (docs/architecture.md §8.5).
 
 Error messages (``runs.message``, both ``last_error`` columns) are redacted as they are
 written, whatever code path writes them (``RedactedText``, ``RedactedJSON``).
@@ -200,6 +203,12 @@ class SyncConnection(Base):
     last_error: Mapped[dict[str, Any] | None] = mapped_column(RedactedJSON)
     guard_held: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     guard_approved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: When comments were enabled on the connection (the history rule,
+    #: docs/architecture.md §8.5); None while its comments are off.
+    comments_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: Why private comment posts stopped on the connection (a reply showed another
+    #: visibility than asked), or None; cleared by hand once the vendor is checked.
+    private_comments_stopped: Mapped[str | None] = mapped_column(RedactedText)
 
 
 class SyncLease(Base):
@@ -376,3 +385,92 @@ class UndoRequest(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     executed_by: Mapped[int | None] = mapped_column(Integer)
     result: Mapped[dict[str, Any] | None] = mapped_column(RedactedJSON)
+
+
+class TicketComment(Base):
+    """One comment of a ticket: a public reply or a private note (docs/architecture.md §8.5).
+
+    Public: other programs may INSERT rows (a plain INSERT is seen by the comment feed's
+    trigger); ``is_public`` defaults to false, so a writer that forgets it never publishes
+    a note. ``source`` is the connection the comment came from, or ``local``. Comments
+    are append-only: the engine never updates or deletes one.
+    """
+
+    __tablename__ = "ticket_comments"
+    __table_args__ = (Index(None, "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False
+    )
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    author_name: Mapped[str | None] = mapped_column(String(255))
+    author_email: Mapped[str | None] = mapped_column(String(320))
+    is_public: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    source: Mapped[str] = mapped_column(String(64), nullable=False, default="local")
+
+
+class CommentLink(Base):
+    """A comment's copy at one connection.
+
+    ``state``: ``active`` (linked by the vendor's id), ``posting`` (intent recorded with
+    ``marker`` before the post: the vendor may or may not have it), ``unknown`` (a post
+    whose reply was lost at a vendor that cannot be searched: never sent again) or
+    ``skipped`` (not posted there: ``error`` says why). ``digest`` is the body last seen
+    at the vendor, so an edit there is journaled once.
+    """
+
+    __tablename__ = "comment_links"
+    __table_args__ = (
+        UniqueConstraint("connection", "external_id"),
+        UniqueConstraint("comment_id", "connection"),
+        Index(None, "connection", "state"),
+        Index(None, "connection", "marker"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    comment_id: Mapped[int] = mapped_column(
+        ForeignKey("ticket_comments.id", ondelete="CASCADE"), nullable=False
+    )
+    connection: Mapped[str] = mapped_column(String(64), nullable=False)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    marker: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(RedactedText)
+    #: ``refused`` (the vendor answered no: nothing was posted) or ``lost`` (no answer).
+    error_kind: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    digest: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow
+    )
+
+
+class CommentDirty(Base):
+    """The comments' change feed: a comment some connection has not handled yet."""
+
+    __tablename__ = "comment_dirty"
+
+    connection: Mapped[str] = mapped_column(String(64), primary_key=True)
+    comment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class CommentCounter(Base):
+    """A linked ticket's comment counter (``RemoteTicket.comment_counter``): ``counter``
+    when its comments were last read, ``seen`` as the pull last saw it. ``due``: the
+    comments must be read (the counter moved, the ticket is new to us, or the vendor gives
+    no counter); the pull sets it in its page's transaction, so a read that failed or was
+    killed is not forgotten."""
+
+    __tablename__ = "comment_counters"
+    __table_args__ = (Index(None, "connection", "due"),)
+
+    connection: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    counter: Mapped[str | None] = mapped_column(String(255))
+    seen: Mapped[str | None] = mapped_column(String(255))
+    due: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -2,7 +2,8 @@
 
 ``TICKETSYNC_CRASH_AT=<name>`` makes the process kill itself with SIGKILL the first time
 it reaches that point: no cleanup, no flush, exactly like power loss. Points:
-``after_plan``, ``after_create_intent``, ``after_vendor_ack``, ``mid_page``. Unset (always,
+``after_plan``, ``after_create_intent``, ``after_vendor_ack``, ``mid_page``, and the comment
+post's ``after_comment_intent`` and ``after_comment_ack`` (``COMMENT_POINTS``). Unset (always,
 outside tests) it costs one dictionary lookup.
 
 Only a pass that carries out an undo (docs/architecture.md §8.7) reaches ``UNDO_POINTS``:
@@ -18,6 +19,9 @@ import signal
 
 POINTS = ("after_plan", "after_create_intent", "after_vendor_ack", "mid_page")
 UNDO_POINTS = ("mid_undo", "undo_before_send", "undo_after_vendor_ack")
+#: Crash points of a comment post (docs/architecture.md §8.5): after its intent is
+#: committed, and after the vendor acknowledged it but before we recorded the reply.
+COMMENT_POINTS = ("after_comment_intent", "after_comment_ack")
 
 
 def crashpoint(name: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from sync.db.models import Ticket, TicketLink
-from sync.engine import store
+from sync.engine import comment_store, store
 from sync.engine.context import CREATE_FIELDS
 from sync.engine.crash import crashpoint
 from sync.engine.journal import connection_error, ticket_failure
@@ -160,3 +160,6 @@ def activate(
     link.fail_count, link.next_retry_at = 0, None
     link.last_error = link.last_error_kind = None
     state.journal(session, "create", link.ticket_id, remote.external_id, note=note)
+    if state.comments.pushes:
+        # a ticket created by fan-out gets the mirror's comments, in order (§8.5)
+        comment_store.enqueue_ticket(session, state.name, link.ticket_id, state.clock())

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from sync.db.models import SyncConnection, Ticket, TicketLink
-from sync.engine import store, strays
+from sync.engine import comment_store, store, strays
+from sync.engine.comments_push import preview_comments, wants_push
 from sync.engine.create import wants_create
 from sync.engine.journal import describe
 from sync.engine.merge import Action
@@ -65,16 +66,24 @@ def count(state: RunState, pages: tuple[Page, ...] | None) -> int:
         if not options.dry_run:
             bound = sum(len(p.tickets) for p in pages or ())
             bound += store.count_dirty(session, state.name)
+            if wants_push(state):
+                bound += comment_store.count_feed(session, state.name)
             if options.force or approved:
                 return bound
             if not options.guard.trips(bound, links):
                 options.guard.check(state.name, bound, links, state.mirror, state.clock())
                 return bound
-        planned = 0
+        pulled: set[int] = set()
         for page in pages or ():
             known = page_links(state, session, page)
-            planned += sum(preview_remote(state, session, r, known) for r in page.tickets)
-        planned += preview_dirty(state, session)
+            for remote in page.tickets:
+                if (ticket_id := preview_remote(state, session, remote, known)) is not None:
+                    pulled.add(ticket_id)
+        creates, pushed = preview_dirty(state, session)
+        planned = creates + len(pulled) + len(pushed)
+        if wants_push(state):
+            # a ticket's comments count only when its fields do not already (§8.5)
+            planned += len(preview_comments(state, session) - pulled - pushed)
     if options.dry_run:
         state.report(f"{state.name}: {planned} planned change(s)")
         return planned
@@ -89,34 +98,37 @@ def _guard_approved(state: RunState, session: Session) -> bool:
 
 def preview_remote(
     state: RunState, session: Session, remote: RemoteTicket, links: dict[str, TicketLink]
-) -> int:
-    """Plan the merge of one remote ticket (read-only); 1 if it updates a linked ticket."""
+) -> int | None:
+    """Plan the merge of one remote ticket (read-only); the ticket's id if it updates a
+    linked ticket, else None."""
     link = links.get(state.adapter.id_key(remote.external_id))
     if link is None and remote.marker:
         link = store.links_by_marker(session, state.name, [remote.marker]).get(remote.marker)
         if link is None and strays.marker_owner(session, state.name, remote.marker):
             state.act(f"{state.name}: stray <- {remote.external_id}: a duplicate, not imported")
-            return 0
+            return None
     if link is None:
         state.act(f"{state.name}: new <- {remote.external_id}: import")
-        return 0
+        return None
     ticket = session.get(Ticket, link.ticket_id)
     if ticket is None:
-        return 0
+        return None
     base = base_without_late_writes(state, session, link, remote, apply=False)
     merge = remote_merge(state, base, ticket, remote)
     describe(state, link, merge, only=(Action.PULL, Action.CONFLICT, Action.MANUAL))
-    return int(bool(merge.pulls or merge.of(Action.CONFLICT, Action.MANUAL)))
+    return link.ticket_id if merge.pulls or merge.of(Action.CONFLICT, Action.MANUAL) else None
 
 
-def preview_dirty(state: RunState, session: Session) -> int:
-    """Plan the pushes and creates of every dirty ticket (read-only); return the count."""
+def preview_dirty(state: RunState, session: Session) -> tuple[int, set[int]]:
+    """Plan the pushes and creates of every dirty ticket (read-only); return the number
+    of creates and the ids of the linked tickets an update would touch."""
     planned = 0
+    updated: set[int] = set()
     after = 0
     while True:
         batch = store.dirty_batch(session, state.name, after, state.options.batch_size)
         if not batch:
-            return planned
+            return planned, updated
         after = batch[-1][0]
         ids = [t for t, _ in batch]
         links = store.links_by_ticket(session, state.name, ids)
@@ -138,5 +150,5 @@ def preview_dirty(state: RunState, session: Session) -> int:
                 assert ticket is not None and link is not None
                 merge = push_merge(state, link, ticket)
                 if merge.pushes:
-                    planned += 1
+                    updated.add(ticket_id)
                     describe(state, link, merge, only=(Action.PUSH,))

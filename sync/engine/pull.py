@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from sync.db.models import SyncConnection, Ticket, TicketLink
 from sync.engine import store, strays
 from sync.engine.acks import Imports, Staged
+from sync.engine.comments_pull import note_page
 from sync.engine.context import CREATE_FIELDS
 from sync.engine.crash import crashpoint
 from sync.engine.create import activate
@@ -181,6 +182,7 @@ class Pull:
                     crashpoint("mid_page")
                 self.merge_remote(session, remote, links, imports)
             self.write_imports(session, imports, links)
+            note_page(state, session, page, links)
             row = session.get(SyncConnection, state.name)
             assert row is not None
             row.cursor = page.cursor

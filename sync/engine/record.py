@@ -1,9 +1,10 @@
 """The run's own record: its ``runs`` row, and the connection's health (``status``).
 
-``start`` registers the connection and opens the run (a run still marked ``running`` was
-killed: it becomes ``interrupted``); ``finish`` closes it with the outcome and counts, and
-keeps the connection's last success, failure count, credentials state and last error.
-A run that lost its lease leaves the connection's state to the instance that took over.
+``start`` registers the connection (and when its comments were enabled) and opens the
+run (a run still marked ``running`` was killed: it becomes ``interrupted``); ``finish``
+closes it with the outcome and counts, and keeps the connection's last success, failure
+count, credentials state and last error. A run that lost its lease leaves the
+connection's state to the instance that took over.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync.db.models import Run, SyncConnection
-from sync.engine import store
+from sync.engine import comment_store, store
 from sync.engine.state import RunResult, RunState
 from sync.errors import AuthRejected, GuardHeld, Interrupted, LeaseLost, SyncError
 
@@ -28,9 +29,15 @@ def start(state: RunState) -> Any:
     if state.options.dry_run:
         with state.mirror.read() as session:
             row = session.get(SyncConnection, state.name)
+            state.comments_since = comment_store.since(session, state.name)
+            state.private_stopped = comment_store.private_stopped(session, state.name)
             return row.cursor if row is not None else None
     with state.mirror.write() as session:
         row = store.register(session, state.name, state.adapter.vendor, state.creates)
+        on = state.comments.direction != "off"
+        state.comments_enabled_now = on and row.comments_since is None
+        state.comments_since = comment_store.enable(session, state.name, on, state.clock())
+        state.private_stopped = row.private_comments_stopped
         session.query(Run).filter(Run.connection == state.name, Run.outcome == "running").update(
             {"outcome": "interrupted"}
         )

@@ -12,6 +12,9 @@
 5. ``undo_run.execute``: carry out the ``ticketsync undo`` requests ``undo_run.prepare``
    took (and held at the guard) before any write (docs/architecture.md §8.7);
 6. ``push.Push``: push every dirty ticket, or create it (``create``);
+   ``comments_pull`` (after the pull: the comments of tickets whose counters moved) and
+   ``comments_push`` (after the push: the comment feed, crash-safe posts) carry the
+   conversations (docs/architecture.md §8.5);
 7. ``record.finish``: the outcome and counts, the connection's health.
 
 Crash safety (docs/architecture.md §3.3) rests on three rules: the pull commits page by page with
@@ -29,9 +32,12 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from sync.config.model import CommentSettings
 from sync.db import Mirror
 from sync.db.models import utcnow
-from sync.engine import record, undo_run
+from sync.engine import comment_store, record, undo_run
+from sync.engine.comments_pull import CommentPull
+from sync.engine.comments_push import CommentPush
 from sync.engine.context import SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import consume_approval
@@ -63,6 +69,7 @@ class ConnectionRun:
         options: RunOptions | None = None,
         clock: Callable[[], datetime] = utcnow,
         report: Callable[[str], None] | None = None,
+        comments: CommentSettings | None = None,
     ) -> None:
         self._planned = 0
         self.state = RunState(
@@ -75,6 +82,7 @@ class ConnectionRun:
             options=options or RunOptions(),
             clock=clock,
             report=report or (lambda line: None),
+            comments=comments,
         )
 
     @property
@@ -104,6 +112,7 @@ class ConnectionRun:
             error,
             self._planned,
             state.actions,
+            state.comment_summary,
         )
         if not state.options.dry_run:
             record.finish(state, result)
@@ -127,8 +136,13 @@ class ConnectionRun:
             pulled = await Pull(state).run(decided.changes)
             if not state.caps.finds_markers:
                 await recover(state, pulled_since=pulled.started_at)
+            await CommentPull(state).run()
         await undo_run.execute(state, undos)
         await Push(state).run()
+        await CommentPush(state).run()
+        if state.comments.direction != "off":
+            with state.mirror.read() as session:
+                state.comment_summary = comment_store.summary(session, state.name)
 
     def _finish_cancelled(self, started: float) -> None:
         state = self.state

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
+from sync.config.model import CommentSettings
 from sync.coord import fence
 from sync.db import Mirror
 from sync.db.models import TicketLink
@@ -42,10 +43,19 @@ class Counts:
     errors: int = 0
     #: Strays recorded (``sync.engine.strays``): a metric, not one of the ``runs`` counts.
     strays: int = 0
+    #: Comments imported, posted and skipped (docs/architecture.md §8.5): metrics, not
+    #: ``runs`` columns.
+    comments_pulled: int = 0
+    comments_posted: int = 0
+    comments_skipped: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        """The run's counts as recorded in ``runs`` and printed (``strays`` left out)."""
-        return {k: v for k, v in self.__dict__.items() if k != "strays"}
+        """The run's counts as recorded in ``runs`` and printed (metric-only ones left out)."""
+        return {k: v for k, v in self.__dict__.items() if k not in METRIC_ONLY}
+
+
+#: ``Counts`` fields that are metrics only, not ``runs`` columns.
+METRIC_ONLY = frozenset({"strays", "comments_pulled", "comments_posted", "comments_skipped"})
 
 
 @dataclass
@@ -58,6 +68,9 @@ class RunResult:
     #: Planned writes: exact on a dry run, else at most this many (see ``plan``).
     planned: int = 0
     actions: list[str] = field(default_factory=list)
+    #: The connection's comments after the run, by ``synced``, ``pending``, ``failed`` and
+    #: ``skipped`` (``comment_store.summary``); None while its comments are off.
+    comments: dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -113,6 +126,7 @@ class RunState:
         options: RunOptions,
         clock: Callable[[], datetime],
         report: Callable[[str], None],
+        comments: CommentSettings | None = None,
     ) -> None:
         self.mirror = mirror
         self.name = name
@@ -124,6 +138,16 @@ class RunState:
         self.clock = clock
         self.report = report
         self.counts = Counts()
+        #: The connection's ``comments`` settings (docs/architecture.md §8.5).
+        self.comments = comments or CommentSettings()
+        #: When comments were enabled on the connection (``record.start`` reads it).
+        self.comments_since: datetime | None = None
+        #: True when this run is the one that enabled comments on the connection.
+        self.comments_enabled_now = False
+        #: Why private posts stopped on this connection, or None (``record.start`` reads it).
+        self.private_stopped: str | None = None
+        #: The comment summary the run ended with (``RunResult.comments``).
+        self.comment_summary: dict[str, int] | None = None
         #: The ``runs`` row of this run (None on a dry run).
         self.run_id: int | None = None
         #: One line per planned or carried-out action (printed on a dry run).

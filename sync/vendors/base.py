@@ -82,6 +82,9 @@ class Capabilities:
     comments_read: bool = False
     comments_write: bool = False
     private_comments: bool = False
+    #: ``post_comment`` honours ``OutgoingComment.author_user`` (Sirportly's ``user``):
+    #: the engine maps authors only then, and otherwise always adds the attribution line.
+    comments_as_user: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from sync.config.model import CommentSettings
 from sync.db import Mirror
 from sync.db.models import utcnow
 from sync.engine.context import SyncRules
@@ -59,6 +60,7 @@ def make_run(
     clock: Clock | None = None,
     tie_break: str = "local",
     report: Any = None,
+    comments: CommentSettings | None = None,
 ) -> ConnectionRun:
     connection = SimpleNamespace(name=name, options=dict(options or {}))
     adapter = MemoryAdapter(connection)
@@ -78,6 +80,7 @@ def make_run(
         ),
         clock=clock or utcnow,
         report=report,
+        comments=comments,
     )
 
 
@@ -129,6 +132,10 @@ TABLES = (
     "journal",
     "conflicts",
     "runs",
+    "ticket_comments",
+    "comment_links",
+    "comment_dirty",
+    "comment_counters",
 )
 
 

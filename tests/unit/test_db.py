@@ -116,3 +116,32 @@ def test_links_are_unique_per_connection(mirror):
     }
     assert ("connection", "external_id") in cols
     assert ("connection", "ticket_id") in cols
+
+
+def test_the_comment_feed_trigger_exists_at_head(mirror):
+    from sync.db import comment_triggers
+
+    with mirror.engine.connect() as conn:
+        if mirror.dialect == "sqlite":
+            rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+        else:
+            rows = conn.execute(
+                text(
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'ticket_comments'::regclass "
+                    "AND NOT tgisinternal"
+                )
+            )
+        names = {r[0] for r in rows}
+    assert set(comment_triggers.NAMES[mirror.dialect]) <= names
+
+
+def test_migration_0011_downgrades_and_upgrades_again(mirror):
+    from alembic import command
+
+    from sync.db.migrate import _alembic_config
+
+    with mirror.engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0010")
+    assert "ticket_comments" not in inspect(mirror.engine).get_table_names()
+    assert migrate(mirror).up_to_date
+    assert "ticket_comments" in inspect(mirror.engine).get_table_names()

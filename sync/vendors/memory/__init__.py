@@ -2,7 +2,8 @@
 
 It is accepted in a config but named in no message and in no example. Its options:
 ``store`` (the shared ``MemoryVendor``'s name, default the connection's), ``writable`` (a
-list of canonical fields), ``can_create`` and ``finds_markers`` (booleans). Other keys are
+list of canonical fields), ``can_create``, ``finds_markers``, ``comments_read``,
+``comments_write``, ``private_comments`` and ``comments_as_user`` (booleans). Other keys are
 left alone, so a test may carry data of its own there. The adapter is
 ``sync.vendors.memory.adapter``.
 """
@@ -26,7 +27,16 @@ def _text(value: Any) -> str | None:
     return None if isinstance(value, str) else "expected a string"
 
 
-_CHECKS = {"store": _text, "writable": _writable, "can_create": boolean, "finds_markers": boolean}
+_CHECKS = {
+    "store": _text,
+    "writable": _writable,
+    "can_create": boolean,
+    "finds_markers": boolean,
+    "comments_read": boolean,
+    "comments_write": boolean,
+    "private_comments": boolean,
+    "comments_as_user": boolean,
+}
 
 
 def validate_options(options: Mapping[str, Any]) -> list[str]:

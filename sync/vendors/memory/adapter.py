@@ -14,6 +14,13 @@ way two runs of the daemon share one real vendor. Faults on demand:
 - ``garble(method, times=1)``: the reply is not a ticket (``ProtocolError``);
 - ``revoke()``: every call is refused (``AuthRejected``), as with revoked credentials.
 
+Comments (docs/architecture.md §8.5): ``comment`` adds one as if someone wrote it at the
+vendor, ``edit_comment`` and ``delete_comment`` change or remove one. A comment does not
+move the ticket's modified time, only its counter (``RemoteTicket.comment_counter``) and
+its last-comment time, which ``changed_since`` also looks at (as Sirportly's
+``last_update_posted_at`` query does). ``lose_reply("post_comment")`` posts and loses the
+reply.
+
 Not for production configs: ``vendor: memory`` exists for tests and benchmarks only.
 """
 
@@ -33,13 +40,26 @@ from sync.vendors.base import (
     AdapterContext,
     Capabilities,
     Cursor,
+    OutgoingComment,
     Page,
+    RemoteComment,
     RemoteTicket,
 )
+from sync.vendors.comments import split_marker, with_marker
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 #: Calls that only read: a transient fault on one is retried, as sync.http retries safe requests.
-READS = frozenset({"changed_since", "get", "find_marker", "check"})
+READS = frozenset({"changed_since", "get", "find_marker", "check", "list_comments"})
+
+
+@dataclass
+class _Comment:
+    id: str
+    body: str  # as stored: the marker line included
+    is_public: bool
+    author_name: str | None
+    author_email: str | None
+    created_at: datetime
 
 
 @dataclass
@@ -48,6 +68,16 @@ class _Record:
     modified_at: datetime
     marker: str | None = None
     previous: dict[str, str | None] | None = None
+    comments: list[_Comment] = field(default_factory=list)
+    #: Moves with every comment added, edited or deleted.
+    comment_version: int = 0
+    commented_at: datetime | None = None
+
+    def changed_at(self) -> datetime:
+        """The later of the ticket's modified time and its last comment's time."""
+        if self.commented_at is None:
+            return self.modified_at
+        return max(self.modified_at, self.commented_at)
 
 
 @dataclass
@@ -79,6 +109,42 @@ class MemoryVendor:
         record.previous = dict(record.fields)
         record.fields.update(fields)
         record.modified_at = self.tick()
+
+    def comment(
+        self,
+        external_id: str,
+        body: str,
+        *,
+        is_public: bool = True,
+        author_name: str | None = None,
+        author_email: str | None = None,
+    ) -> str:
+        """Add a comment as if someone wrote it at the vendor; return its id."""
+        record = self.records[external_id]
+        comment_id = f"c{next(self._ids)}"
+        at = self.tick()
+        record.comments.append(_Comment(comment_id, body, is_public, author_name, author_email, at))
+        record.comment_version += 1
+        record.commented_at = at
+        return comment_id
+
+    def edit_comment(self, external_id: str, comment_id: str, body: str) -> None:
+        record = self.records[external_id]
+        for comment in record.comments:
+            if comment.id == comment_id:
+                comment.body = body
+        record.comment_version += 1
+        record.commented_at = self.tick()
+
+    def delete_comment(self, external_id: str, comment_id: str) -> None:
+        record = self.records[external_id]
+        record.comments = [c for c in record.comments if c.id != comment_id]
+        record.comment_version += 1
+        record.commented_at = self.tick()
+
+    def comments(self, external_id: str) -> list[_Comment]:
+        """The ticket's comments as the vendor holds them (marker lines included)."""
+        return list(self.records[external_id].comments)
 
     def fail(self, method: str, error: VendorError, times: int = 1, after: int = 0) -> None:
         """Raise ``error`` on ``times`` calls of ``method``, once ``after`` calls went through
@@ -131,7 +197,8 @@ def reset_stores() -> None:
 
 class MemoryAdapter(Adapter):
     """Adapter over a ``MemoryVendor``. Options: ``store``, ``writable`` (list of fields),
-    ``finds_markers`` (bool), ``can_create`` (bool)."""
+    ``finds_markers``, ``can_create``, ``comments_read``, ``comments_write``,
+    ``private_comments`` and ``comments_as_user`` (booleans, default true)."""
 
     vendor = "memory"
 
@@ -144,6 +211,10 @@ class MemoryAdapter(Adapter):
             writable=frozenset(options.get("writable", SYNC_FIELDS)),
             can_create=bool(options.get("can_create", True)),
             finds_markers=bool(options.get("finds_markers", True)),
+            comments_read=bool(options.get("comments_read", True)),
+            comments_write=bool(options.get("comments_write", True)),
+            private_comments=bool(options.get("private_comments", True)),
+            comments_as_user=bool(options.get("comments_as_user", True)),
         )
 
     def _call(self, method: str, arg: str | None = None) -> tuple[str, Any] | None:
@@ -186,6 +257,7 @@ class MemoryAdapter(Adapter):
             fields=self._fields(record.fields),
             modified_at=record.modified_at,
             marker=record.marker,
+            comment_counter=f"{len(record.comments)}/{record.comment_version}",
         )
 
     def _fields(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -198,9 +270,9 @@ class MemoryAdapter(Adapter):
         self._call("changed_since")
         since = datetime.fromisoformat(cursor) if cursor else None
         changed = sorted(
-            (r.modified_at, eid)
+            (r.changed_at(), eid)
             for eid, r in self.store.records.items()
-            if since is None or r.modified_at >= since
+            if since is None or r.changed_at() >= since
         )
         size = self.store.page_size
         for start in range(0, len(changed), size):
@@ -247,6 +319,45 @@ class MemoryAdapter(Adapter):
 
     async def check(self) -> None:
         self._call("check")
+
+    async def list_comments(self, external_id: str) -> Sequence[RemoteComment]:
+        self._call("list_comments", external_id)
+        record = self.store.records.get(external_id)
+        if record is None:
+            raise NotFound(f"{self.name}: ticket {external_id} not found", connection=self.name)
+        return [_remote_comment(c) for c in record.comments]
+
+    async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
+        await self._leave("post_comment")
+        fault = self._call("post_comment", external_id)
+        if external_id not in self.store.records:
+            raise NotFound(f"{self.name}: ticket {external_id} not found", connection=self.name)
+        if not comment.is_public and not self.capabilities.private_comments:
+            raise ProtocolError(f"{self.name}: private comments are not supported")
+        comment_id = self.store.comment(
+            external_id,
+            with_marker(comment.body, comment.marker),
+            is_public=comment.is_public,
+            author_name=comment.author_user or comment.author_name,
+            author_email=comment.author_email,
+        )
+        if fault is not None and fault[0] == "lose":
+            raise Retriable(f"{self.name}: the reply to a comment was lost", connection=self.name)
+        posted = next(c for c in self.store.records[external_id].comments if c.id == comment_id)
+        return _remote_comment(posted)
+
+
+def _remote_comment(comment: _Comment) -> RemoteComment:
+    body, marker = split_marker(comment.body)
+    return RemoteComment(
+        external_id=comment.id,
+        body=body,
+        is_public=comment.is_public,
+        author_name=comment.author_name,
+        author_email=comment.author_email,
+        created_at=comment.created_at,
+        marker=marker,
+    )
 
 
 def _no_http(base_url: str) -> Any:
