@@ -71,6 +71,7 @@ def build_adapter(
     cooldown_until: float | None = None,
     on_request: Callable[[str, str, int | None, float], None] | None = None,
     lookback_seconds: float = 300.0,
+    clock_skew_seconds: float = 120.0,
 ) -> Adapter:
     """The adapter for ``connection``; every HTTP client it makes shares its transport settings."""
 
@@ -86,7 +87,12 @@ def build_adapter(
         )
 
     cls = adapter_class(connection.vendor)
-    context = AdapterContext(http=http, state_dir=state, lookback_seconds=lookback_seconds)
+    context = AdapterContext(
+        http=http,
+        state_dir=state,
+        lookback_seconds=lookback_seconds,
+        clock_skew_seconds=clock_skew_seconds,
+    )
     return cls(connection, context)
 
 
@@ -148,6 +154,7 @@ async def run_connection(
             _cooldown(mirror, connection.name),
             hook,
             config.sync.lookback_seconds,
+            config.sync.clock_skew_seconds,
         )
         try:
             run = _connection_run(mirror, config, connection, selection, adapter, lease, report)
@@ -290,7 +297,7 @@ def _log_summary(connection: ConnectionConfig, result: RunResult) -> None:
     level = logging.INFO if result.ok else logging.WARNING
     log.log(
         level,
-        "%s: %s in %.2fs: pulled=%d pushed=%d created=%d conflicts=%d errors=%d%s",
+        "%s: %s in %.2fs: pulled=%d pushed=%d created=%d conflicts=%d errors=%d%s%s",
         connection.name,
         result.outcome,
         result.duration_s,
@@ -299,6 +306,7 @@ def _log_summary(connection: ConnectionConfig, result: RunResult) -> None:
         counts.created,
         counts.conflicts,
         counts.errors,
+        f" future_dated={counts.future_dated}" if counts.future_dated else "",
         f" ({result.error})" if result.error else "",
         extra={
             "connection": connection.name,

@@ -191,6 +191,7 @@ def _run(run: Run | None) -> dict[str, Any] | None:
         "created": run.created,
         "conflicts": run.conflicts,
         "errors": run.errors,
+        "future_dated": run.future_dated,
     }
 
 
@@ -205,6 +206,7 @@ def render(status: Mapping[str, Any]) -> str:
             else f"{run['outcome']} at {run['started_at']} ({run['duration_s'] or 0:.1f}s): "
             f"pulled {run['pulled']}, pushed {run['pushed']}, created {run['created']}, "
             f"conflicts {run['conflicts']}, errors {run['errors']}"
+            + (f", future-dated {run['future_dated']}" if run["future_dated"] else "")
         )
         lines += [
             "",

@@ -287,6 +287,8 @@ class Run(Base):
     created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     conflicts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: Tickets dated beyond the vendor's clock plus the skew (docs/architecture.md §8.2).
+    future_dated: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     message: Mapped[str | None] = mapped_column(RedactedText)
 
 

@@ -154,6 +154,7 @@ class Pull:
     def __init__(self, state: RunState) -> None:
         self.state = state
         self._pages = self._seen = 0
+        self._future: set[str] = set()
 
     async def run(self, changes: Changes) -> Pulled:
         started = self.state.clock()
@@ -201,6 +202,8 @@ class Pull:
         """
         state = self.state
         key = state.adapter.id_key(remote.external_id)
+        if remote.future_at is not None:
+            self.future_dated(session, key, remote, links.get(key))
         if key in imports:  # named twice in one page
             self.write_imports(session, imports, links)
         link = links.get(key)
@@ -223,6 +226,27 @@ class Pull:
         if link.state == "orphaned":
             link.state, link.missing_count = "active", 0
         apply_remote_merge(state, session, link, ticket, remote, merge)
+
+    def future_dated(
+        self, session: Session, key: str, remote: RemoteTicket, link: TicketLink | None
+    ) -> None:
+        """Count and journal, once per run, a ticket dated beyond the vendor's now plus
+        the skew: merged with its time unknown (docs/architecture.md §8.2)."""
+        if key in self._future:
+            return
+        self._future.add(key)
+        state = self.state
+        state.counts.future_dated += 1
+        assert remote.future_at is not None
+        state.journal(
+            session,
+            "future_dated",
+            link.ticket_id if link is not None else None,
+            remote.external_id,
+            new=remote.future_at.isoformat(),
+            note="modified time beyond the vendor's clock plus sync.clock_skew_seconds: "
+            "taken as unknown (sync.tie_break decides)",
+        )
 
     def import_values(self, remote: RemoteTicket) -> Staged:
         """A new remote ticket's mirror columns, link base and unmapped-value problems."""

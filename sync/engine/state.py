@@ -40,6 +40,9 @@ class Counts:
     created: int = 0
     conflicts: int = 0
     errors: int = 0
+    #: Tickets whose modified time lay beyond the vendor's now plus ``sync.clock_skew_seconds``
+    #: (each once per run; docs/architecture.md §8.2).
+    future_dated: int = 0
     #: Strays recorded (``sync.engine.strays``): a metric, not one of the ``runs`` counts.
     strays: int = 0
 

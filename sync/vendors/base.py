@@ -25,6 +25,7 @@ from sync.vendors.spec import SYNC_FIELDS
 if TYPE_CHECKING:
     from sync.config import ConnectionConfig
     from sync.http import HttpClient
+    from sync.vendors.cursor import CursorRule, Parse
 
 #: JSON-serialisable cursor; its shape belongs to the adapter.
 Cursor = Any
@@ -43,6 +44,9 @@ class AdapterContext:
     state_dir: Path | None = None
     #: Seconds each changed-since pull reaches back before the cursor (``sync.lookback_seconds``).
     lookback_seconds: float = SyncSettings.lookback_seconds
+    #: How far a vendor's modified time may run ahead of its ``Date`` before it counts as
+    #: unknown, and how far ``newest_seen`` may lead the cursor (``sync.clock_skew_seconds``).
+    clock_skew_seconds: float = SyncSettings.clock_skew_seconds
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,10 @@ class RemoteTicket:
     #: carries none. The engine reads a ticket's comments only when this value moved since
     #: it last read them, or when the ticket is new to it.
     comment_counter: str | None = None
+    #: The vendor's modified time when it lies beyond the vendor's now plus
+    #: ``sync.clock_skew_seconds``; ``modified_at`` is then None, so the merge treats the
+    #: time as unknown (docs/architecture.md §8.2, ``sync.vendors.cursor``).
+    future_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +260,18 @@ class Adapter(ABC):
         """How far a pull reaches back before its cursor: the connection's own
         ``options.lookback_seconds`` when given, else ``sync.lookback_seconds``."""
         return timedelta(seconds=self.context.lookback_seconds if override is None else override)
+
+    def cursor_rule(self, key: str, parse: Parse, lookback: float | None = None) -> CursorRule:
+        """The connection's cursor rule (``sync.vendors.cursor``) for per-page key ``key``."""
+        from sync.vendors.cursor import CursorRule
+
+        return CursorRule(
+            self.name,
+            key,
+            parse,
+            self.lookback(lookback),
+            timedelta(seconds=self.context.clock_skew_seconds),
+        )
 
     def id_key(self, external_id: str) -> str:
         """The form of an external id used for comparisons (ProProfs drops leading zeros)."""

@@ -311,7 +311,7 @@ async def test_first_import_walks_three_month_windows_from_import_since(
     assert bodies[0]["start_modified_date"].startswith(
         datetime.fromisoformat(since).replace(tzinfo=UTC).astimezone(CHICAGO).date().isoformat()
     )
-    assert cursor["modified_after"] >= new_cursor_floor()
+    assert cursor["vendor_now"] >= new_cursor_floor()
 
 
 def recent_cursor() -> dict[str, str]:

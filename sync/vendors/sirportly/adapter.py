@@ -60,8 +60,9 @@ Cursor: ``{"updated_after": "<ISO UTC>"}``, the newest ``updated_at`` the pull h
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,7 @@ from sync.vendors.base import (
     Page,
     RemoteTicket,
 )
+from sync.vendors.cursor import PullClock
 from sync.vendors.errors import vendor_error
 from sync.vendors.sirportly.errors import ERRORS
 from sync.vendors.sirportly.mapping import (
@@ -92,7 +94,6 @@ from sync.vendors.sirportly.mapping import (
     parse_time,
     to_params,
     to_remote,
-    utc_text,
 )
 from sync.vendors.sirportly.options import (
     SirportlyOptions,
@@ -157,11 +158,11 @@ class SirportlyAdapter(Adapter):
     async def changed_since(
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
-        after = _cursor_time(cursor, self.name)
-        start = after - self.lookback(self.options.lookback_seconds) if after else EPOCH
+        rule = self.cursor_rule("updated_after", parse_time, self.options.lookback_seconds)
+        start = max(rule.start(cursor) or EPOCH, EPOCH)
         if self._spql_refused is None:
             try:
-                async for page in self._spql_pages(max(start, EPOCH), after):
+                async for page in self._spql_pages(start, rule.pull(cursor)):
                     yield page
                 return
             except SpqlRefused as refused:
@@ -172,7 +173,7 @@ class SirportlyAdapter(Adapter):
                     self.name,
                     refused,
                 )
-        async for page in self._list_pages(max(start, EPOCH), after):
+        async for page in self._list_pages(start, rule.pull(cursor)):
             yield page
 
     async def get(self, external_id: str) -> RemoteTicket | None:
@@ -251,35 +252,40 @@ class SirportlyAdapter(Adapter):
 
     # -- pull ------------------------------------------------------------------------------
 
-    async def _spql_pages(self, start: datetime, after: datetime | None) -> AsyncIterator[Page]:
-        newest = after
+    async def _spql_pages(self, start: datetime, clock: PullClock) -> AsyncIterator[Page]:
         first = True
 
         async def query(spql: str) -> Any:
             nonlocal first
             try:
-                return await self._spql(spql, first=first)
+                return await self._spql(spql, first=first, observe=clock.observe)
             finally:
                 first = False
 
         async for rows in SpqlScan(self.name, query).pages(start):
-            tickets = await self._fetch_all(rows)
-            newest = max([newest, *(r.updated_at for r in rows)], key=_orderable)
-            yield Page(tickets, _cursor(newest))
+            tickets = [clock.stamp(t) for t in await self._fetch_all(rows)]
+            for row in rows:
+                clock.see(row.updated_at)
+            yield Page(tickets, clock.page_cursor())
+        yield Page([], clock.complete())
 
-    async def _list_pages(self, start: datetime, after: datetime | None) -> AsyncIterator[Page]:
+    async def _list_pages(self, start: datetime, clock: PullClock) -> AsyncIterator[Page]:
         # Newest first: a cursor is only safe to store once the whole pass is read.
-        newest = after
-        async for records in ListScan(self.name, self._list_page).pages(start):
+        held = clock.page_cursor()
+        lister = functools.partial(self._list_page, observe=clock.observe)
+        async for records in ListScan(self.name, lister).pages(start):
             tickets = await asyncio.gather(*(self._complete(r) for r in records))
-            times = (record_time(r, self.name) for r in records)
-            newest = max([newest, *times], key=_orderable)
-            yield Page([t for t in tickets if t is not None], _cursor(after))
-        if newest is not None:
-            yield Page([], _cursor(newest))
+            for record in records:
+                clock.see(record_time(record, self.name))
+            yield Page([clock.stamp(t) for t in tickets if t is not None], held)
+        yield Page([], clock.complete())
 
-    async def _spql(self, spql: str, *, first: bool) -> Any:
+    async def _spql(
+        self, spql: str, *, first: bool, observe: Callable[[Response], None] | None = None
+    ) -> Any:
         response = await self._post("tickets/spql", {"spql": spql}, safe=True)
+        if observe is not None:
+            observe(response)
         if response.status in (403, 422) and first:
             raise SpqlRefused(f"HTTP {response.status}: {self._said(response)}")
         if response.status == 422:
@@ -292,9 +298,11 @@ class SirportlyAdapter(Adapter):
         self._raise_for(response, "tickets/spql", "SPQL query")
         return response.json()
 
-    async def _list_page(self, page: int) -> Any:
+    async def _list_page(self, page: int, observe: Callable[[Response], None] | None = None) -> Any:
         params = {"page": str(page), "sort_by": "updated_at", "order": "desc"}
         response = await self._post("tickets/all", params, safe=True)
+        if observe is not None:
+            observe(response)
         self._raise_for(response, "tickets/all", f"ticket list page {page}")
         return response.json()
 
@@ -422,23 +430,3 @@ def _contact_id(ticket: Mapping[str, Any]) -> str | None:
         if isinstance(value, dict) and value.get("id") not in (None, ""):
             return str(value["id"])
     return None
-
-
-def _orderable(moment: datetime | None) -> datetime:
-    return moment or EPOCH
-
-
-def _cursor(moment: datetime | None) -> Cursor | None:
-    return {"updated_after": utc_text(moment)} if moment else None
-
-
-def _cursor_time(cursor: Cursor | None, connection: str) -> datetime | None:
-    if cursor is None:
-        return None
-    try:
-        return parse_time(cursor["updated_after"])
-    except (KeyError, TypeError, ValueError):
-        raise ProtocolError(
-            f"{connection}: stored cursor {cursor!r} is not a Sirportly cursor",
-            connection=connection,
-        ) from None

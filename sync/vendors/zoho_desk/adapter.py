@@ -25,9 +25,10 @@ Setting up Zoho Desk (for the README)
   status closes a ticket).
 
 Pull (``zoho_desk.pull.py``): ticket search by ``modifiedTimeRange``, oldest change first.
-The cursor is ``{"modified_after": "<ISO UTC>"}``, the newest ``modifiedTime`` yielded; each
-pull's window starts ``lookback_seconds`` before it and ends a day past now, so a clock skew
-between us and Zoho cannot hide an edit.
+The cursor follows Zoho's ``Date`` header (``sync.vendors.cursor``, docs/architecture.md
+§8.2); pages carry ``{"modified_after": "<ISO UTC>"}``, the newest ``modifiedTime`` yielded.
+Each pull's window starts ``lookback_seconds`` before the cursor and ends a day past now, so
+a clock skew between us and Zoho cannot hide an edit.
 """
 
 from __future__ import annotations
@@ -127,17 +128,21 @@ class ZohoDeskAdapter(Adapter):
     async def changed_since(
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
-        after = _cursor_time(cursor, self.name)
-        start = after - self.lookback(self.options.lookback_seconds) if after else EPOCH
+        rule = self.cursor_rule("modified_after", parse_time, self.options.lookback_seconds)
+        start = rule.start(cursor)
+        clock = rule.pull(cursor)
         end = datetime.now(UTC) + timedelta(days=1)
-        newest = after
-        async for items in WindowScan(self.name, self._search).pages(max(start, EPOCH), end):
-            tickets = [await self._complete(item) for item in items]
-            for ticket in tickets:
-                if ticket.modified_at and (newest is None or ticket.modified_at > newest):
-                    newest = ticket.modified_at
-            cursor_value = {"modified_after": zoho_time(newest)} if newest else None
-            yield Page(tickets, cursor_value)
+
+        async def search(params: Mapping[str, str]) -> list[dict[str, Any]]:
+            response = await self._call("GET", "/api/v1/tickets/search", params=params)
+            clock.observe(response)
+            return _items(response, self.name)
+
+        scan = WindowScan(self.name, search)
+        async for items in scan.pages(max(start or EPOCH, EPOCH), end):
+            tickets = [clock.stamp(await self._complete(item)) for item in items]
+            yield Page(tickets, clock.page_cursor())
+        yield Page([], clock.complete())
 
     async def get(self, external_id: str) -> RemoteTicket | None:
         if not is_zoho_id(external_id):
@@ -319,15 +324,3 @@ def _items(response: Response, connection: str) -> list[dict[str, Any]]:
             connection=connection,
         )
     return data
-
-
-def _cursor_time(cursor: Cursor | None, connection: str) -> datetime | None:
-    if cursor is None:
-        return None
-    try:
-        return parse_time(cursor["modified_after"])
-    except (KeyError, TypeError, ValueError):
-        raise ProtocolError(
-            f"{connection}: stored cursor {cursor!r} is not a Zoho Desk cursor",
-            connection=connection,
-        ) from None
