@@ -25,7 +25,7 @@ from sync.config import Config, ConnectionConfig
 from sync.coord.lease import Lease, LeaseSource, PerRunLeases
 from sync.db import Mirror
 from sync.db.models import Run, SyncConnection
-from sync.engine import store
+from sync.engine import failures, store
 from sync.engine.context import SyncRules
 from sync.engine.guard import Guard
 from sync.engine.run import ConnectionRun, Counts, RunOptions, RunResult
@@ -171,6 +171,7 @@ async def run_connection(
         if leases is not None and lease is not None:
             await leases.done(connection.name, lease, result)
     _log_summary(connection, result)
+    _report_failing(result, report)
     if selection.on_result is not None:
         selection.on_result(result)
     return result
@@ -290,6 +291,28 @@ async def run_connections(
             return exc
 
     return list(await asyncio.gather(*(one(n) for n in selection.names)))
+
+
+def _report_failing(result: RunResult, report: Callable[[str], None] | None) -> None:
+    """Name the failing tickets (docs/architecture.md §8.2): ``--run-once`` (``report``)
+    prints them all on every pass, up to ``failures.LINES`` lines; the daemon logs a ticket
+    when its error first appears or changes, then only how many still fail."""
+    if report is not None:
+        for line in result.failing_lines:
+            report(line)
+        return
+    new = result.new_failures
+    for line in new[: failures.LINES]:
+        log.warning("%s", line, extra={"connection": result.connection})
+    if len(new) > failures.LINES:
+        log.warning("%s: ... and %d more", result.connection, len(new) - failures.LINES)
+    if result.failing > len(new):
+        log.info(
+            "%s: %d tickets still failing (see `ticketsync status`)",
+            result.connection,
+            result.failing,
+            extra={"connection": result.connection},
+        )
 
 
 def _log_summary(connection: ConnectionConfig, result: RunResult) -> None:

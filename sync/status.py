@@ -26,6 +26,7 @@ from sync.coord.locks import read_holder
 from sync.db import Mirror
 from sync.db.models import (
     Conflict,
+    PullFailure,
     Run,
     SyncConnection,
     SyncInstance,
@@ -142,7 +143,9 @@ def _connection(
         "lag_s": None if last_success is None else round((now - last_success).total_seconds(), 1),
         "cursor": row.cursor if row else None,
         "pending_pushes": _count(session, TicketDirty.connection == name, model=TicketDirty),
-        "failing_tickets": _count(session, link, TicketLink.last_error.is_not(None)),
+        # linked tickets with an error, and vendor tickets whose record could not be read
+        "failing_tickets": _count(session, link, TicketLink.last_error.is_not(None))
+        + _count(session, PullFailure.connection == name, model=PullFailure),
         "orphaned_links": _count(session, link, TicketLink.state == "orphaned"),
         "linked_tickets": _count(session, link, TicketLink.state == "active"),
         "creating": _count(session, link, TicketLink.state == "creating"),

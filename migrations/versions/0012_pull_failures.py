@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from sync.db.models import UtcDateTime
+
 revision = "0012"
 down_revision = "0010"
 branch_labels = None
@@ -27,8 +29,23 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("future_dated", sa.Integer(), nullable=False, server_default="0")
         )
+    op.create_table(
+        "sync_pull_failures",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("connection", sa.String(64), nullable=False),
+        sa.Column("external_id", sa.String(255), nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("raw_value", sa.Text(), nullable=True),
+        sa.Column("first_seen", UtcDateTime(), nullable=False),
+        sa.Column("last_seen", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_sync_pull_failures"),
+        sa.UniqueConstraint(
+            "connection", "external_id", name="uq_sync_pull_failures_connection_external_id"
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sync_pull_failures")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("future_dated")

@@ -29,7 +29,7 @@ from datetime import datetime
 
 from sync.db import Mirror
 from sync.db.models import utcnow
-from sync.engine import record
+from sync.engine import failures, record
 from sync.engine.context import SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import consume_approval
@@ -105,6 +105,7 @@ class ConnectionRun:
         )
         if not state.options.dry_run:
             record.finish(state, result)
+            _failing(state, result)
         return result
 
     async def _phases(self) -> None:
@@ -135,3 +136,10 @@ class ConnectionRun:
             state,
             RunResult(state.name, "interrupted", state.counts, duration, error, self._planned),
         )
+
+
+def _failing(state: RunState, result: RunResult) -> None:
+    """Name the connection's failing tickets in ``result`` (docs/architecture.md §8.2)."""
+    listing = failures.listing(state)
+    result.failing, result.failing_lines = listing.total, listing.render()
+    result.new_failures = list(state.new_failures)

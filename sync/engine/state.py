@@ -61,6 +61,11 @@ class RunResult:
     #: Planned writes: exact on a dry run, else at most this many (see ``plan``).
     planned: int = 0
     actions: list[str] = field(default_factory=list)
+    #: Every failing ticket of the connection after the run (its first lines named), and
+    #: the ones whose error first appeared or changed in it (docs/architecture.md §8.2).
+    failing: int = 0
+    failing_lines: list[str] = field(default_factory=list)
+    new_failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -131,6 +136,9 @@ class RunState:
         self.run_id: int | None = None
         #: One line per planned or carried-out action (printed on a dry run).
         self.actions: list[str] = []
+        #: Failing tickets whose error first appeared or changed in this run (the daemon
+        #: logs these; docs/architecture.md §8.2).
+        self.new_failures: list[str] = []
         self._gate = asyncio.Semaphore(max(1, options.concurrency))
 
     @property
@@ -199,6 +207,10 @@ class RunState:
     def journal_row(self, action: str, **entry: Any) -> dict[str, Any]:
         """One journal row of this run, for ``store.journal_many``."""
         return store.journal_row(run_id=self.run_id, connection=self.name, action=action, **entry)
+
+    def note_failure(self, line: str) -> None:
+        """Note a ticket whose error first appeared or changed in this run."""
+        self.new_failures.append(line)
 
     def act(self, line: str) -> None:
         """Note one action (printed at once on a dry run)."""

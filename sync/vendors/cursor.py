@@ -28,7 +28,7 @@ from typing import Any
 
 from sync.errors import ProtocolError
 from sync.reply import Response
-from sync.vendors.base import Cursor, RemoteTicket
+from sync.vendors.base import Adapter, Cursor, RemoteTicket
 
 #: The ``Date`` header counts whole seconds: its reading may be up to 1 s late.
 DATE_RESOLUTION = timedelta(seconds=1)
@@ -142,6 +142,18 @@ class PullClock:
             "vendor_now": _iso(self.vendor_now),
             "newest_seen": None if newest is None else _iso(newest),
         }
+
+
+def rule_for(adapter: Adapter, key: str, parse: Parse, lookback: float | None) -> CursorRule:
+    """``adapter``'s cursor rule for per-page key ``key`` (``lookback``: the connection's
+    ``options.lookback_seconds``, None for ``sync.lookback_seconds``)."""
+    return CursorRule(
+        adapter.name,
+        key,
+        parse,
+        adapter.lookback(lookback),
+        timedelta(seconds=adapter.context.clock_skew_seconds),
+    )
 
 
 def _latest(*moments: datetime | None) -> datetime | None:

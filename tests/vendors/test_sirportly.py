@@ -25,6 +25,7 @@ from sync.errors import (
     NotFound,
     ProtocolError,
     Retriable,
+    Unreadable,
     VendorError,
 )
 from sync.http import HttpClient
@@ -343,13 +344,15 @@ def test_malformed_tickets_are_refused() -> None:
             to_remote(broken, "ticketsync_marker")
 
 
-async def test_malformed_reply_is_protocol_error_naming_the_ticket(
+async def test_malformed_record_is_that_ticket_s_error_naming_it(
     make: MakeAdapter, emulator: SirportlyEmulator, vendor: SirportlyVendor
 ) -> None:
     reference = vendor.seed()
     emulator.tickets[reference]["updated_at"] = "0001-01-01T00:00:00+00:00"
-    with pytest.raises(ProtocolError, match=f"sirportly-test: ticket {reference}: "):
+    with pytest.raises(Unreadable, match=f"sirportly-test: ticket {reference}: ") as caught:
         await make().get(reference)
+    assert caught.value.external_id == reference
+    assert caught.value.raw.startswith("{") and len(caught.value.raw) <= Unreadable.RAW_CAP
 
 
 def test_times_and_params() -> None:

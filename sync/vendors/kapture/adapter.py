@@ -73,6 +73,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +174,10 @@ class KaptureAdapter(Adapter):
         split = getattr(watch, "open_count", len(watch))
         plain = [[i for i in part if _plain_id(i)] for part in (watch[:split], watch[split:])]
         return self.reads.pages(cursor, Watch(*plain))
+
+    def reread(self, external_ids: Sequence[str]) -> AsyncIterator[Page]:
+        """Failing tickets read again, up to ``batch_size`` ids a request (``kapture.pull``)."""
+        return self.reads.reread([i.strip() for i in external_ids if _plain_id(i)])
 
     async def get(self, external_id: str) -> RemoteTicket | None:
         if not _plain_id(external_id):
@@ -330,7 +335,7 @@ class KaptureAdapter(Adapter):
 
 
 def _with_marker(ticket: RemoteTicket, marker: str) -> RemoteTicket:
-    return RemoteTicket(ticket.external_id, ticket.fields, None, marker, ticket.raw)
+    return replace(ticket, modified_at=None, marker=marker)
 
 
 def _plain_id(external_id: str) -> bool:

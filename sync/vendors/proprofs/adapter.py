@@ -80,7 +80,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sync.errors import ConfigError, ItemError, NotFound, ProtocolError
+from sync.errors import ConfigError, ItemError, NotFound, ProtocolError, Unreadable
 from sync.vendors.base import (
     Adapter,
     AdapterContext,
@@ -88,8 +88,9 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
+    read_each,
 )
-from sync.vendors.cursor import PullClock
+from sync.vendors.cursor import PullClock, rule_for
 from sync.vendors.proprofs.mapping import (
     READABLE,
     WRITABLE,
@@ -166,7 +167,7 @@ class ProProfsAdapter(Adapter):
         start), so an interrupted pull re-reads the window instead of skipping part of it.
         """
         started = datetime.now(UTC)
-        rule = self.cursor_rule("modified_after", _parse_cursor, self.options.lookback_seconds)
+        rule = rule_for(self, "modified_after", _parse_cursor, self.options.lookback_seconds)
         clock = self._pull_clock = rule.pull(cursor)
         after = clock.resumed
         begin = rule.start(cursor) or self.options.import_since
@@ -176,11 +177,12 @@ class ProProfsAdapter(Adapter):
                 newest: datetime | None = None
                 what = f"tickets modified {low:%Y-%m-%d %H:%M} .. {high:%Y-%m-%d %H:%M} UTC"
                 async for items in self._list.scan(self._range("modified", low, high), what):
-                    tickets = [clock.stamp(self._ticket(item)) for item in items]
+                    read, failures = await read_each(items, self._read)
+                    tickets = [clock.stamp(t) for t in read]
                     for ticket in tickets:
                         if ticket.modified_at and (newest is None or ticket.modified_at > newest):
                             newest = ticket.modified_at
-                    yield Page(tickets, _cursor(held))
+                    yield Page(tickets, _cursor(held), failures)
                 held = max(t for t in (held, newest, min(high, started)) if t is not None)
         finally:
             self._pull_clock = None
@@ -200,7 +202,7 @@ class ProProfsAdapter(Adapter):
         async for items in self._list.scan(filters, f"ticket {external_id}"):
             for item in items:
                 if isinstance(item, Mapping) and self._item_key(item) == wanted:
-                    return self._ticket(item)
+                    return self._ticket(item, read=True)
         return None
 
     async def update(
@@ -285,7 +287,12 @@ class ProProfsAdapter(Adapter):
 
     # -- records ---------------------------------------------------------------------------
 
-    def _ticket(self, item: Any) -> RemoteTicket:
+    async def _read(self, item: Any) -> RemoteTicket:
+        return self._ticket(item, read=True)
+
+    def _ticket(self, item: Any, *, read: bool = False) -> RemoteTicket:
+        """``item`` as a ticket. One that does not parse is ``Unreadable`` (that ticket's
+        failure) when read, a ``ProtocolError`` in a write's reply."""
         try:
             return to_remote(
                 item,
@@ -294,9 +301,15 @@ class ProProfsAdapter(Adapter):
                 required=self._required,
             )
         except BadRecord as exc:
-            raise ProtocolError(
+            message = (
                 f"{self.name}: ticket {self._label(item)}: ProProfs's list item is not a usable "
-                f"ticket: {exc}",
+                f"ticket: {exc}"
+            )
+            if read:
+                key = self._item_key(item) if isinstance(item, Mapping) else None
+                raise Unreadable(message, connection=self.name, external_id=key, raw=item) from None
+            raise ProtocolError(
+                message,
                 connection=self.name,
             ) from None
 

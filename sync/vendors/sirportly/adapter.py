@@ -59,10 +59,9 @@ Cursor: ``{"updated_after": "<ISO UTC>"}``, the newest ``updated_at`` the pull h
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +70,7 @@ from sync.errors import (
     ConfigError,
     ItemError,
     ProtocolError,
+    Unreadable,
     VendorError,
 )
 from sync.http import Response
@@ -81,8 +81,9 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
+    read_each,
 )
-from sync.vendors.cursor import PullClock
+from sync.vendors.cursor import PullClock, rule_for
 from sync.vendors.errors import vendor_error
 from sync.vendors.sirportly.errors import ERRORS
 from sync.vendors.sirportly.mapping import (
@@ -158,7 +159,7 @@ class SirportlyAdapter(Adapter):
     async def changed_since(
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
-        rule = self.cursor_rule("updated_after", parse_time, self.options.lookback_seconds)
+        rule = rule_for(self, "updated_after", parse_time, self.options.lookback_seconds)
         start = max(rule.start(cursor) or EPOCH, EPOCH)
         if self._spql_refused is None:
             try:
@@ -183,7 +184,7 @@ class SirportlyAdapter(Adapter):
         if response.status == 404:
             return None
         self._raise_for(response, "tickets/ticket", f"ticket {external_id}")
-        return self._ticket(response.json(), external_id)
+        return self._ticket(response.json(), external_id, read=True)
 
     async def update(
         self, external_id: str, changes: Mapping[str, str | None]
@@ -263,10 +264,10 @@ class SirportlyAdapter(Adapter):
                 first = False
 
         async for rows in SpqlScan(self.name, query).pages(start):
-            tickets = [clock.stamp(t) for t in await self._fetch_all(rows)]
+            tickets, failures = await read_each(rows, self._row)
             for row in rows:
                 clock.see(row.updated_at)
-            yield Page(tickets, clock.page_cursor())
+            yield Page([clock.stamp(t) for t in tickets], clock.page_cursor(), failures)
         yield Page([], clock.complete())
 
     async def _list_pages(self, start: datetime, clock: PullClock) -> AsyncIterator[Page]:
@@ -274,10 +275,10 @@ class SirportlyAdapter(Adapter):
         held = clock.page_cursor()
         lister = functools.partial(self._list_page, observe=clock.observe)
         async for records in ListScan(self.name, lister).pages(start):
-            tickets = await asyncio.gather(*(self._complete(r) for r in records))
+            tickets, failures = await read_each(records, self._complete)
             for record in records:
                 clock.see(record_time(record, self.name))
-            yield Page([clock.stamp(t) for t in tickets if t is not None], held)
+            yield Page([clock.stamp(t) for t in tickets], held, failures)
         yield Page([], clock.complete())
 
     async def _spql(
@@ -306,13 +307,12 @@ class SirportlyAdapter(Adapter):
         self._raise_for(response, "tickets/all", f"ticket list page {page}")
         return response.json()
 
-    async def _fetch_all(self, rows: Iterable[Row]) -> list[RemoteTicket]:
-        tickets = await asyncio.gather(*(self.get(r.reference) for r in rows))
-        return [t for t in tickets if t is not None]  # None: deleted since the query
+    async def _row(self, row: Row) -> RemoteTicket | None:
+        return await self.get(row.reference)  # None: deleted since the query
 
     async def _complete(self, record: Mapping[str, Any]) -> RemoteTicket | None:
         """The record as a ticket, fetched in full when it lacks messages or custom fields."""
-        ticket = self._ticket(record, str(record.get("reference")))
+        ticket = self._ticket(record, str(record.get("reference")), read=True)
         if FULL_KEYS.issubset(record):
             return ticket
         return await self.get(ticket.external_id)
@@ -396,14 +396,20 @@ class SirportlyAdapter(Adapter):
         text = f"{self.name}: {method} ({subject}) -> HTTP {status}: {said}"
         raise vendor_error(ERRORS, text, connection=self.name, status=status, said=said)
 
-    def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
+    def _ticket(self, document: Any, external_id: str, *, read: bool = False) -> RemoteTicket:
+        """``document`` as a ticket. One that does not parse is ``Unreadable`` (that ticket's
+        failure) when read, a ``ProtocolError`` in a write's reply."""
         try:
             return to_remote(document, self.options.marker_field)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
-            raise ProtocolError(
-                f"{self.name}: ticket {external_id}: Sirportly's reply is not a ticket ({exc!r})",
-                connection=self.name,
-            ) from None
+            message = (
+                f"{self.name}: ticket {external_id}: Sirportly's reply is not a ticket ({exc!r})"
+            )
+            if read:
+                raise Unreadable(
+                    message, connection=self.name, external_id=external_id, raw=document
+                ) from None
+            raise ProtocolError(message, connection=self.name) from None
 
 
 def _names_team(exc: ItemError) -> bool:

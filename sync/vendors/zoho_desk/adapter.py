@@ -43,6 +43,7 @@ from sync.errors import (
     ItemError,
     NotFound,
     ProtocolError,
+    Unreadable,
     VendorError,
 )
 from sync.http import Response, parse_retry_after
@@ -54,7 +55,9 @@ from sync.vendors.base import (
     Cursor,
     Page,
     RemoteTicket,
+    read_each,
 )
+from sync.vendors.cursor import rule_for
 from sync.vendors.errors import vendor_error
 from sync.vendors.zoho_desk.auth import (
     ClientCredentials,
@@ -128,7 +131,7 @@ class ZohoDeskAdapter(Adapter):
     async def changed_since(
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
-        rule = self.cursor_rule("modified_after", parse_time, self.options.lookback_seconds)
+        rule = rule_for(self, "modified_after", parse_time, self.options.lookback_seconds)
         start = rule.start(cursor)
         clock = rule.pull(cursor)
         end = datetime.now(UTC) + timedelta(days=1)
@@ -140,8 +143,8 @@ class ZohoDeskAdapter(Adapter):
 
         scan = WindowScan(self.name, search)
         async for items in scan.pages(max(start or EPOCH, EPOCH), end):
-            tickets = [clock.stamp(await self._complete(item)) for item in items]
-            yield Page(tickets, clock.page_cursor())
+            tickets, failures = await read_each(items, self._complete)
+            yield Page([clock.stamp(t) for t in tickets], clock.page_cursor(), failures)
         yield Page([], clock.complete())
 
     async def get(self, external_id: str) -> RemoteTicket | None:
@@ -150,7 +153,7 @@ class ZohoDeskAdapter(Adapter):
         response = await self._call("GET", f"/api/v1/tickets/{external_id}", missing_ok=True)
         if response.status == 404:
             return None
-        return self._ticket(response.json(), external_id)
+        return self._ticket(response.json(), external_id, read=True)
 
     async def update(
         self, external_id: str, changes: Mapping[str, str | None]
@@ -216,10 +219,10 @@ class ZohoDeskAdapter(Adapter):
         """The item as a ticket, fetched in full when the search result lacks a field."""
         wanted = PULL_KEYS.union(extra)
         if wanted.issubset(item):
-            return self._ticket(item, str(item.get("id")))
+            return self._ticket(item, str(item.get("id")), read=True)
         fetched = await self.get(str(item.get("id")))
         if fetched is None:  # deleted between the search and the fetch
-            return self._ticket(item, str(item.get("id")))
+            return self._ticket(item, str(item.get("id")), read=True)
         return fetched
 
     # -- requests --------------------------------------------------------------------------
@@ -274,14 +277,18 @@ class ZohoDeskAdapter(Adapter):
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
-    def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
+    def _ticket(self, document: Any, external_id: str, *, read: bool = False) -> RemoteTicket:
+        """``document`` as a ticket. One that does not parse is ``Unreadable`` (that ticket's
+        failure) when read, a ``ProtocolError`` in a write's reply."""
         try:
             return to_remote(document, self.options.marker_field)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
-            raise ProtocolError(
-                f"{self.name}: ticket {external_id}: Zoho's reply is not a ticket ({exc!r})",
-                connection=self.name,
-            ) from None
+            message = f"{self.name}: ticket {external_id}: Zoho's reply is not a ticket ({exc!r})"
+            if read:
+                raise Unreadable(
+                    message, connection=self.name, external_id=external_id, raw=document
+                ) from None
+            raise ProtocolError(message, connection=self.name) from None
 
     def _create_body(self, values: Mapping[str, str | None], marker: str) -> dict[str, Any]:
         present = {k: v for k, v in values.items() if v not in (None, "")}
