@@ -66,3 +66,21 @@ async def test_an_unknown_sub_status_fails_one_field_and_the_run_goes_on(
     (line,) = result.failing_lines
     assert line.startswith("kap: ticket #") and f"<-> {bad}:" in line
     assert "status 'Escalated'" in line and "options.sub_statuses" in line
+
+
+async def test_a_push_to_a_ticket_with_an_unknown_sub_status_names_it(
+    mirror: Mirror, emulator: KaptureEmulator
+) -> None:
+    config = parse_config({"connections": {"kap": emulator.demo_connection()}}, env={})
+    bad = emulator.seed(title="bad")["ticketId"]
+    assert (await sync_once(mirror, config)).ok
+    emulator.sub_statuses["ESC"] = ("Escalated", "P")
+    emulator.edit(bad, substatus="ESC")
+    await sync_once(mirror, config)
+    sql(mirror, "UPDATE tickets SET queue = 'billing'")  # a local edit Kapture must take
+
+    result = await sync_once(mirror, config)
+
+    assert result.ok  # the ticket fails alone
+    (line,) = result.failing_lines
+    assert f"<-> {bad}:" in line and "'Escalated'" in line and "options.sub_statuses" in line

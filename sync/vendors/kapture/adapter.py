@@ -262,6 +262,7 @@ class KaptureAdapter(Adapter):
     async def _sub_status(self, external_id: str, changes: Mapping[str, str | None]) -> str:
         """The sub-status key to send: the change's, else the ticket's current one."""
         what = f"ticket {external_id}"
+        unknown = ""
         if "status" in changes:
             sub_status = changes["status"]
         else:
@@ -271,8 +272,12 @@ class KaptureAdapter(Adapter):
                     f"{self.name}: {what}: Kapture has no such ticket", connection=self.name
                 )
             sub_status = current.fields.get("status")
+            problem = current.unreadable.get("status")
+            unknown = f" ({problem.describe('status')})" if problem is not None else ""
         if not sub_status:
-            raise self._item(what, "Kapture needs a sub-status on every update; none is known")
+            raise self._item(
+                what, "Kapture needs a sub-status on every update; none is known" + unknown
+            )
         self._check_sub_status(sub_status, what)
         return sub_status
 
