@@ -959,3 +959,17 @@ async def test_failed_sub_status_after_create_leaves_marker_findable(
         await adapter.create({"title": "Half done", "status": "CL"}, "tsync-5-0badf00d")
     found = await adapter.find_marker("tsync-5-0badf00d")
     assert found is not None and found.fields["status"] == "US"
+
+
+async def test_failing_tickets_are_read_again_in_batches(
+    make_adapter: MakeAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
+) -> None:
+    emulator.configure(sub_statuses={**SUB_STATUSES, "ESC": ("Escalated", "P")})
+    ids = [vendor.seed(title=f"t{i}") for i in range(5)]
+    emulator.edit(ids[0], substatus="ESC")
+    adapter = make_adapter(options={"batch_size": 2})
+    emulator.log.clear()
+    pages = [page async for page in adapter.reread(ids)]
+    assert len(emulator.requests("POST", PATHS["get"])) == 3  # ceil(5 / 2)
+    assert [t.external_id for p in pages for t in p.tickets] == ids
+    assert "status" in pages[0].tickets[0].unreadable and all(p.cursor is None for p in pages)
