@@ -19,7 +19,8 @@
             ├── AuthRejected      credentials rejected: the connection stops, the operator acts
             ├── ProtocolError     HTML, truncated JSON, wrong shape: that page or ticket fails
             └── ItemError         this ticket only (validation, unknown value, not found)
-                └── NotFound      the vendor says this ticket does not exist
+                ├── NotFound      the vendor says this ticket does not exist
+                └── Unreadable    this ticket's record could not be read; its page goes on
 
 ``http.py`` is the one boundary that turns aiohttp exceptions and HTTP statuses into this
 tree; nothing else catches aiohttp exceptions. Messages never contain secrets: they are
@@ -31,7 +32,10 @@ table or terminal can be rewritten by a vendor.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+
+from sync import redact
 
 
 def _escapes() -> dict[int, str]:
@@ -174,3 +178,37 @@ class NotFound(ItemError):
     """The vendor says the ticket does not exist."""
 
     kind = "not_found"
+
+
+class Unreadable(ItemError):
+    """One ticket's record could not be read (docs/architecture.md §8.2): that ticket fails
+    and is read again next run; its page and the run go on.
+
+    ``external_id``: the ticket's id when the record names one. ``raw``: the record as
+    received, redacted and capped at ``RAW_CAP`` characters (for the operator).
+    """
+
+    kind = "unreadable"
+    RAW_CAP = 1000
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connection: str | None = None,
+        external_id: str | None = None,
+        raw: object = None,
+    ) -> None:
+        self.external_id = external_id
+        self.raw = _capped(raw, self.RAW_CAP)
+        super().__init__(message, connection=connection)
+
+
+def _capped(raw: object, cap: int) -> str:
+    """``raw`` as redacted JSON text (``repr`` when not JSON), at most ``cap`` characters."""
+    try:
+        text = json.dumps(raw, default=str, ensure_ascii=False, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(raw)
+    # Redact before cutting, so a secret across the cut cannot leak by halves.
+    return printable(redact.current().redact(text[: cap * 4]))[:cap]

@@ -21,6 +21,8 @@ Contract of ``HttpClient.request``:
 - Every attempt passes the connection's concurrency semaphore and rate limiter.
 - A write (not safe) runs ``sync.coord.fence.check_write_fence()`` as its last step before its
   bytes go out, after every wait (semaphore, cool-down, limiter, a token refresh before).
+- A ``Response`` exposes the reply's ``Date`` header as ``Response.date``: the vendor's own
+  clock, which pull cursors follow (docs/architecture.md §8.2).
 - Messages name the connection, the method and the URL path, never the query string,
   headers or bodies, and pass through the redactor (the given one or ``redact.current()``).
 """

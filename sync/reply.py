@@ -15,6 +15,8 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -54,6 +56,21 @@ class Response:
     @property
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "")
+
+    @property
+    def date(self) -> datetime | None:
+        """The reply's ``Date`` header (the vendor's clock, whole seconds) as aware UTC;
+        None when absent or unreadable (docs/architecture.md §8.2)."""
+        value = self.headers.get("Date")
+        if not value:
+            return None
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if moment.tzinfo is None:  # "-0000": RFC 5322's "UTC, origin unknown"
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
 
     def text(self, limit: int | None = None) -> str:
         """The body (its first ``limit`` bytes) decoded by its declared charset (UTF-8 if

@@ -25,7 +25,7 @@ from sync.config import Config, ConnectionConfig
 from sync.coord.lease import Lease, LeaseSource, PerRunLeases
 from sync.db import Mirror
 from sync.db.models import Run, SyncConnection
-from sync.engine import store
+from sync.engine import failures, store
 from sync.engine.context import SyncRules
 from sync.engine.guard import Guard
 from sync.engine.run import ConnectionRun, Counts, RunOptions, RunResult
@@ -71,6 +71,7 @@ def build_adapter(
     cooldown_until: float | None = None,
     on_request: Callable[[str, str, int | None, float], None] | None = None,
     lookback_seconds: float = 300.0,
+    clock_skew_seconds: float = 120.0,
 ) -> Adapter:
     """The adapter for ``connection``; every HTTP client it makes shares its transport settings."""
 
@@ -86,7 +87,12 @@ def build_adapter(
         )
 
     cls = adapter_class(connection.vendor)
-    context = AdapterContext(http=http, state_dir=state, lookback_seconds=lookback_seconds)
+    context = AdapterContext(
+        http=http,
+        state_dir=state,
+        lookback_seconds=lookback_seconds,
+        clock_skew_seconds=clock_skew_seconds,
+    )
     return cls(connection, context)
 
 
@@ -148,6 +154,7 @@ async def run_connection(
             _cooldown(mirror, connection.name),
             hook,
             config.sync.lookback_seconds,
+            config.sync.clock_skew_seconds,
         )
         try:
             run = _connection_run(mirror, config, connection, selection, adapter, lease, report)
@@ -164,6 +171,7 @@ async def run_connection(
         if leases is not None and lease is not None:
             await leases.done(connection.name, lease, result)
     _log_summary(connection, result)
+    _report_failing(result, report)
     if selection.on_result is not None:
         selection.on_result(result)
     return result
@@ -286,12 +294,34 @@ async def run_connections(
     return list(await asyncio.gather(*(one(n) for n in selection.names)))
 
 
+def _report_failing(result: RunResult, report: Callable[[str], None] | None) -> None:
+    """Name the failing tickets (docs/architecture.md §8.2): ``--run-once`` (``report``)
+    prints them all on every pass, up to ``failures.LINES`` lines; the daemon logs a ticket
+    when its error first appears or changes, then only how many still fail."""
+    if report is not None:
+        for line in result.failing_lines:
+            report(line)
+        return
+    new = result.new_failures
+    for line in new[: failures.LINES]:
+        log.warning("%s", line, extra={"connection": result.connection})
+    if len(new) > failures.LINES:
+        log.warning("%s: ... and %d more", result.connection, len(new) - failures.LINES)
+    if result.failing > len(new):
+        log.info(
+            "%s: %d tickets still failing (see `ticketsync status`)",
+            result.connection,
+            result.failing,
+            extra={"connection": result.connection},
+        )
+
+
 def _log_summary(connection: ConnectionConfig, result: RunResult) -> None:
     counts: Counts = result.counts
     level = logging.INFO if result.ok else logging.WARNING
     log.log(
         level,
-        "%s: %s in %.2fs: pulled=%d pushed=%d created=%d conflicts=%d errors=%d%s",
+        "%s: %s in %.2fs: pulled=%d pushed=%d created=%d conflicts=%d errors=%d%s%s",
         connection.name,
         result.outcome,
         result.duration_s,
@@ -300,6 +330,7 @@ def _log_summary(connection: ConnectionConfig, result: RunResult) -> None:
         counts.created,
         counts.conflicts,
         counts.errors,
+        f" future_dated={counts.future_dated}" if counts.future_dated else "",
         f" ({result.error})" if result.error else "",
         extra={
             "connection": connection.name,

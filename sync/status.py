@@ -32,6 +32,7 @@ from sync.coord.locks import read_holder
 from sync.db import Mirror
 from sync.db.models import (
     Conflict,
+    PullFailure,
     Run,
     SyncConnection,
     SyncInstance,
@@ -150,7 +151,9 @@ def _connection(
         "lag_s": None if last_success is None else round((now - last_success).total_seconds(), 1),
         "cursor": row.cursor if row else None,
         "pending_pushes": _count(session, TicketDirty.connection == name, model=TicketDirty),
-        "failing_tickets": _count(session, link, TicketLink.last_error.is_not(None)),
+        # linked tickets with an error, and vendor tickets whose record could not be read
+        "failing_tickets": _count(session, link, TicketLink.last_error.is_not(None))
+        + _count(session, PullFailure.connection == name, model=PullFailure),
         "orphaned_links": _count(session, link, TicketLink.state == "orphaned"),
         "linked_tickets": _count(session, link, TicketLink.state == "active"),
         "creating": _count(session, link, TicketLink.state == "creating"),
@@ -216,6 +219,7 @@ def _run(run: Run | None) -> dict[str, Any] | None:
         "created": run.created,
         "conflicts": run.conflicts,
         "errors": run.errors,
+        "future_dated": run.future_dated,
     }
 
 
@@ -230,6 +234,7 @@ def render(status: Mapping[str, Any]) -> str:
             else f"{run['outcome']} at {run['started_at']} ({run['duration_s'] or 0:.1f}s): "
             f"pulled {run['pulled']}, pushed {run['pushed']}, created {run['created']}, "
             f"conflicts {run['conflicts']}, errors {run['errors']}"
+            + (f", future-dated {run['future_dated']}" if run["future_dated"] else "")
         )
         lines += [
             "",

@@ -248,6 +248,25 @@ class SyncInstance(Base):
     lock_key: Mapped[int | None] = mapped_column(BigInteger)  # its liveness lock
 
 
+class PullFailure(Base):
+    """A vendor ticket without a link whose record could not be read (docs/architecture.md
+    §8.2): read again on every run, and deleted once it reads cleanly.
+
+    ``raw_value`` is the record as received, redacted and capped (``errors.Unreadable``).
+    """
+
+    __tablename__ = "sync_pull_failures"
+    __table_args__ = (UniqueConstraint("connection", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connection: Mapped[str] = mapped_column(String(64), nullable=False)
+    external_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    error: Mapped[str] = mapped_column(RedactedText, nullable=False)
+    raw_value: Mapped[str | None] = mapped_column(RedactedText)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+
+
 class SyncStray(Base):
     """A duplicate at a vendor: a pulled ticket whose create marker names a mirror ticket
     that already has a link on that connection (docs/architecture.md §8.4).
@@ -298,6 +317,8 @@ class Run(Base):
     created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     conflicts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: Tickets dated beyond the vendor's clock plus the skew (docs/architecture.md §8.2).
+    future_dated: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     message: Mapped[str | None] = mapped_column(RedactedText)
 
 

@@ -43,6 +43,7 @@ def link_error(
         message = state.ticket_message(link, "; ".join(found))
         if (link.last_error, link.last_error_kind) != (message, kind):
             link.last_error, link.last_error_kind = message, kind
+            state.note_failure(message)
         state.counts.errors += 1
     elif link.last_error_kind == "unmapped" or (
         saw_remote and link.last_error_kind == "unmapped_remote"

@@ -22,12 +22,13 @@ from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from sync.db.models import SyncConnection, Ticket, TicketLink
-from sync.engine import store, strays
+from sync.engine import failures, store, strays
 from sync.engine.acks import Imports, Staged
 from sync.engine.comments_pull import note_page
 from sync.engine.context import CREATE_FIELDS
 from sync.engine.crash import crashpoint
 from sync.engine.create import activate
+from sync.engine.failures import failing_keys, unreadable_links
 from sync.engine.journal import link_error, problems
 from sync.engine.mapping import Unmapped, column_value
 from sync.engine.merge import (
@@ -89,9 +90,12 @@ def watch(state: RunState) -> Sequence[str]:
 
 
 def page_links(state: RunState, session: Session, page: Page) -> dict[str, TicketLink]:
-    """The links of a page's tickets by external key, their tickets loaded: two queries
-    per page, not two per ticket (``session.get`` then finds each ticket loaded)."""
-    keys = [state.adapter.id_key(r.external_id) for r in page.tickets]
+    """The links of a page's tickets (and failed records) by external key, their tickets
+    loaded: two queries per page, not two per ticket (``session.get`` then finds each
+    ticket loaded)."""
+    ids = [r.external_id for r in page.tickets]
+    ids += [f.external_id for f in page.failures if f.external_id is not None]
+    keys = [state.adapter.id_key(i) for i in ids]
     links = store.links_by_external(session, state.name, keys)
     store.tickets_by_id(session, [link.ticket_id for link in links.values()])
     return links
@@ -100,13 +104,18 @@ def page_links(state: RunState, session: Session, page: Page) -> dict[str, Ticke
 def remote_merge(
     state: RunState, base: dict[str, Any], ticket: Ticket, remote: RemoteTicket
 ) -> TicketMerge:
-    """Merge the vendor's values of ``remote`` with the mirror's ``ticket`` over ``base``."""
-    return merge_ticket(
-        base,
-        store.local_values(ticket),
-        remote.fields,
-        state.rules.contexts(ticket.updated_at, remote.modified_at),
-    )
+    """Merge the vendor's values of ``remote`` with the mirror's ``ticket`` over ``base``.
+    A field the adapter could not read waits with a per-field error (docs/architecture.md
+    §8.2): it neither pulls nor pushes, and its base stays."""
+    contexts = state.rules.contexts(ticket.updated_at, remote.modified_at)
+    merge = merge_ticket(base, store.local_values(ticket), remote.fields, contexts)
+    for name, problem in remote.unreadable.items():
+        if name in contexts and name not in remote.fields:
+            error = problem.describe(name)
+            merge.decisions.append(
+                FieldDecision(name, Action.ERROR, error=error, was_remote=problem.value or "")
+            )
+    return merge
 
 
 def base_without_late_writes(
@@ -155,6 +164,11 @@ class Pull:
     def __init__(self, state: RunState) -> None:
         self.state = state
         self._pages = self._seen = 0
+        self._future: set[str] = set()
+        #: Unlinked failing tickets (key -> external id), loaded with the first page.
+        self._failing: dict[str, str] | None = None
+        #: Keys this run has read (cleanly or not): not read again by ``reread``.
+        self._read: set[str] = set()
 
     async def run(self, changes: Changes) -> Pulled:
         started = self.state.clock()
@@ -166,14 +180,40 @@ class Pull:
             for page in changes.pages:
                 self.state.check_stop()
                 self.apply_page(page)
+        if self.state.direction != "push":
+            await self.reread()
         return Pulled(started, self._pages, self._seen)
 
-    def apply_page(self, page: Page) -> None:
-        """Merge one page and move the cursor past it, in one transaction."""
+    async def reread(self) -> None:
+        """Read again the tickets whose records failed before and that this run has not
+        read yet (docs/architecture.md §8.2); a ticket the vendor no longer has leaves the
+        table of unlinked failures."""
+        state = self.state
+        with state.mirror.read() as session:
+            failing = failing_keys(state, session)
+            linked = unreadable_links(state, session)
+        key = state.adapter.id_key
+        wanted = [i for i in (*failing.values(), *linked) if key(i) not in self._read]
+        wanted = list(dict.fromkeys(wanted))
+        if not wanted:
+            return
+        self._failing = failing
+        async for page in state.adapter.reread(wanted):
+            state.check_stop()
+            self.apply_page(page, keep_cursor=True)
+        gone = [i for i in failing.values() if i in wanted and key(i) not in self._read]
+        with state.write(origin=state.name) as session:
+            failures.clear(state, session, gone)
+
+    def apply_page(self, page: Page, *, keep_cursor: bool = False) -> None:
+        """Merge one page and move the cursor past it (``keep_cursor``: a re-read's page
+        does not), in one transaction. Its failed records are each one ticket's error."""
         state = self.state
         self._pages += 1
         self._seen += len(page.tickets)
         with state.write(origin=state.name) as session:
+            if self._failing is None:
+                self._failing = failing_keys(state, session)
             links = page_links(state, session, page)
             imports = Imports()
             half = len(page.tickets) // 2
@@ -183,11 +223,32 @@ class Pull:
                 self.merge_remote(session, remote, links, imports)
             self.write_imports(session, imports, links)
             note_page(state, session, page, links)
-            row = session.get(SyncConnection, state.name)
-            assert row is not None
-            row.cursor = page.cursor
+            self.record_failures(session, page, links)
+            if not keep_cursor:
+                row = session.get(SyncConnection, state.name)
+                assert row is not None
+                row.cursor = page.cursor
         if state.options.progress is not None:
             state.options.progress(state.name, self._pages, self._seen)
+
+    def record_failures(self, session: Session, page: Page, links: dict[str, TicketLink]) -> None:
+        """Record the page's records that did not parse; clear the table's rows of the
+        tickets that read cleanly."""
+        state = self.state
+        key = state.adapter.id_key
+        failing = self._failing
+        assert failing is not None  # loaded by apply_page
+        read = [key(r.external_id) for r in page.tickets]
+        cleared = [failing.pop(k) for k in read if k in failing]
+        failures.clear(state, session, cleared)
+        for failure in page.failures:
+            link = None
+            if failure.external_id is not None:
+                self._read.add(key(failure.external_id))
+                link = links.get(key(failure.external_id))
+            failures.record(state, session, failure, link)
+            if failure.external_id is not None and link is None:
+                failing[key(failure.external_id)] = failure.external_id
 
     def merge_remote(
         self,
@@ -203,6 +264,9 @@ class Pull:
         """
         state = self.state
         key = state.adapter.id_key(remote.external_id)
+        self._read.add(key)
+        if remote.future_at is not None:
+            self.future_dated(session, key, remote, links.get(key))
         if key in imports:  # named twice in one page
             self.write_imports(session, imports, links)
         link = links.get(key)
@@ -224,7 +288,30 @@ class Pull:
         merge = remote_merge(state, base, ticket, remote)
         if link.state == "orphaned":
             link.state, link.missing_count = "active", 0
+        if link.last_error_kind == failures.UNREADABLE:  # it reads cleanly again
+            link.last_error = link.last_error_kind = None
         apply_remote_merge(state, session, link, ticket, remote, merge)
+
+    def future_dated(
+        self, session: Session, key: str, remote: RemoteTicket, link: TicketLink | None
+    ) -> None:
+        """Count and journal, once per run, a ticket dated beyond the vendor's now plus
+        the skew: merged with its time unknown (docs/architecture.md §8.2)."""
+        if key in self._future:
+            return
+        self._future.add(key)
+        state = self.state
+        state.counts.future_dated += 1
+        assert remote.future_at is not None
+        state.journal(
+            session,
+            "future_dated",
+            link.ticket_id if link is not None else None,
+            remote.external_id,
+            new=remote.future_at.isoformat(),
+            note="modified time beyond the vendor's clock plus sync.clock_skew_seconds: "
+            "taken as unknown (sync.tie_break decides)",
+        )
 
     def import_values(self, remote: RemoteTicket) -> Staged:
         """A new remote ticket's mirror columns, link base and unmapped-value problems."""
@@ -244,6 +331,8 @@ class Pull:
         for name in CREATE_FIELDS:
             if name not in values and name in remote.fields and name not in self.state.rules.maps:
                 values[name] = column_value(name, remote.fields[name])
+        # a field the adapter could not read is imported NULL, with its error (§8.2)
+        found += [p.describe(n) for n, p in remote.unreadable.items() if n not in remote.fields]
         return Staged(remote, values, base, found)
 
     def write_imports(

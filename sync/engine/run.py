@@ -35,7 +35,7 @@ from datetime import datetime
 from sync.config.model import CommentSettings
 from sync.db import Mirror
 from sync.db.models import utcnow
-from sync.engine import comment_store, record, undo_run
+from sync.engine import comment_store, failures, record, undo_run
 from sync.engine.comments_pull import CommentPull
 from sync.engine.comments_push import CommentPush
 from sync.engine.context import SyncRules
@@ -116,6 +116,7 @@ class ConnectionRun:
         )
         if not state.options.dry_run:
             record.finish(state, result)
+            _failing(state, result)
         return result
 
     async def _phases(self) -> None:
@@ -154,3 +155,10 @@ class ConnectionRun:
             state,
             RunResult(state.name, "interrupted", state.counts, duration, error, self._planned),
         )
+
+
+def _failing(state: RunState, result: RunResult) -> None:
+    """Name the connection's failing tickets in ``result`` (docs/architecture.md §8.2)."""
+    listing = failures.listing(state)
+    result.failing, result.failing_lines = listing.total, listing.render()
+    result.new_failures = list(state.new_failures)

@@ -41,6 +41,9 @@ class Counts:
     created: int = 0
     conflicts: int = 0
     errors: int = 0
+    #: Tickets whose modified time lay beyond the vendor's now plus ``sync.clock_skew_seconds``
+    #: (each once per run; docs/architecture.md §8.2).
+    future_dated: int = 0
     #: Strays recorded (``sync.engine.strays``): a metric, not one of the ``runs`` counts.
     strays: int = 0
     #: Comments imported, posted and skipped (docs/architecture.md §8.5): metrics, not
@@ -71,6 +74,11 @@ class RunResult:
     #: The connection's comments after the run, by ``synced``, ``pending``, ``failed`` and
     #: ``skipped`` (``comment_store.summary``); None while its comments are off.
     comments: dict[str, int] | None = None
+    #: Every failing ticket of the connection after the run (its first lines named), and
+    #: the ones whose error first appeared or changed in it (docs/architecture.md §8.2).
+    failing: int = 0
+    failing_lines: list[str] = field(default_factory=list)
+    new_failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -154,6 +162,9 @@ class RunState:
         self.actions: list[str] = []
         #: What the run did besides syncing, for ``runs.message`` ("undo of run #7").
         self.note: str | None = None
+        #: Failing tickets whose error first appeared or changed in this run (the daemon
+        #: logs these; docs/architecture.md §8.2).
+        self.new_failures: list[str] = []
         self._gate = asyncio.Semaphore(max(1, options.concurrency))
 
     @property
@@ -222,6 +233,10 @@ class RunState:
     def journal_row(self, action: str, **entry: Any) -> dict[str, Any]:
         """One journal row of this run, for ``store.journal_many``."""
         return store.journal_row(run_id=self.run_id, connection=self.name, action=action, **entry)
+
+    def note_failure(self, line: str) -> None:
+        """Note a ticket whose error first appeared or changed in this run."""
+        self.new_failures.append(line)
 
     def act(self, line: str) -> None:
         """Note one action (printed at once on a dry run)."""

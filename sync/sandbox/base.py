@@ -24,6 +24,10 @@ Control API on the same server, JSON, no auth (tests and ``ticketsync demo`` dri
   ``misfile_visibility``: new comments are stored with the opposite visibility to the one
   asked, the switch for tests of the adapters' visibility check).
 
+Every vendor reply carries a ``Date`` header from the emulator's ``clock`` (a callable the
+tests may replace), so a test moves the vendor's time instead of sleeping through a
+lookback (docs/architecture.md §8.2).
+
 In-process tests call the same things as methods: ``inject``, ``seed``, ``edit``, ``tickets``,
 ``add_comment``, ``comments``, ``log``, ``deviations``, ``reset``, ``configure``.
 """
@@ -38,10 +42,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from sync.sandbox import hostile
 
@@ -285,6 +290,13 @@ class Emulator(ABC):
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_sandbox/"):
             return await handler(request)
+        response = await self._serve(request, handler)
+        if not response.prepared and hdrs.DATE not in response.headers:
+            # The vendor's clock is the emulator's (settable) clock (docs/architecture.md §8.2).
+            response.headers[hdrs.DATE] = format_datetime(self.clock().astimezone(UTC), usegmt=True)
+        return response
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         entry = await self._log_entry(request)
         request[DEVIATIONS] = entry["deviations"]
         fault = self._take_fault(request.method, request.path)

@@ -11,14 +11,16 @@ the engine (vdirsyncer ``storage/base.py`` is the model).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sync.config.model import SyncSettings
+from sync.errors import Unreadable
 from sync.vendors import registry
 from sync.vendors.spec import SYNC_FIELDS
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 #: JSON-serialisable cursor; its shape belongs to the adapter.
 Cursor = Any
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class AdapterContext:
     state_dir: Path | None = None
     #: Seconds each changed-since pull reaches back before the cursor (``sync.lookback_seconds``).
     lookback_seconds: float = SyncSettings.lookback_seconds
+    #: How far a vendor's modified time may run ahead of its ``Date`` before it counts as
+    #: unknown, and how far ``newest_seen`` may lead the cursor (``sync.clock_skew_seconds``).
+    clock_skew_seconds: float = SyncSettings.clock_skew_seconds
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,41 @@ class RemoteTicket:
     #: carries none. The engine reads a ticket's comments only when this value moved since
     #: it last read them, or when the ticket is new to it.
     comment_counter: str | None = None
+    #: The vendor's modified time when it lies beyond the vendor's now plus
+    #: ``sync.clock_skew_seconds``; ``modified_at`` is then None, so the merge treats the
+    #: time as unknown (docs/architecture.md §8.2, ``sync.vendors.cursor``).
+    future_at: datetime | None = None
+    #: Fields whose vendor value the adapter could not read (a key missing from an options
+    #: table, a value that does not parse), by canonical name; they are left out of
+    #: ``fields``, so that field waits with a per-field error while the rest syncs
+    #: (docs/architecture.md §8.2).
+    unreadable: Mapping[str, FieldProblem] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One field of a record that parsed: the vendor's ``value`` as text, and ``error``
+    (what is wrong and what to do)."""
+
+    value: str | None
+    error: str
+
+    def describe(self, name: str) -> str:
+        return f"the vendor's {name} {self.value!r}: {self.error}"
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    """A record that did not parse: one ticket's problem, not its page's
+    (docs/architecture.md §8.2). ``external_id`` is None when the record names no id."""
+
+    external_id: str | None
+    error: str
+    raw: str = ""
+
+    @classmethod
+    def of(cls, exc: Unreadable) -> RecordFailure:
+        return cls(exc.external_id, str(exc), exc.raw)
 
 
 @dataclass(frozen=True)
@@ -162,10 +203,12 @@ class Watch(tuple[str, ...]):
 
 @dataclass(frozen=True)
 class Page:
-    """A page of changed tickets and the cursor to resume *after* this page."""
+    """A page of changed tickets and the cursor to resume *after* this page; ``failures``:
+    the page's records that did not parse (each one ticket's error)."""
 
     tickets: Sequence[RemoteTicket]
     cursor: Cursor
+    failures: Sequence[RecordFailure] = ()
 
 
 class Adapter(ABC):
@@ -251,6 +294,18 @@ class Adapter(ABC):
                 return comment
         return None
 
+    async def reread(self, external_ids: Sequence[str]) -> AsyncIterator[Page]:
+        """Read these tickets again (their records failed before), as pages whose cursor
+        is not stored. One ``get`` each; vendors that read many ids at once batch them.
+        A ticket the vendor no longer has is simply absent."""
+        for external_id in external_ids:
+            try:
+                ticket = await self.get(external_id)
+            except Unreadable as exc:
+                yield Page([], None, [RecordFailure.of(exc)])
+                continue
+            yield Page([ticket] if ticket is not None else [], None)
+
     def lookback(self, override: float | None = None) -> timedelta:
         """How far a pull reaches back before its cursor: the connection's own
         ``options.lookback_seconds`` when given, else ``sync.lookback_seconds``."""
@@ -277,6 +332,24 @@ class Adapter(ABC):
         self._clients.clear()
 
 
+async def read_each(
+    items: Iterable[T], read: Callable[[T], Awaitable[RemoteTicket | None]]
+) -> tuple[list[RemoteTicket], list[RecordFailure]]:
+    """``read`` every item of a page, concurrently (the HTTP client bounds it), in order; a
+    record that does not parse (``Unreadable``) is that ticket's failure, not its page's
+    (docs/architecture.md §8.2). None (deleted since listed) is skipped."""
+
+    async def one(item: T) -> RemoteTicket | RecordFailure | None:
+        try:
+            return await read(item)
+        except Unreadable as exc:
+            return RecordFailure.of(exc)
+
+    results = await asyncio.gather(*(one(item) for item in items))
+    tickets = [r for r in results if isinstance(r, RemoteTicket)]
+    return tickets, [r for r in results if isinstance(r, RecordFailure)]
+
+
 def adapter_class(vendor: str) -> type[Adapter]:
     """The adapter class of ``vendor`` (importing its module); KeyError when unknown."""
     cls: type[Adapter] = registry.load(registry.spec(vendor).adapter)
@@ -294,11 +367,14 @@ __all__ = [
     "AdapterContext",
     "Capabilities",
     "Cursor",
+    "FieldProblem",
     "OutgoingComment",
     "Page",
+    "RecordFailure",
     "RemoteComment",
     "RemoteTicket",
     "Watch",
     "adapter_class",
+    "read_each",
     "registered",
 ]

@@ -79,7 +79,8 @@ def _tag_text(found: re.Match[str]) -> str:
 
 def check_visibility(connection: str, external_id: str, asked: bool, posted: RemoteComment) -> None:
     """Raise ``ProtocolError`` unless the vendor holds ``posted`` with the visibility asked
-    (``asked``: public); a mismatch stops private posts on the connection (design §8.5)."""
+    (``asked``: public); a mismatch stops private posts on the connection
+    (docs/architecture.md §8.5)."""
     if posted.is_public == asked:
         return
     wanted, held = ("public", "private") if asked else ("private", "public")

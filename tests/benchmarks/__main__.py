@@ -1,7 +1,8 @@
 """``python -m tests.benchmarks [--quick] [--only NAME] [--vendor V] [--db D] [--out FILE]``.
 
 Runs the selected benchmarks (``push``, ``pull``, ``idle``, ``changes``, ``latency``,
-``baseline``, ``scaleout``; default all, in under ten minutes on two cores), prints a
+``baseline``, ``scaleout``; default all, in under ten minutes on two cores; ``burst``, the
+burst-seeded idle and change costs of issue 19, only with ``--only burst``), prints a
 table for each and writes every number to one JSON file (default
 ``tests/benchmarks/results/<UTC timestamp>.json``, ignored by git). ``pull``, ``idle`` and
 ``changes`` share the mirrors they build: each mirror size is seeded, imported and then
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.benchmarks import burst
 from tests.benchmarks.baseline import baseline_benchmark
 from tests.benchmarks.baseline import render as render_baseline
 from tests.benchmarks.latency import render as render_latency
@@ -37,7 +39,7 @@ from tests.benchmarks.support import DATABASES, VENDORS, table
 #: The engine's own benchmarks (one table each), then the daemon's latency, the naive
 #: baseline and scale-out (PostgreSQL only).
 CORE = ("push", "pull", "idle", "changes")
-NAMES = (*CORE, "latency", "baseline", "scaleout")
+NAMES = (*CORE, "latency", "baseline", "scaleout", "burst")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -66,6 +68,8 @@ class Plan:
     quick_extras: bool = False
     #: push: the wait before the run that absorbs our own writes (see ``push_benchmark``).
     settle: float = 1.0
+    #: burst: mirror sizes seeded as one burst (``tests.benchmarks.burst``).
+    burst_sizes: tuple[int, ...] = (1_000, 20_000)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -76,6 +80,7 @@ class Plan:
             change_sizes=(1_000, 10_000),
             small_sizes=(200, 1_000),
             quick_extras=True,
+            burst_sizes=(1_000, 5_000),
         )
 
     def targets(self, vendors: Sequence[str]) -> list[tuple[str, str]]:
@@ -154,6 +159,16 @@ async def run_plan(
     if "scaleout" in names and "postgresql" in plan.dbs:
         results["scaleout"] = await run_scaleout_async(plan.quick_extras)
         out(render_scaleout(results["scaleout"]))
+    if "burst" in names:
+        covered = [v for v in vendors if v in burst.MINIMUM]
+        results["burst"] = await burst.run_burst(covered, plan.burst_sizes, plan.dbs[0])
+        out(
+            table(
+                "Burst-seeded: idle runs and 100 changes",
+                burst.COLUMNS,
+                burst.rows(results["burst"]),
+            )
+        )
     return results
 
 
@@ -364,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if v is not None
     }
     plan = Plan(**{**plan.__dict__, **overrides})
-    names = args.only or list(NAMES)
+    names = args.only or [n for n in NAMES if n != "burst"]
     vendors = args.vendor or list(VENDORS)
     started = time.perf_counter()
     results = asyncio.run(run_plan(plan, names, vendors))

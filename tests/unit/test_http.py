@@ -767,3 +767,19 @@ async def test_reads_are_not_fenced(serve: Serve, make: MakeClient) -> None:
         await client.request("GET", "/api/tickets")
         await client.request("POST", "/api/search", json={}, safe=True)
     assert len(fake.seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("Tue, 01 Dec 2026 10:20:30 GMT", datetime(2026, 12, 1, 10, 20, 30, tzinfo=UTC)),
+        ("Tue, 01 Dec 2026 12:20:30 +0200", datetime(2026, 12, 1, 10, 20, 30, tzinfo=UTC)),
+        ("Tue, 01 Dec 2026 10:20:30 -0000", datetime(2026, 12, 1, 10, 20, 30, tzinfo=UTC)),
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_reply_exposes_its_date_header(header: str | None, expected: datetime | None) -> None:
+    headers = {} if header is None else {"Date": header}
+    assert Response(200, headers, b"", "http://v/x").date == expected

@@ -401,19 +401,27 @@ def test_names_and_keys_both_read() -> None:
 
 
 @pytest.mark.parametrize(
-    ("record", "problem"),
+    ("record", "name", "problem"),
     [
-        ({"ticketId": "1", "substatus": "Escalated"}, "unknown sub-status"),
-        ({"ticketId": "1", "taskEnddate": "19-04-1970 14:19"}, "absurd"),
-        ({"ticketId": "1", "taskEnddate": "tomorrow"}, "none of Kapture's formats"),
-        ({"title": "no id"}, "no ticketId"),
-        ({"ticketId": "1", "title": {"nested": 1}}, "expected text"),
+        ({"ticketId": "1", "substatus": "Escalated"}, "status", "unknown sub-status"),
+        ({"ticketId": "1", "taskEnddate": "19-04-1970 14:19"}, "due_at", "absurd"),
+        ({"ticketId": "1", "taskEnddate": "tomorrow"}, "due_at", "none of Kapture's formats"),
+        ({"ticketId": "1", "title": {"nested": 1}}, "title", "expected text"),
     ],
 )
-def test_unreadable_records(record: dict[str, Any], problem: str) -> None:
+def test_an_unreadable_field_waits_while_the_rest_is_read(
+    record: dict[str, Any], name: str, problem: str
+) -> None:
     reader = KaptureVendor(KaptureEmulator()).reader
-    with pytest.raises(ValueError, match=problem):
-        reader.ticket(record)
+    ticket = reader.ticket({**record, "email": "still@read.example"})
+    assert name not in ticket.fields and ticket.fields["requester_email"] == "still@read.example"
+    assert problem in ticket.unreadable[name].error
+
+
+def test_a_record_without_an_id_is_unreadable() -> None:
+    reader = KaptureVendor(KaptureEmulator()).reader
+    with pytest.raises(ValueError, match="no ticketId"):
+        reader.ticket({"title": "no id"})
 
 
 def test_local_time_formats() -> None:
@@ -560,15 +568,29 @@ async def test_404_without_kapture_body_is_protocol_error(
         await adapter.get("42")
 
 
-async def test_unknown_sub_status_name_fails_naming_ticket(
+async def test_unknown_sub_status_is_that_field_s_error_only(
     adapter: KaptureAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
 ) -> None:
     emulator.configure(sub_statuses={**SUB_STATUSES, "ESC": ("Escalated", "P")})
-    external_id = vendor.seed(status="ESC")
-    with pytest.raises(ProtocolError) as caught:
-        await adapter.get(external_id)
-    assert f"ticket {external_id}" in str(caught.value)
-    assert "options.sub_statuses" in str(caught.value)
+    external_id = vendor.seed(status="ESC", title="readable")
+    ticket = await adapter.get(external_id)
+    assert ticket is not None and ticket.fields["title"] == "readable"
+    assert "status" not in ticket.fields
+    problem = ticket.unreadable["status"]
+    assert problem.value == "Escalated" and "options.sub_statuses" in problem.error
+
+
+async def test_a_record_that_does_not_parse_fails_alone_in_its_page(
+    adapter: KaptureAdapter, emulator: KaptureEmulator
+) -> None:
+    records = [{"ticketId": "5", "title": "good"}, {"title": "no id"}]
+    body = {"status": "success", "message": records, "totalCount": 2}
+    emulator.inject("status", status=200, body=body, match=PATHS["pull"])
+    pages = [page async for page in adapter.changed_since(None)]
+    assert "5" in {t.external_id for p in pages for t in p.tickets}
+    failures = [f for p in pages for f in p.failures]
+    assert len(failures) == 1 and "no ticketId" in failures[0].error
+    assert failures[0].external_id is None and "no id" in failures[0].raw
 
 
 async def test_wrong_shape_is_protocol_error(
@@ -1061,3 +1083,17 @@ def test_comment_options_are_validated() -> None:
         "options.read_notes",
         "options.comment_visibility",
     ]
+
+
+async def test_failing_tickets_are_read_again_in_batches(
+    make_adapter: MakeAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
+) -> None:
+    emulator.configure(sub_statuses={**SUB_STATUSES, "ESC": ("Escalated", "P")})
+    ids = [vendor.seed(title=f"t{i}") for i in range(5)]
+    emulator.edit(ids[0], substatus="ESC")
+    adapter = make_adapter(options={"batch_size": 2})
+    emulator.log.clear()
+    pages = [page async for page in adapter.reread(ids)]
+    assert len(emulator.requests("POST", PATHS["get"])) == 3  # ceil(5 / 2)
+    assert [t.external_id for p in pages for t in p.tickets] == ids
+    assert "status" in pages[0].tickets[0].unreadable and all(p.cursor is None for p in pages)

@@ -34,6 +34,8 @@ class MemoryHandle:
         "due_at": ("2030-01-02T03:04:05+00:00", "2031-02-03T04:05:06+00:00"),
     }
     create_values: Mapping[str, str] = {"title": "Created by ticketsync", "status": "open"}
+    checks_visibility = True
+    comment_read_route = "list_comments"
 
     def __init__(self, vendor: MemoryVendor) -> None:
         self.vendor = vendor
@@ -50,7 +52,20 @@ class MemoryHandle:
         record = self.vendor.records[external_id]
         return {name: record.fields.get(name) for name in SYNC_FIELDS}
 
+    def add_comment(self, external_id: str, body: str, *, public: bool, ago: float) -> None:
+        comment_id = self.vendor.comment(external_id, body, is_public=public)
+        (stored,) = [c for c in self.vendor.comments(external_id) if c.id == comment_id]
+        stored.created_at -= timedelta(seconds=ago)
+
+    def stored_comments(self, external_id: str) -> list[tuple[str, bool | None]]:
+        return [(c.body, c.is_public) for c in self.vendor.comments(external_id)]
+
+    def misfile_visibility(self) -> None:
+        self.vendor.misfiled = True
+
     def inject(self, kind: str, **params: Any) -> None:
+        if kind == "hostile":
+            pytest.skip("the memory vendor has no wire to send hostile bytes on")
         method = params.get("match", "get")
         times = params.get("times", 1)
         if kind == "revoke":
@@ -67,6 +82,7 @@ class MemoryHandle:
     def deviations(self) -> list[str]:
         """Calls the adapter contract does not know (the memory vendor has no wire)."""
         known = {"changed_since", "get", "update", "create", "find_marker", "check"}
+        known |= {"list_comments", "post_comment"}
         return [f"unknown call {method}" for method, _ in self.vendor.calls if method not in known]
 
 

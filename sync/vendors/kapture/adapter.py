@@ -200,6 +200,10 @@ class KaptureAdapter(Adapter):
         plain = [[i for i in part if _plain_id(i)] for part in (watch[:split], watch[split:])]
         return self.reads.pages(cursor, Watch(*plain))
 
+    def reread(self, external_ids: Sequence[str]) -> AsyncIterator[Page]:
+        """Failing tickets read again, up to ``batch_size`` ids a request (``kapture.pull``)."""
+        return self.reads.reread([i.strip() for i in external_ids if _plain_id(i)])
+
     async def get(self, external_id: str) -> RemoteTicket | None:
         if not _plain_id(external_id):
             return None  # a comma would turn one id into a batch; no ticket has one
@@ -343,6 +347,7 @@ class KaptureAdapter(Adapter):
     async def _sub_status(self, external_id: str, changes: Mapping[str, str | None]) -> str:
         """The sub-status key to send: the change's, else the ticket's current one."""
         what = f"ticket {external_id}"
+        unknown = ""
         if "status" in changes:
             sub_status = changes["status"]
         else:
@@ -352,8 +357,12 @@ class KaptureAdapter(Adapter):
                     f"{self.name}: {what}: Kapture has no such ticket", connection=self.name
                 )
             sub_status = current.fields.get("status")
+            problem = current.unreadable.get("status")
+            unknown = f" ({problem.describe('status')})" if problem is not None else ""
         if not sub_status:
-            raise self._item(what, "Kapture needs a sub-status on every update; none is known")
+            raise self._item(
+                what, "Kapture needs a sub-status on every update; none is known" + unknown
+            )
         self._check_sub_status(sub_status, what)
         return sub_status
 
@@ -416,7 +425,7 @@ class KaptureAdapter(Adapter):
 
 
 def _with_marker(ticket: RemoteTicket, marker: str) -> RemoteTicket:
-    return RemoteTicket(ticket.external_id, ticket.fields, None, marker, ticket.raw)
+    return replace(ticket, modified_at=None, marker=marker)
 
 
 def _plain_id(external_id: str) -> bool:

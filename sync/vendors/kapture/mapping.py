@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from sync.vendors.base import RemoteTicket
+from sync.vendors.base import FieldProblem, RemoteTicket
 
 #: Canonical field -> the record keys that carry it, in order of preference. UNCONFIRMED
 #: beyond the documented examples: ``detail`` as the add call's ``ticket_details``,
@@ -187,10 +187,15 @@ class Reader:
         """``flat``: the ticket's own fields; ``whole``: the record around it (for the marker)."""
         external_id = _external_id(flat, whole)
         fields: dict[str, str | None] = {}
+        unreadable: dict[str, FieldProblem] = {}
         for name, keys in FIELD_KEYS.items():
             present = [k for k in keys if k in flat]
             if present:
-                fields[name] = self._field(name, flat, present)
+                try:
+                    fields[name] = self._field(name, flat, present)
+                except BadRecord as exc:  # that field waits; the rest syncs (§8.2)
+                    value = _first(flat, present)
+                    unreadable[name] = FieldProblem(None if value is None else str(value), str(exc))
         raw = whole if isinstance(whole, Mapping) else flat
         return RemoteTicket(
             external_id=external_id,
@@ -199,6 +204,7 @@ class Reader:
             marker=find_marker(whole if whole is not None else flat),
             raw=dict(raw),
             comment_counter=comment_counter(flat, whole),
+            unreadable=unreadable,
         )
 
     def _field(self, name: str, flat: Mapping[str, Any], keys: list[str]) -> str | None:

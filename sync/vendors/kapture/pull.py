@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sync.errors import NotFound, ProtocolError
-from sync.vendors.base import Cursor, Page, RemoteTicket
+from sync.errors import NotFound, ProtocolError, Unreadable
+from sync.vendors.base import Cursor, Page, RecordFailure, RemoteTicket
 from sync.vendors.kapture.mapping import BadRecord, Reader
 from sync.vendors.kapture.wire import KaptureWire
 
@@ -101,10 +101,11 @@ class KaptureReads:
         day = resume
         while day <= today:
             complete = self.clock() >= self.day_end(day) + DAY_GRACE
-            async for tickets, last in self.created_on(day):
+            failures: list[RecordFailure] = []
+            async for tickets, last in self.created_on(day, failures):
                 if last and complete and resume == day:
                     resume = day + timedelta(days=1)
-                yield Page(tickets, replace(state, created_day=resume).dump())
+                yield Page(tickets, replace(state, created_day=resume).dump(), tuple(failures))
             day += timedelta(days=1)
         state = replace(state, created_day=resume)
         async for page in self._repoll(watch, state):
@@ -134,9 +135,18 @@ class KaptureReads:
             chosen = [ids[(start + i) % len(ids)] for i in range(take)]
             for done in range(0, take, size):
                 batch = chosen[done : done + size]
-                tickets = await self.by_ids(batch)
+                failed: list[RecordFailure] = []
+                tickets = await self.by_ids(batch, failed)
                 state = replace(state, **{field: (start + done + len(batch)) % len(ids)})
-                yield Page(tickets, state.dump())
+                yield Page(tickets, state.dump(), failed)
+
+    async def reread(self, ids: Sequence[str]) -> AsyncIterator[Page]:
+        """Tickets whose records failed before, read again in batches (not stored cursors)."""
+        size = self.settings.batch_size
+        for done in range(0, len(ids), size):
+            failures: list[RecordFailure] = []
+            tickets = await self.by_ids(ids[done : done + size], failures)
+            yield Page(tickets, None, failures)
 
     def today(self) -> date:
         return self.clock().astimezone(self.settings.zone).date()
@@ -147,8 +157,11 @@ class KaptureReads:
 
     # -- created-date pull ---------------------------------------------------------------
 
-    async def created_on(self, day: date) -> AsyncGenerator[tuple[list[RemoteTicket], bool], None]:
-        """Pages of the tickets created on ``day`` (tenant-local), each with "is last"."""
+    async def created_on(
+        self, day: date, failures: list[RecordFailure] | None = None
+    ) -> AsyncGenerator[tuple[list[RemoteTicket], bool], None]:
+        """Pages of the tickets created on ``day`` (tenant-local), each with "is last".
+        Records that do not parse go to ``failures`` (cleared before each page) instead."""
         size = self.settings.page_size
         offset = 0
         seen: set[str] = set()
@@ -165,7 +178,9 @@ class KaptureReads:
                 }
             ]
             items, total = await self._pull_call(body, what)
-            tickets = [self._parse(item, item, what) for item in items]
+            if failures is not None:
+                failures.clear()
+            tickets = self._parse_all([(item, item) for item in items], what, failures)
             fresh = {t.external_id for t in tickets} - seen
             if tickets and not fresh:
                 raise ProtocolError(
@@ -208,22 +223,34 @@ class KaptureReads:
 
     # -- by id ---------------------------------------------------------------------------
 
-    async def by_ids(self, ids: Sequence[str]) -> list[RemoteTicket]:
-        """The tickets with these ids that exist; a short batch answer is completed singly."""
-        found = await self._search(ids)
+    async def by_ids(
+        self, ids: Sequence[str], failures: list[RecordFailure] | None = None
+    ) -> list[RemoteTicket]:
+        """The tickets with these ids that exist; a short batch answer is completed singly.
+        Records that do not parse go to ``failures`` (without it: ``Unreadable``)."""
+        failed: list[RecordFailure] = []
+        found = await self._search(ids, failed)
         if len(ids) > 1:
             # Batch answers are 3P, not guaranteed (docs/vendor-apis.md §1.3): whatever is missing
             # from one is asked for on its own, so a short answer loses nothing.
-            for external_id in [i for i in ids if i not in found]:
-                single = await self._search([external_id])
+            answered = set(found) | {f.external_id for f in failed}
+            for external_id in [i for i in ids if i not in answered]:
+                single = await self._search([external_id], failed)
                 found.update(single)
+        if failures is None and failed:
+            first = failed[0]
+            raise Unreadable(first.error, connection=self.connection, external_id=first.external_id)
+        if failures is not None:
+            failures.extend(failed)
         return [found[i] for i in ids if i in found]
 
     async def one(self, external_id: str) -> RemoteTicket | None:
-        found = await self._search([external_id])
-        return found.get(external_id)
+        found = await self.by_ids([external_id])
+        return found[0] if found else None
 
-    async def _search(self, ids: Sequence[str]) -> dict[str, RemoteTicket]:
+    async def _search(
+        self, ids: Sequence[str], failures: list[RecordFailure]
+    ) -> dict[str, RemoteTicket]:
         what = f"ticket {ids[0]}" if len(ids) == 1 else f"tickets {ids[0]}..{ids[-1]}"
         try:
             body = {"ticket_ids": ",".join(ids)}
@@ -239,13 +266,13 @@ class KaptureReads:
         elements = [document] if isinstance(document, Mapping) else document
         if not isinstance(elements, list) or not all(isinstance(e, Mapping) for e in elements):
             raise self._shape(what, "a JSON array of tickets")
-        found: dict[str, RemoteTicket] = {}
+        records = []
         for element in elements:
             details = element.get("task_details", element)
             if not isinstance(details, Mapping):
                 raise self._shape(what, "'task_details' objects")
-            ticket = self._parse(details, element, what)
-            found[ticket.external_id] = ticket
+            records.append((details, element))
+        found = {t.external_id: t for t in self._parse_all(records, what, failures)}
         if len(ids) == 1 and found and ids[0] not in found:
             raise ProtocolError(
                 f"{self.connection}: ticket {ids[0]}: Kapture answered with ticket(s) "
@@ -256,15 +283,35 @@ class KaptureReads:
 
     # -- parsing -------------------------------------------------------------------------
 
+    def _parse_all(
+        self,
+        records: Sequence[tuple[Mapping[str, Any], Any]],
+        what: str,
+        failures: list[RecordFailure] | None,
+    ) -> list[RemoteTicket]:
+        """The records as tickets; one that does not parse is that ticket's failure
+        (docs/architecture.md §8.2), or raises ``Unreadable`` when ``failures`` is None."""
+        tickets = []
+        for flat, whole in records:
+            try:
+                tickets.append(self._parse(flat, whole, what))
+            except Unreadable as exc:
+                if failures is None:
+                    raise
+                failures.append(RecordFailure.of(exc))
+        return tickets
+
     def _parse(self, flat: Mapping[str, Any], whole: Any, what: str) -> RemoteTicket:
         try:
             return self.reader.ticket(flat, whole)
         except BadRecord as exc:
             ticket = next((str(flat[k]) for k in ("ticketId", "ticket_id") if k in flat), None)
             where = f"ticket {ticket}" if ticket else what
-            raise ProtocolError(
+            raise Unreadable(
                 f"{self.connection}: {where}: unreadable Kapture record: {exc}",
                 connection=self.connection,
+                external_id=ticket,
+                raw=whole,
             ) from None
 
     def _shape(self, what: str, expected: str) -> ProtocolError:

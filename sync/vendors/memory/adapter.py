@@ -45,7 +45,7 @@ from sync.vendors.base import (
     RemoteComment,
     RemoteTicket,
 )
-from sync.vendors.comments import split_marker, with_marker
+from sync.vendors.comments import check_visibility, split_marker, with_marker
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 #: Calls that only read: a transient fault on one is retried, as sync.http retries safe requests.
@@ -92,6 +92,8 @@ class MemoryVendor:
     _faults: list[tuple[str, str, Any]] = field(default_factory=list)
     _stalls: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     revoked: bool = False
+    #: Store new comments with the opposite visibility (a vendor that misfiles them).
+    misfiled: bool = False
 
     def tick(self) -> datetime:
         self._clock += timedelta(seconds=1)
@@ -123,7 +125,8 @@ class MemoryVendor:
         record = self.records[external_id]
         comment_id = f"c{next(self._ids)}"
         at = self.tick()
-        record.comments.append(_Comment(comment_id, body, is_public, author_name, author_email, at))
+        public = is_public != self.misfiled
+        record.comments.append(_Comment(comment_id, body, public, author_name, author_email, at))
         record.comment_version += 1
         record.commented_at = at
         return comment_id
@@ -325,7 +328,8 @@ class MemoryAdapter(Adapter):
         record = self.store.records.get(external_id)
         if record is None:
             raise NotFound(f"{self.name}: ticket {external_id} not found", connection=self.name)
-        return [_remote_comment(c) for c in record.comments]
+        # oldest first; equal times keep the order they were written in
+        return [_remote_comment(c) for c in sorted(record.comments, key=lambda c: c.created_at)]
 
     async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
         await self._leave("post_comment")
@@ -343,8 +347,10 @@ class MemoryAdapter(Adapter):
         )
         if fault is not None and fault[0] == "lose":
             raise Retriable(f"{self.name}: the reply to a comment was lost", connection=self.name)
-        posted = next(c for c in self.store.records[external_id].comments if c.id == comment_id)
-        return _remote_comment(posted)
+        stored = next(c for c in self.store.records[external_id].comments if c.id == comment_id)
+        posted = _remote_comment(stored)
+        check_visibility(self.name, external_id, comment.is_public, posted)
+        return posted
 
 
 def _remote_comment(comment: _Comment) -> RemoteComment:

@@ -85,7 +85,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sync.errors import ConfigError, ItemError, NotFound, ProtocolError
+from sync.errors import ConfigError, ItemError, NotFound, ProtocolError, Unreadable
 from sync.vendors.base import (
     Adapter,
     AdapterContext,
@@ -94,8 +94,10 @@ from sync.vendors.base import (
     Page,
     RemoteComment,
     RemoteTicket,
+    read_each,
 )
 from sync.vendors.comments import parsed
+from sync.vendors.cursor import PullClock, rule_for
 from sync.vendors.proprofs.comments import messages_of, to_comments
 from sync.vendors.proprofs.mapping import (
     READABLE,
@@ -151,6 +153,8 @@ class ProProfsAdapter(Adapter):
         # Only the keys of synced fields must be present in list items (see to_remote).
         self._required = frozenset(connection.fields) & READABLE
         self._list = ListReader(connection.name, self.options.list_path, self._list_post)
+        #: The running pull's clock: its list calls report their replies' ``Date`` to it.
+        self._pull_clock: PullClock | None = None
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> list[str]:
@@ -173,26 +177,27 @@ class ProProfsAdapter(Adapter):
         start), so an interrupted pull re-reads the window instead of skipping part of it.
         """
         started = datetime.now(UTC)
-        after = _cursor_time(cursor, self.name)
-        begin = (
-            after - self.lookback(self.options.lookback_seconds)
-            if after
-            else self.options.import_since
-        )
-        held, sent = after, after
-        for low, high in windows(begin, started + _END_AHEAD):
-            newest: datetime | None = None
-            what = f"tickets modified {low:%Y-%m-%d %H:%M} .. {high:%Y-%m-%d %H:%M} UTC"
-            async for items in self._list.scan(self._range("modified", low, high), what):
-                tickets = [self._ticket(item) for item in items]
-                for ticket in tickets:
-                    if ticket.modified_at and (newest is None or ticket.modified_at > newest):
-                        newest = ticket.modified_at
-                sent = held
-                yield Page(tickets, _cursor(held))
-            held = max(t for t in (held, newest, min(high, started)) if t is not None)
-        if held != sent:
-            yield Page([], _cursor(held))
+        rule = rule_for(self, "modified_after", _parse_cursor, self.options.lookback_seconds)
+        clock = self._pull_clock = rule.pull(cursor)
+        after = clock.resumed
+        begin = rule.start(cursor) or self.options.import_since
+        held = after
+        try:
+            for low, high in windows(begin, started + _END_AHEAD):
+                newest: datetime | None = None
+                what = f"tickets modified {low:%Y-%m-%d %H:%M} .. {high:%Y-%m-%d %H:%M} UTC"
+                async for items in self._list.scan(self._range("modified", low, high), what):
+                    read, failures = await read_each(items, self._read)
+                    tickets = [clock.stamp(t) for t in read]
+                    for ticket in tickets:
+                        if ticket.modified_at and (newest is None or ticket.modified_at > newest):
+                            newest = ticket.modified_at
+                    yield Page(tickets, _cursor(held), failures)
+                held = max(t for t in (held, newest, min(high, started)) if t is not None)
+        finally:
+            self._pull_clock = None
+        complete = clock.complete()
+        yield Page([], complete if clock.vendor_now is not None else _cursor(held))
 
     async def get(self, external_id: str) -> RemoteTicket | None:
         number = wire_id(external_id)
@@ -207,7 +212,7 @@ class ProProfsAdapter(Adapter):
         async for items in self._list.scan(filters, f"ticket {external_id}"):
             for item in items:
                 if isinstance(item, Mapping) and self._item_key(item) == wanted:
-                    return self._ticket(item)
+                    return self._ticket(item, read=True)
         return None
 
     async def update(
@@ -303,11 +308,18 @@ class ProProfsAdapter(Adapter):
         }
 
     async def _list_post(self, path: str, filters: Mapping[str, Any], what: str) -> Any:
-        return await self._wire.call(path, filters, what, reads=True)
+        clock = self._pull_clock
+        observe = clock.observe if clock is not None else None
+        return await self._wire.call(path, filters, what, reads=True, observe=observe)
 
     # -- records ---------------------------------------------------------------------------
 
-    def _ticket(self, item: Any) -> RemoteTicket:
+    async def _read(self, item: Any) -> RemoteTicket:
+        return self._ticket(item, read=True)
+
+    def _ticket(self, item: Any, *, read: bool = False) -> RemoteTicket:
+        """``item`` as a ticket. One that does not parse is ``Unreadable`` (that ticket's
+        failure) when read, a ``ProtocolError`` in a write's reply."""
         try:
             return to_remote(
                 item,
@@ -316,9 +328,15 @@ class ProProfsAdapter(Adapter):
                 required=self._required,
             )
         except BadRecord as exc:
-            raise ProtocolError(
+            message = (
                 f"{self.name}: ticket {self._label(item)}: ProProfs's list item is not a usable "
-                f"ticket: {exc}",
+                f"ticket: {exc}"
+            )
+            if read:
+                key = self._item_key(item) if isinstance(item, Mapping) else None
+                raise Unreadable(message, connection=self.name, external_id=key, raw=item) from None
+            raise ProtocolError(
+                message,
                 connection=self.name,
             ) from None
 
@@ -377,14 +395,6 @@ def _cursor(moment: datetime | None) -> dict[str, str] | None:
     return {"modified_after": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def _cursor_time(cursor: Cursor | None, connection: str) -> datetime | None:
-    if cursor is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(cursor["modified_after"]).replace("Z", "+00:00"))
-    except (KeyError, TypeError, ValueError):
-        raise ProtocolError(
-            f"{connection}: stored cursor {cursor!r} is not a ProProfs cursor",
-            connection=connection,
-        ) from None
+def _parse_cursor(value: Any) -> datetime:
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sync.vendors.base import RemoteTicket
+from sync.vendors.base import FieldProblem, RemoteTicket
 
 #: Canonical field -> the key of a ProProfs ticket (list items, create and update bodies).
 FIELD_KEYS: Mapping[str, str] = {
@@ -180,16 +180,16 @@ def to_remote(
     if not isinstance(record, Mapping):
         raise BadRecord(f"a list item is {type(record).__name__}, not an object")
     fields: dict[str, str | None] = {}
+    unreadable: dict[str, FieldProblem] = {}
     for name, key in FIELD_KEYS.items():
-        if key not in record and name in required:
-            raise BadRecord(f"no {key!r} in the ticket (connections.fields syncs {name})")
-        fields[name] = _text(name, record.get(key))
-    priority = fields["priority"]
-    if priority is not None:
-        if priority.lower() not in PRIORITIES:
-            raise BadRecord(f"unknown priority {priority!r} (ProProfs documents high|normal|low)")
-        fields["priority"] = priority.lower()
-    fields["description"], in_description = split_marker(fields["description"])
+        try:
+            fields[name] = _field(name, key, record, required)
+        except BadRecord as exc:  # that field waits; the rest syncs (docs/architecture.md §8.2)
+            value = record.get(key)
+            unreadable[name] = FieldProblem(None if value is None else str(value), str(exc))
+    fields["description"], in_description = split_marker(fields.pop("description", None))
+    if "description" in unreadable:
+        del fields["description"]
     marker = custom_value(record, marker_field_id) if marker_field_id else in_description
     if "modified_date_time" not in record:
         raise BadRecord("no modified_date_time")
@@ -200,6 +200,7 @@ def to_remote(
         marker=marker,
         raw=dict(record),
         comment_counter=message_counter(record),
+        unreadable=unreadable,
     )
 
 
@@ -211,6 +212,19 @@ def message_counter(record: Mapping[str, Any]) -> str | None:
         return None
     last = messages[-1].get("created") if messages and isinstance(messages[-1], Mapping) else ""
     return f"{len(messages)}|{'' if last is None else str(last)[:60]}"
+
+
+def _field(name: str, key: str, record: Mapping[str, Any], required: frozenset[str]) -> str | None:
+    """One field's vendor value; ``BadRecord`` when it cannot be read."""
+    if key not in record and name in required:
+        # reading an absent key as "empty" would erase the mirror's value
+        raise BadRecord(f"no {key!r} in the ticket (connections.fields syncs {name})")
+    value = _text(name, record.get(key))
+    if name == "priority" and value is not None:
+        if value.lower() not in PRIORITIES:
+            raise BadRecord(f"unknown priority {value!r} (ProProfs documents high|normal|low)")
+        return value.lower()
+    return value
 
 
 def carries_marker_field(record: Any, marker_field_id: str | None) -> bool:

@@ -20,7 +20,7 @@ writes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sync import redact
@@ -59,9 +59,16 @@ class ProProfsWire:
         self._credentials = dict(credentials)
 
     async def call(
-        self, path: str, body: Mapping[str, Any], what: str, *, reads: bool = False
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        what: str,
+        *,
+        reads: bool = False,
+        observe: Callable[[Response], None] | None = None,
     ) -> Any:
-        """POST ``body`` with the credentials; the parsed success reply, or an error."""
+        """POST ``body`` with the credentials; the parsed success reply, or an error.
+        ``observe`` is shown the reply first (a pull reads its ``Date``)."""
         response = await self._http.request(
             "POST",
             path,
@@ -70,6 +77,8 @@ class ProProfsWire:
             safe=reads,
             ok=HANDLED,
         )
+        if observe is not None:
+            observe(response)
         document = self._document(response, path, what)
         status, description = envelope(document)
         if reads and status == "error" and _EMPTY.search(description):

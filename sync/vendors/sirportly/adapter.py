@@ -65,9 +65,9 @@ Cursor: ``{"updated_after": "<ISO UTC>"}``, the newest ``updated_at`` the pull h
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,7 @@ from sync.errors import (
     ConfigError,
     ItemError,
     ProtocolError,
+    Unreadable,
     VendorError,
 )
 from sync.http import Response
@@ -88,8 +89,10 @@ from sync.vendors.base import (
     Page,
     RemoteComment,
     RemoteTicket,
+    read_each,
 )
 from sync.vendors.comments import check_visibility, parsed
+from sync.vendors.cursor import PullClock, rule_for
 from sync.vendors.errors import vendor_error
 from sync.vendors.sirportly.comments import comments_of, find_update, post_params, to_comment
 from sync.vendors.sirportly.errors import ERRORS
@@ -102,7 +105,6 @@ from sync.vendors.sirportly.mapping import (
     parse_time,
     to_params,
     to_remote,
-    utc_text,
 )
 from sync.vendors.sirportly.options import (
     SirportlyOptions,
@@ -170,11 +172,11 @@ class SirportlyAdapter(Adapter):
     async def changed_since(
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
-        after = _cursor_time(cursor, self.name)
-        start = after - self.lookback(self.options.lookback_seconds) if after else EPOCH
+        rule = rule_for(self, "updated_after", parse_time, self.options.lookback_seconds)
+        start = max(rule.start(cursor) or EPOCH, EPOCH)
         if self._spql_refused is None:
             try:
-                async for page in self._spql_pages(max(start, EPOCH), after):
+                async for page in self._spql_pages(start, rule.pull(cursor)):
                     yield page
                 return
             except SpqlRefused as refused:
@@ -185,7 +187,7 @@ class SirportlyAdapter(Adapter):
                     self.name,
                     refused,
                 )
-        async for page in self._list_pages(max(start, EPOCH), after):
+        async for page in self._list_pages(start, rule.pull(cursor)):
             yield page
 
     async def get(self, external_id: str) -> RemoteTicket | None:
@@ -195,7 +197,7 @@ class SirportlyAdapter(Adapter):
         if response.status == 404:
             return None
         self._raise_for(response, "tickets/ticket", f"ticket {external_id}")
-        return self._ticket(response.json(), external_id)
+        return self._ticket(response.json(), external_id, read=True)
 
     async def update(
         self, external_id: str, changes: Mapping[str, str | None]
@@ -295,35 +297,40 @@ class SirportlyAdapter(Adapter):
 
     # -- pull ------------------------------------------------------------------------------
 
-    async def _spql_pages(self, start: datetime, after: datetime | None) -> AsyncIterator[Page]:
-        newest = after
+    async def _spql_pages(self, start: datetime, clock: PullClock) -> AsyncIterator[Page]:
         first = True
 
         async def query(spql: str) -> Any:
             nonlocal first
             try:
-                return await self._spql(spql, first=first)
+                return await self._spql(spql, first=first, observe=clock.observe)
             finally:
                 first = False
 
         async for rows in SpqlScan(self.name, query).pages(start):
-            tickets = await self._fetch_all(rows)
-            newest = max([newest, *(r.changed_at for r in rows)], key=_orderable)
-            yield Page(tickets, _cursor(newest))
+            tickets, failures = await read_each(rows, self._row)
+            for row in rows:
+                clock.see(row.changed_at)  # a new update (comment) counts as a change
+            yield Page([clock.stamp(t) for t in tickets], clock.page_cursor(), failures)
+        yield Page([], clock.complete())
 
-    async def _list_pages(self, start: datetime, after: datetime | None) -> AsyncIterator[Page]:
+    async def _list_pages(self, start: datetime, clock: PullClock) -> AsyncIterator[Page]:
         # Newest first: a cursor is only safe to store once the whole pass is read.
-        newest = after
-        async for records in ListScan(self.name, self._list_page).pages(start):
-            tickets = await asyncio.gather(*(self._complete(r) for r in records))
-            times = (record_time(r, self.name) for r in records)
-            newest = max([newest, *times], key=_orderable)
-            yield Page([t for t in tickets if t is not None], _cursor(after))
-        if newest is not None:
-            yield Page([], _cursor(newest))
+        held = clock.page_cursor()
+        lister = functools.partial(self._list_page, observe=clock.observe)
+        async for records in ListScan(self.name, lister).pages(start):
+            tickets, failures = await read_each(records, self._complete)
+            for record in records:
+                clock.see(record_time(record, self.name))
+            yield Page([clock.stamp(t) for t in tickets], held, failures)
+        yield Page([], clock.complete())
 
-    async def _spql(self, spql: str, *, first: bool) -> Any:
+    async def _spql(
+        self, spql: str, *, first: bool, observe: Callable[[Response], None] | None = None
+    ) -> Any:
         response = await self._post("tickets/spql", {"spql": spql}, safe=True)
+        if observe is not None:
+            observe(response)
         if response.status in (403, 422) and first:
             raise SpqlRefused(f"HTTP {response.status}: {self._said(response)}")
         if response.status == 422:
@@ -336,19 +343,20 @@ class SirportlyAdapter(Adapter):
         self._raise_for(response, "tickets/spql", "SPQL query")
         return response.json()
 
-    async def _list_page(self, page: int) -> Any:
+    async def _list_page(self, page: int, observe: Callable[[Response], None] | None = None) -> Any:
         params = {"page": str(page), "sort_by": "updated_at", "order": "desc"}
         response = await self._post("tickets/all", params, safe=True)
+        if observe is not None:
+            observe(response)
         self._raise_for(response, "tickets/all", f"ticket list page {page}")
         return response.json()
 
-    async def _fetch_all(self, rows: Iterable[Row]) -> list[RemoteTicket]:
-        tickets = await asyncio.gather(*(self.get(r.reference) for r in rows))
-        return [t for t in tickets if t is not None]  # None: deleted since the query
+    async def _row(self, row: Row) -> RemoteTicket | None:
+        return await self.get(row.reference)  # None: deleted since the query
 
     async def _complete(self, record: Mapping[str, Any]) -> RemoteTicket | None:
         """The record as a ticket, fetched in full when it lacks messages or custom fields."""
-        ticket = self._ticket(record, str(record.get("reference")))
+        ticket = self._ticket(record, str(record.get("reference")), read=True)
         if FULL_KEYS.issubset(record):
             return ticket
         return await self.get(ticket.external_id)
@@ -437,14 +445,20 @@ class SirportlyAdapter(Adapter):
         text = f"{self.name}: {method} ({subject}) -> HTTP {status}: {said}"
         raise vendor_error(ERRORS, text, connection=self.name, status=status, said=said)
 
-    def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
+    def _ticket(self, document: Any, external_id: str, *, read: bool = False) -> RemoteTicket:
+        """``document`` as a ticket. One that does not parse is ``Unreadable`` (that ticket's
+        failure) when read, a ``ProtocolError`` in a write's reply."""
         try:
             return to_remote(document, self.options.marker_field)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
-            raise ProtocolError(
-                f"{self.name}: ticket {external_id}: Sirportly's reply is not a ticket ({exc!r})",
-                connection=self.name,
-            ) from None
+            message = (
+                f"{self.name}: ticket {external_id}: Sirportly's reply is not a ticket ({exc!r})"
+            )
+            if read:
+                raise Unreadable(
+                    message, connection=self.name, external_id=external_id, raw=document
+                ) from None
+            raise ProtocolError(message, connection=self.name) from None
 
 
 def _names_team(exc: ItemError) -> bool:
@@ -471,23 +485,3 @@ def _contact_id(ticket: Mapping[str, Any]) -> str | None:
         if isinstance(value, dict) and value.get("id") not in (None, ""):
             return str(value["id"])
     return None
-
-
-def _orderable(moment: datetime | None) -> datetime:
-    return moment or EPOCH
-
-
-def _cursor(moment: datetime | None) -> Cursor | None:
-    return {"updated_after": utc_text(moment)} if moment else None
-
-
-def _cursor_time(cursor: Cursor | None, connection: str) -> datetime | None:
-    if cursor is None:
-        return None
-    try:
-        return parse_time(cursor["updated_after"])
-    except (KeyError, TypeError, ValueError):
-        raise ProtocolError(
-            f"{connection}: stored cursor {cursor!r} is not a Sirportly cursor",
-            connection=connection,
-        ) from None

@@ -25,9 +25,10 @@ Setting up Zoho Desk (for the README)
   status closes a ticket).
 
 Pull (``zoho_desk.pull.py``): ticket search by ``modifiedTimeRange``, oldest change first.
-The cursor is ``{"modified_after": "<ISO UTC>"}``, the newest ``modifiedTime`` yielded; each
-pull's window starts ``lookback_seconds`` before it and ends a day past now, so a clock skew
-between us and Zoho cannot hide an edit.
+The cursor follows Zoho's ``Date`` header (``sync.vendors.cursor``, docs/architecture.md
+§8.2); pages carry ``{"modified_after": "<ISO UTC>"}``, the newest ``modifiedTime`` yielded.
+Each pull's window starts ``lookback_seconds`` before the cursor and ends a day past now, so
+a clock skew between us and Zoho cannot hide an edit.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from sync.errors import (
     ItemError,
     NotFound,
     ProtocolError,
+    Unreadable,
     VendorError,
 )
 from sync.http import Response, parse_retry_after
@@ -55,8 +57,10 @@ from sync.vendors.base import (
     Page,
     RemoteComment,
     RemoteTicket,
+    read_each,
 )
 from sync.vendors.comments import check_visibility, parsed
+from sync.vendors.cursor import rule_for
 from sync.vendors.errors import vendor_error
 from sync.vendors.zoho_desk.auth import (
     ClientCredentials,
@@ -136,17 +140,21 @@ class ZohoDeskAdapter(Adapter):
     async def changed_since(
         self, cursor: Cursor | None, watch: Sequence[str] = ()
     ) -> AsyncIterator[Page]:
-        after = _cursor_time(cursor, self.name)
-        start = after - self.lookback(self.options.lookback_seconds) if after else EPOCH
+        rule = rule_for(self, "modified_after", parse_time, self.options.lookback_seconds)
+        start = rule.start(cursor)
+        clock = rule.pull(cursor)
         end = datetime.now(UTC) + timedelta(days=1)
-        newest = after
-        async for items in WindowScan(self.name, self._search).pages(max(start, EPOCH), end):
-            tickets = [await self._complete(item) for item in items]
-            for ticket in tickets:
-                if ticket.modified_at and (newest is None or ticket.modified_at > newest):
-                    newest = ticket.modified_at
-            cursor_value = {"modified_after": zoho_time(newest)} if newest else None
-            yield Page(tickets, cursor_value)
+
+        async def search(params: Mapping[str, str]) -> list[dict[str, Any]]:
+            response = await self._call("GET", "/api/v1/tickets/search", params=params)
+            clock.observe(response)
+            return _items(response, self.name)
+
+        scan = WindowScan(self.name, search)
+        async for items in scan.pages(max(start or EPOCH, EPOCH), end):
+            tickets, failures = await read_each(items, self._complete)
+            yield Page([clock.stamp(t) for t in tickets], clock.page_cursor(), failures)
+        yield Page([], clock.complete())
 
     async def get(self, external_id: str) -> RemoteTicket | None:
         if not is_zoho_id(external_id):
@@ -154,7 +162,7 @@ class ZohoDeskAdapter(Adapter):
         response = await self._call("GET", f"/api/v1/tickets/{external_id}", missing_ok=True)
         if response.status == 404:
             return None
-        return self._ticket(response.json(), external_id)
+        return self._ticket(response.json(), external_id, read=True)
 
     async def update(
         self, external_id: str, changes: Mapping[str, str | None]
@@ -267,10 +275,10 @@ class ZohoDeskAdapter(Adapter):
         """The item as a ticket, fetched in full when the search result lacks a field."""
         wanted = PULL_KEYS.union(extra)
         if wanted.issubset(item):
-            return self._ticket(item, str(item.get("id")))
+            return self._ticket(item, str(item.get("id")), read=True)
         fetched = await self.get(str(item.get("id")))
         if fetched is None:  # deleted between the search and the fetch
-            return self._ticket(item, str(item.get("id")))
+            return self._ticket(item, str(item.get("id")), read=True)
         return fetched
 
     # -- requests --------------------------------------------------------------------------
@@ -325,14 +333,18 @@ class ZohoDeskAdapter(Adapter):
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
-    def _ticket(self, document: Any, external_id: str) -> RemoteTicket:
+    def _ticket(self, document: Any, external_id: str, *, read: bool = False) -> RemoteTicket:
+        """``document`` as a ticket. One that does not parse is ``Unreadable`` (that ticket's
+        failure) when read, a ``ProtocolError`` in a write's reply."""
         try:
             return to_remote(document, self.options.marker_field)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
-            raise ProtocolError(
-                f"{self.name}: ticket {external_id}: Zoho's reply is not a ticket ({exc!r})",
-                connection=self.name,
-            ) from None
+            message = f"{self.name}: ticket {external_id}: Zoho's reply is not a ticket ({exc!r})"
+            if read:
+                raise Unreadable(
+                    message, connection=self.name, external_id=external_id, raw=document
+                ) from None
+            raise ProtocolError(message, connection=self.name) from None
 
     def _create_body(self, values: Mapping[str, str | None], marker: str) -> dict[str, Any]:
         present = {k: v for k, v in values.items() if v not in (None, "")}
@@ -389,15 +401,3 @@ def _comment_items(response: Response, connection: str, external_id: str) -> lis
             connection=connection,
         )
     return data
-
-
-def _cursor_time(cursor: Cursor | None, connection: str) -> datetime | None:
-    if cursor is None:
-        return None
-    try:
-        return parse_time(cursor["modified_after"])
-    except (KeyError, TypeError, ValueError):
-        raise ProtocolError(
-            f"{connection}: stored cursor {cursor!r} is not a Zoho Desk cursor",
-            connection=connection,
-        ) from None
