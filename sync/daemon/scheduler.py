@@ -8,7 +8,8 @@ that an unforeseen exception ended comes back from ``sync.runner`` as outcome ``
 and counts as a failure here like any other (backoff, metrics, ``/healthz``). Signals
 and systemd live in ``service``.
 
-Wake-ups (``sync.daemon.wake``) add push-only runs between the scheduled ones. Each
+Wake-ups (``sync.daemon.wake``) add push-only runs between the scheduled ones, and full
+runs when a vendor webhook asked for a pull. Each
 connection's runs, scheduled or woken, take turns on one ``asyncio.Lock``, so a woken run
 never overlaps a scheduled one and nothing is pushed twice. A woken run waits out the
 failure backoff and a rate-limit cool-down: during either, the wake-up is dropped and the
@@ -106,15 +107,15 @@ class Jobs:
         async with self._turn(name):
             await self._run(name, push_only=False)
 
-    async def wake(self, name: str) -> None:
-        """A woken run of ``name``: push only, after the run in hand, outside any backoff or
-        cool-down; never raises."""
+    async def wake(self, name: str, pull: bool = False) -> None:
+        """A woken run of ``name``: push only unless ``pull`` (a vendor webhook), after the
+        run in hand, outside any backoff or cool-down; never raises."""
         async with self._turn(name):
             if self.should_stop() or name not in self.names or self._resting(name):
                 return
             self.woken[name] = self.woken.get(name, 0) + 1
             try:
-                await self._run(name, push_only=True)
+                await self._run(name, push_only=not pull)
             except Exception:  # a wake-up must never end its loop
                 log.exception("%s: woken run failed", name)
 

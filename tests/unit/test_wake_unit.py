@@ -48,7 +48,7 @@ def stores() -> Iterator[None]:
 async def test_a_burst_of_wake_ups_is_one_run() -> None:
     calls: list[str] = []
 
-    async def run(name: str) -> None:
+    async def run(name: str, pull: bool) -> None:
         calls.append(name)
 
     wakes = Wakes(run)
@@ -64,7 +64,7 @@ async def test_a_steady_stream_of_wake_ups_runs_at_least_once_a_second() -> None
     calls: list[float] = []
     loop = asyncio.get_running_loop()
 
-    async def run(name: str) -> None:
+    async def run(name: str, pull: bool) -> None:
         calls.append(loop.time())
 
     wakes = Wakes(run)
@@ -82,7 +82,7 @@ async def test_wake_ups_during_a_run_lead_to_exactly_one_follow_up() -> None:
     calls = 0
     release = asyncio.Event()
 
-    async def run(name: str) -> None:
+    async def run(name: str, pull: bool) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -297,7 +297,7 @@ async def test_stop_lets_a_woken_run_in_hand_finish() -> None:
     finished: list[str] = []
     started = asyncio.Event()
 
-    async def run(name: str) -> None:
+    async def run(name: str, pull: bool) -> None:
         started.set()
         await asyncio.sleep(0.3)  # the ticket in hand
         finished.append(name)
