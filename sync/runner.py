@@ -55,6 +55,8 @@ class Selection:
     leases: LeaseSource | None = None
     #: A woken run: push the dirty tickets and creates only, no pull (the daemon's wake-ups).
     push_only: bool = False
+    #: What started the runs (``sync.engine.state.RUN_KINDS``), recorded in ``runs.kind``.
+    kind: str = "once"
 
 
 def state_dir(config: Config, mirror: Mirror) -> Path | None:
@@ -196,6 +198,7 @@ def _connection_run(
             fence=lease,
             call_seconds=connection.http.total_timeout,
             push_only=selection.push_only,
+            kind=selection.kind,
         ),
         report=report,
     )
@@ -219,7 +222,8 @@ def _internal(
     result = RunResult(name, "internal", counts, duration_s, error)
     if not selection.dry_run:
         try:
-            _record_internal(mirror, connection, run.state.run_id if run else None, result)
+            run_id = run.state.run_id if run else None
+            _record_internal(mirror, connection, run_id, result, selection.kind)
         except Exception:  # the database may be what failed
             log.exception("%s: could not record the internal error", name)
     return result
@@ -237,7 +241,11 @@ def _internal_message(name: str, exc: BaseException) -> str:
 
 
 def _record_internal(
-    mirror: Mirror, connection: ConnectionConfig, run_id: int | None, result: RunResult
+    mirror: Mirror,
+    connection: ConnectionConfig,
+    run_id: int | None,
+    result: RunResult,
+    kind: str,
 ) -> None:
     """Close (or write) the run's record as ``internal`` and count a failure of the connection."""
     now = datetime.now(UTC)
@@ -249,7 +257,7 @@ def _record_internal(
             row = store.register(session, connection.name, connection.vendor, False)
         record = session.get(Run, run_id) if run_id is not None else None
         if record is None:
-            record = Run(connection=connection.name, started_at=now)
+            record = Run(connection=connection.name, started_at=now, kind=kind)
             session.add(record)
         record.finished_at = now
         record.duration_s = result.duration_s

@@ -7,6 +7,9 @@ lease is current (instance id, host, pid, since, generation, expires_at), and
 ``instances`` lists the live daemon instances with the number of leases each holds.
 ``strays`` lists the duplicate vendor tickets the pulls found (``sync.engine.strays``):
 connection, external id, the mirror ticket, its marker and when it was first seen.
+``webhooks`` (Zoho Desk connections) says whether the connection takes webhooks, on which
+listener, and when a webhook last started a run; ``last_run.kind`` is what started the
+last run (scheduled, woken, webhook, once).
 Keys may be added; none is renamed or removed without bumping ``schema``. Nothing here
 reads a secret. A last run's ``outcome`` is ``ok``, ``failed``, ``held``, ``interrupted`` or
 ``internal`` (an unforeseen error ended it; ``sync.runner`` records it).
@@ -35,6 +38,7 @@ from sync.db.models import (
     TicketLink,
 )
 from sync.runner import build_adapter, build_rules
+from sync.webhook_cmd import VENDORS as WEBHOOK_VENDORS
 
 SCHEMA = 1
 
@@ -157,6 +161,23 @@ def _connection(
         "unwritable_fields": build_rules(cfg, config, adapter).unwritable(),
         "guard": row.guard_held if row else None,
         "holder": holder if _is_sqlite(session) else _lease_holder(session, name, now),
+        "webhooks": _webhooks(session, config, name),
+    }
+
+
+def _webhooks(session: Session, config: Config, name: str) -> dict[str, Any] | None:
+    """Whether ``name`` takes vendor webhooks, where, and its last run one started
+    (docs/architecture.md §8.6); None for a vendor without webhooks. Never the secret."""
+    cfg = config.connections[name]
+    if cfg.vendor not in WEBHOOK_VENDORS:
+        return None
+    last = session.scalar(
+        select(func.max(Run.started_at)).where(Run.connection == name, Run.kind == "webhook")
+    )
+    return {
+        "secret_set": cfg.credential("webhook_secret") is not None,
+        "listen": config.service.webhook_listen,
+        "last_webhook_run_at": _iso(last),
     }
 
 
@@ -191,6 +212,7 @@ def _run(run: Run | None) -> dict[str, Any] | None:
         "created": run.created,
         "conflicts": run.conflicts,
         "errors": run.errors,
+        "kind": run.kind,
     }
 
 
@@ -202,7 +224,8 @@ def render(status: Mapping[str, Any]) -> str:
         last = (
             "never run"
             if run is None
-            else f"{run['outcome']} at {run['started_at']} ({run['duration_s'] or 0:.1f}s): "
+            else f"{run['kind']} run {run['outcome']} at {run['started_at']} "
+            f"({run['duration_s'] or 0:.1f}s): "
             f"pulled {run['pulled']}, pushed {run['pushed']}, created {run['created']}, "
             f"conflicts {run['conflicts']}, errors {run['errors']}"
         )
@@ -231,6 +254,8 @@ def render(status: Mapping[str, Any]) -> str:
             )
         if c["last_error"]:
             lines.append(f"  last error:      {c['last_error']['message']}")
+        if c["webhooks"]:
+            lines.append(f"  webhooks:        {_webhook_line(c['webhooks'])}")
         if c["holder"]:
             h = c["holder"]
             lines.append(
@@ -249,6 +274,13 @@ def render(status: Mapping[str, Any]) -> str:
             "not imported, remove it at the vendor"
         )
     return "\n".join(lines)
+
+
+def _webhook_line(hooks: Mapping[str, Any]) -> str:
+    if not hooks["secret_set"] or not hooks["listen"]:
+        return "off (set credentials.webhook_secret and service.webhook_listen)"
+    last = hooks["last_webhook_run_at"] or "none yet"
+    return f"listening on {hooks['listen']}; last run a webhook started: {last}"
 
 
 def _lag(seconds: float | None) -> str:

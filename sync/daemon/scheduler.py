@@ -105,7 +105,7 @@ class Jobs:
     async def _job(self, name: str) -> None:
         """The scheduled run of ``name``: a full pass."""
         async with self._turn(name):
-            await self._run(name, push_only=False)
+            await self._run(name, push_only=False, kind="scheduled")
 
     async def wake(self, name: str, pull: bool = False) -> None:
         """A woken run of ``name``: push only unless ``pull`` (a vendor webhook), after the
@@ -115,7 +115,7 @@ class Jobs:
                 return
             self.woken[name] = self.woken.get(name, 0) + 1
             try:
-                await self._run(name, push_only=not pull)
+                await self._run(name, push_only=not pull, kind="webhook" if pull else "woken")
             except Exception:  # a wake-up must never end its loop
                 log.exception("%s: woken run failed", name)
 
@@ -132,7 +132,7 @@ class Jobs:
             until = (row.next_retry_at, row.cooldown_until)
             return any(at is not None and at > now for at in until)
 
-    async def _run(self, name: str, *, push_only: bool) -> None:
+    async def _run(self, name: str, *, push_only: bool, kind: str) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.running.add(task)
@@ -148,6 +148,7 @@ class Jobs:
                     http_hook=self.metrics.http_hook if self.metrics else None,
                     leases=self.leases,
                     push_only=push_only,
+                    kind=kind,
                 ),
             )
         except LockHeld:

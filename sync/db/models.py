@@ -288,6 +288,8 @@ class Run(Base):
     conflicts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     message: Mapped[str | None] = mapped_column(RedactedText)
+    #: What started it: scheduled | woken | webhook | once (``sync.engine.state.RUN_KINDS``).
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default="scheduled")
 
 
 class JournalEntry(Base):

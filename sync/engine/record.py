@@ -15,10 +15,6 @@ from sync.engine import store
 from sync.engine.state import RunResult, RunState
 from sync.errors import AuthRejected, GuardHeld, Interrupted, LeaseLost, SyncError
 
-#: A woken run's ``runs.message`` when it ended without an error (docs/architecture.md §8.6).
-WOKEN = "woken: push only"
-_WOKEN = {True: WOKEN}
-
 
 def start(state: RunState) -> Any:
     """Register the connection, open the run record; return the stored cursor.
@@ -34,7 +30,12 @@ def start(state: RunState) -> Any:
         session.query(Run).filter(Run.connection == state.name, Run.outcome == "running").update(
             {"outcome": "interrupted"}
         )
-        run = Run(connection=state.name, started_at=state.clock(), outcome="running")
+        run = Run(
+            connection=state.name,
+            started_at=state.clock(),
+            outcome="running",
+            kind=state.options.kind,
+        )
         session.add(run)
         session.flush()
         state.run_id = run.id
@@ -63,7 +64,7 @@ def finish(state: RunState, result: RunResult) -> None:
             run.outcome = result.outcome
             for key, value in result.counts.as_dict().items():
                 setattr(run, key, value)
-            run.message = str(result.error) if result.error else _WOKEN.get(state.options.push_only)
+            run.message = str(result.error) if result.error else None
         row = session.get(SyncConnection, state.name)
         assert row is not None
         if isinstance(result.error, LeaseLost):

@@ -77,6 +77,11 @@ class Fence(Protocol):
     def before_send(self, call_seconds: float) -> None: ...
 
 
+#: What starts a run (``runs.kind``, docs/architecture.md §8.6): the daemon's interval, a
+#: local change (push only), a vendor webhook (a full run), a one-time pass of the CLI.
+RUN_KINDS = ("scheduled", "woken", "webhook", "once")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     dry_run: bool = False
@@ -96,6 +101,8 @@ class RunOptions:
     #: A woken run (docs/architecture.md §8.6): push the dirty tickets and creates only,
     #: with no pull listing and no pull; the lease, fence, guard and rate limits still hold.
     push_only: bool = False
+    #: What started the run (one of ``RUN_KINDS``), recorded in ``runs.kind``.
+    kind: str = "once"
 
 
 class RunState:

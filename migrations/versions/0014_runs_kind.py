@@ -1,0 +1,44 @@
+"""runs.kind: what started a run (scheduled | woken | webhook | once).
+
+Wake-ups and webhooks add runs between the scheduled ones (docs/architecture.md §8.6).
+Until now a woken run was told apart by its message ``woken: push only``; those rows
+become ``woken`` (and lose the marker), every other existing row ``scheduled``.
+
+Revision ID: 0014
+Revises: 0010
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+_MARKER = "woken: push only"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(
+            sa.Column("kind", sa.String(16), nullable=False, server_default="scheduled")
+        )
+    op.execute(
+        sa.text("UPDATE runs SET kind = 'woken', message = NULL WHERE message = :m").bindparams(
+            m=_MARKER
+        )
+    )
+
+
+def downgrade() -> None:
+    op.execute(
+        sa.text("UPDATE runs SET message = :m WHERE kind = 'woken' AND message IS NULL").bindparams(
+            m=_MARKER
+        )
+    )
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("kind")
