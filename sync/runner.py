@@ -192,7 +192,11 @@ def _connection_run(
             force=selection.force,
             batch_size=config.sync.batch_size,
             concurrency=connection.http.concurrency,
-            guard=Guard(connection.guard.share, connection.guard.min_count),
+            guard=Guard(
+                connection.guard.share,
+                connection.guard.min_count,
+                _window(connection),
+            ),
             should_stop=selection.should_stop,
             progress=selection.progress,
             fence=lease,
@@ -202,6 +206,12 @@ def _connection_run(
         ),
         report=report,
     )
+
+
+def _window(connection: ConnectionConfig) -> float:
+    """The guard's window: ``guard.window_seconds``, by default the connection's interval."""
+    window = connection.guard.window_seconds
+    return connection.interval if window is None else window
 
 
 def _internal(

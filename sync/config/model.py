@@ -86,10 +86,12 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class GuardSettings:
-    """The mass-change guard (docs/architecture.md §7.5)."""
+    """The mass-change guard (docs/architecture.md §7.5); ``window_seconds``: the writes of
+    the runs in this many seconds count together (None: the connection's interval, §8.6)."""
 
     share: float = 0.5
     min_count: int = 10
+    window_seconds: float | None = None
 
 
 @dataclass(frozen=True)

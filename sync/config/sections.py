@@ -198,7 +198,13 @@ class SectionParser(Checker):
         if "min_count" in data:
             where = join(path, "min_count")
             min_count = self.integer(data["min_count"], where, GuardSettings.min_count, minimum=0)
-        return GuardSettings(share, min_count)
+        window = base.window_seconds
+        if data.get("window_seconds") is not None:
+            where = join(path, "window_seconds")
+            window = self.number(data["window_seconds"], where, 0.0, inclusive=True)
+        elif "window_seconds" in data:
+            window = None  # null: the connection's interval
+        return GuardSettings(share, min_count, window)
 
     def http(self, value: Any, path: str, base: HttpSettings) -> HttpSettings:
         """Keys merged over ``base``, each checked by its annotation in ``HttpSettings``."""

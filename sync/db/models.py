@@ -290,6 +290,9 @@ class Run(Base):
     message: Mapped[str | None] = mapped_column(RedactedText)
     #: What started it: scheduled | woken | webhook | once (``sync.engine.state.RUN_KINDS``).
     kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default="scheduled")
+    #: Writes the mass-change guard counts (``sync.engine.guard``): updates of linked
+    #: tickets either way and creates; 0 for a run that passed by --force or an approval.
+    guarded: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class JournalEntry(Base):

@@ -64,6 +64,8 @@ def finish(state: RunState, result: RunResult) -> None:
             run.outcome = result.outcome
             for key, value in result.counts.as_dict().items():
                 setattr(run, key, value)
+            # An approved run's writes were approved: they do not count against the next.
+            run.guarded = 0 if state.guard_passed else result.counts.guarded()
             run.message = str(result.error) if result.error else None
         row = session.get(SyncConnection, state.name)
         assert row is not None

@@ -42,10 +42,17 @@ class Counts:
     errors: int = 0
     #: Strays recorded (``sync.engine.strays``): a metric, not one of the ``runs`` counts.
     strays: int = 0
+    #: Of ``pulled``, the tickets imported (new in the mirror), which the guard does not count.
+    imported: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        """The run's counts as recorded in ``runs`` and printed (``strays`` left out)."""
-        return {k: v for k, v in self.__dict__.items() if k != "strays"}
+        """The run's counts as recorded in ``runs`` and printed (``strays`` and
+        ``imported`` left out)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("strays", "imported")}
+
+    def guarded(self) -> int:
+        """The writes the mass-change guard counts: updates either way and creates."""
+        return self.pushed + self.created + self.pulled - self.imported
 
 
 @dataclass
@@ -135,6 +142,8 @@ class RunState:
         self.run_id: int | None = None
         #: One line per planned or carried-out action (printed on a dry run).
         self.actions: list[str] = []
+        #: True when --force or an approval let this run past the guard.
+        self.guard_passed = False
         self._gate = asyncio.Semaphore(max(1, options.concurrency))
 
     @property
