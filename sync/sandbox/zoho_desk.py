@@ -105,7 +105,7 @@ class ZohoDeskEmulator(ZohoDeskStore):
 
     def reset_state(self) -> None:
         super().reset_state()
-        self.webhooks = ZohoWebhooks(self.org_id, lambda: self.clock())
+        self.webhooks = ZohoWebhooks(self.org_id, self)
 
     def seed(self, **fields: Any) -> dict[str, Any]:
         ticket = super().seed(**fields)

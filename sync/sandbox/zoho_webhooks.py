@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from sync.sandbox.base import Emulator
 from sync.sandbox.zoho_desk_data import iso_ms
 
 #: The events of Webhook.json's ``subscriptions`` schema that concern tickets.
@@ -64,9 +65,10 @@ Guard = Callable[[web.Request], Awaitable[tuple[Any, web.Response | None]]]
 class ZohoWebhooks:
     """A portal's webhook subscriptions and their deliveries."""
 
-    def __init__(self, org_id: str, clock: Callable[[], Any]) -> None:
+    def __init__(self, org_id: str, portal: Emulator) -> None:
         self.org_id = org_id
-        self.clock = clock
+        #: The emulator whose clock stamps the webhooks (kept picklable: no closures).
+        self.portal = portal
         self.hooks: dict[str, dict[str, Any]] = {}
         #: Every delivery attempt: {"webhookId", "eventType", "ticketId", "status"}.
         self.deliveries: list[dict[str, Any]] = []
@@ -129,7 +131,7 @@ class ZohoWebhooks:
     # -- subscriptions ---------------------------------------------------------------------
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        now = iso_ms(self.clock())
+        now = iso_ms(self.portal.clock())
         hook = {
             "id": str(4000000000000 + next(self._ids)),
             "name": body.get("name") or "webhook",
@@ -267,7 +269,7 @@ class _Api:
         if moved and not await validate_url(body["url"]):
             return self._invalid([_field("/url", "invalid", "The URL did not answer 200.")])
         hook.update({k: v for k, v in body.items() if k in _UPDATABLE})
-        hook["modifiedTime"] = iso_ms(self.webhooks.clock())
+        hook["modifiedTime"] = iso_ms(self.webhooks.portal.clock())
         return web.json_response(hook)
 
     async def delete(self, request: web.Request) -> web.Response:
