@@ -106,7 +106,11 @@ class Service:
             if mirror.dialect == "postgresql"
             else None
         )
-        self.webhooks = WebhookReceiver(self._webhook_secrets, self._webhook)
+        self.webhooks = WebhookReceiver(
+            self._webhook_secrets,
+            self._webhook,
+            lambda name, result: self.metrics.webhooks.labels(name, result).inc(),
+        )
         self._forwarding: set[asyncio.Task[None]] = set()
         self.retention = Retention(mirror, lambda: self.config.service.runs_keep_days)
         self._signals = 0

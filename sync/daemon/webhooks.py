@@ -47,10 +47,15 @@ class WebhookReceiver:
     """
 
     def __init__(
-        self, secrets: Callable[[], Mapping[str, str]], wake: Callable[[str], None]
+        self,
+        secrets: Callable[[], Mapping[str, str]],
+        wake: Callable[[str], None],
+        observe: Callable[[str, str], None] | None = None,
     ) -> None:
         self.secrets = secrets
         self.wake = wake
+        #: Told (connection or "-", result) for each request (the daemon's metrics).
+        self.observe = observe
         #: Requests per (connection or "-", result), for tests and the log.
         self.counts: dict[tuple[str, str], int] = {}
 
@@ -99,6 +104,8 @@ class WebhookReceiver:
 
     def _count(self, name: str, result: str) -> None:
         self.counts[name, result] = self.counts.get((name, result), 0) + 1
+        if self.observe is not None:
+            self.observe(name, result)
 
 
 def wants_pull(raw: bytes) -> bool:

@@ -278,3 +278,19 @@ def test_old_finished_runs_are_pruned(mirror: Mirror) -> None:
     with mirror.read() as session:
         left = sorted(r.outcome for r in session.scalars(select(Run)))
     assert left == ["failed", "ok", "running"]
+
+
+async def test_the_daemon_counts_webhooks_in_its_metrics(mirror: Mirror) -> None:
+    service = Service(mirror, _config(mirror), ["mem"], None)
+    server = BoundedEndpoint(service.webhooks.app(), Bounds())
+    await server.start("127.0.0.1", 0)
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://127.0.0.1:{server.port}/webhooks/nope/x") as reply,
+        ):
+            assert reply.status == 404
+    finally:
+        await server.cleanup()
+    labels = {"connection": "-", "result": "refused"}
+    assert service.metrics.registry.get_sample_value("ticketsync_webhooks_total", labels) == 1
