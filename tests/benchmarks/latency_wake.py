@@ -13,6 +13,13 @@ as docs/vendor-apis.md §4.10 describes). Then:
   API, one at a time at random moments), each timed from the call until the mirror's row
   shows the new subject (polled every 10 ms).
 
+``burst_benchmark``: a daemon (no webhooks) at the default settings; another program
+commits ``edits`` (1,000) one-row ``UPDATE``s as fast as it can (each its own
+transaction); the time from the first commit to the emulator's log of the last write
+and from the first write's arrival to the last's (+ L: the push as the batch benchmark
+times it) against that benchmark's bound, writes·L/C (efficiency = bound / time), and
+the runs the wake-ups made of them.
+
 The interval-bound sessions of ``latency`` measure the scheduled runs alone; here the
 wake-ups carry the changes. ``python -m tests.benchmarks.latency_wake [--quick]
 [--db D]`` prints the table and the JSON.
@@ -103,16 +110,109 @@ async def wake_benchmark(
     return _row(db, latency, window, pushed, sorted(remote), kinds)
 
 
+async def burst_benchmark(
+    db: str, *, edits: int = 1000, latency: float = LATENCY_S, concurrency: int = 8
+) -> dict[str, Any]:
+    """``edits`` local commits in a burst, pushed by the daemon's wake-ups; timed."""
+    bench = BENCHES["zoho_desk"]
+    local = bench.emulator()
+    bench.seed(local, edits)
+    emulator = EmulatorProcess(local)
+    await emulator.start()
+    daemon = None
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="tsbench-burst-") as tmp,
+            database_url(db, Path(tmp)) as url,
+        ):
+            directory = Path(tmp)
+            config = _config(emulator, directory, url, None, concurrency)
+            daemon = start_daemon(config, directory / "daemon.log")
+            engine = create_engine(url)
+            try:
+                links = await until(lambda: _imported(engine, edits), 300, "import", 0.25)
+                await asyncio.sleep(1.5)  # the change-feed probe's first look sets its marks
+                emulator.configure(latency=latency)
+                before = len(emulator.log)
+                started = datetime.now(UTC)
+                await asyncio.to_thread(_burst, engine, sorted(links))
+                committed_s = (datetime.now(UTC) - started).total_seconds()
+                wanted = set(links.values())
+                done = await until(
+                    lambda: _all_written(emulator, before, wanted), 300, "pushes", 0.25
+                )
+                kinds = _kinds(engine)
+            finally:
+                stop_daemon(daemon)
+                daemon = None
+                engine.dispose()
+    finally:
+        if daemon is not None:
+            stop_daemon(daemon)
+        await emulator.stop()
+    writes, first, last = done
+    achieved = (last - started).total_seconds()
+    # The push itself, as the batch benchmark times it: from its first request's arrival.
+    pushing = (last - first).total_seconds() + latency
+    bound = writes * latency / concurrency
+    return {
+        "vendor": "zoho_desk",
+        "db": db,
+        "edits": edits,
+        "committed_in_s": round(committed_s, 3),
+        "writes": writes,
+        "achieved_s": round(achieved, 3),
+        "bound_s": round(bound, 3),
+        "efficiency": round(bound / achieved, 3),
+        "push_s": round(pushing, 3),
+        "push_efficiency": round(bound / pushing, 3),
+        "runs_by_kind": kinds,
+    }
+
+
+def _burst(engine: Any, ids: list[int]) -> None:
+    with engine.connect() as conn:
+        for ticket in ids:
+            with conn.begin():
+                conn.execute(
+                    text(f"UPDATE tickets SET title = 'burst {ticket}' WHERE id = {ticket}")
+                )
+
+
+def _all_written(
+    emulator: EmulatorProcess, before: int, wanted: set[str]
+) -> tuple[int, datetime, datetime] | None:
+    """(writes, when the first and the last arrived) once every ticket in ``wanted`` was
+    written."""
+    seen: set[str] = set()
+    arrivals = []
+    for entry in emulator.log[before:]:
+        for ext in _zoho_patch(entry):
+            seen.add(ext)
+            arrivals.append(datetime.fromisoformat(entry["at"]))
+    if not arrivals or not wanted <= seen:
+        return None
+    return len(arrivals), arrivals[0], arrivals[-1]
+
+
+def _zoho_patch(entry: dict[str, Any]) -> list[str]:
+    return [entry["path"].rsplit("/", 1)[1]] if entry["method"] == "PATCH" else []
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _config(emulator: EmulatorProcess, directory: Path, url: str, port: int) -> Path:
-    data = config_data(emulator, directory, url=url, extra=BENCHES["zoho_desk"].extra)
-    data["service"] = {"webhook_listen": f"127.0.0.1:{port}"}
-    data["connections"][CONNECTION]["credentials"]["webhook_secret"] = SECRET
+def _config(
+    emulator: EmulatorProcess, directory: Path, url: str, port: int | None, concurrency: int = 8
+) -> Path:
+    extra = BENCHES["zoho_desk"].extra
+    data = config_data(emulator, directory, url=url, extra=extra, concurrency=concurrency)
+    if port is not None:
+        data["service"] = {"webhook_listen": f"127.0.0.1:{port}"}
+        data["connections"][CONNECTION]["credentials"]["webhook_secret"] = SECRET
     mirror = Mirror(url)
     migrate(mirror)
     mirror.dispose()
@@ -232,9 +332,9 @@ def _row(
 
 def plan(quick: bool) -> dict[str, float]:
     return (
-        {"edits": 3, "remote_edits": 3, "window": 2.0}
+        {"edits": 3, "remote_edits": 3, "window": 2.0, "burst": 100}
         if quick
-        else {"edits": 40, "remote_edits": 20, "window": 20.0}
+        else {"edits": 40, "remote_edits": 20, "window": 20.0, "burst": 1000}
     )
 
 
@@ -245,22 +345,23 @@ async def run_wake_async(
     settings = plan(quick)
     rows = []
     for db in dbs:
-        rows.append(
-            await wake_benchmark(
-                db,
-                edits=int(settings["edits"]),
-                remote_edits=int(settings["remote_edits"]),
-                window=settings["window"],
-                latency=latency,
-            )
+        row = await wake_benchmark(
+            db,
+            edits=int(settings["edits"]),
+            remote_edits=int(settings["remote_edits"]),
+            window=settings["window"],
+            latency=latency,
         )
+        row["burst"] = await burst_benchmark(db, edits=int(settings["burst"]), latency=latency)
+        rows.append(row)
     return rows
 
 
 def render(rows: list[dict[str, Any]]) -> str:
     return table(
         "Latency at the default settings with wake-ups and webhooks (zoho_desk, L = 50 ms)",
-        "db|local n|local p50 s|local p99 s|zoho n|zoho p50 s|zoho p99 s|runs by kind",
+        "db|local n|local p50 s|local p99 s|zoho n|zoho p50 s|zoho p99 s|runs by kind"
+        "|burst n|burst s|push s|bound s|push eff.|burst runs",
         [
             (
                 r["db"],
@@ -271,9 +372,24 @@ def render(rows: list[dict[str, Any]]) -> str:
                 r["zoho_to_mirror"]["p50_s"],
                 r["zoho_to_mirror"]["p99_s"],
                 " ".join(f"{k}={v}" for k, v in sorted(r["runs_by_kind"].items())),
+                *_burst_cells(r.get("burst")),
             )
             for r in rows
         ],
+    )
+
+
+def _burst_cells(burst: dict[str, Any] | None) -> tuple[Any, ...]:
+    if burst is None:
+        return ("-",) * 5
+    kinds = " ".join(f"{k}={v}" for k, v in sorted(burst["runs_by_kind"].items()))
+    return (
+        burst["edits"],
+        burst["achieved_s"],
+        burst["push_s"],
+        burst["bound_s"],
+        burst["push_efficiency"],
+        kinds,
     )
 
 

@@ -18,8 +18,8 @@ from tests.benchmarks.baseline import baseline_benchmark
 from tests.benchmarks.baseline import render as render_baseline
 from tests.benchmarks.latency import latency_benchmark
 from tests.benchmarks.latency import render as render_latency
+from tests.benchmarks.latency_wake import burst_benchmark, wake_benchmark
 from tests.benchmarks.latency_wake import render as render_wake
-from tests.benchmarks.latency_wake import wake_benchmark
 from tests.benchmarks.support import VENDORS
 from tests.conftest import pg_unavailable
 
@@ -98,6 +98,9 @@ async def test_wake_ups_and_webhooks_carry_edits_within_seconds_at_the_default_i
         assert row[direction]["count"] == 3, row
         assert row[direction]["p99_s"] <= WAKE_BOUND_S, row
     assert row["runs_by_kind"].get("webhook", 0) >= 1, row
+    row["burst"] = burst = await burst_benchmark("sqlite", edits=20, latency=0.005)
+    assert burst["writes"] == 20 and burst["push_efficiency"] > 0, burst
+    assert 1 <= burst["runs_by_kind"].get("woken", 0) <= 2, "a burst is one or two runs"
     assert "\n" in render_wake([row])
 
 
