@@ -294,3 +294,19 @@ async def test_the_daemon_counts_webhooks_in_its_metrics(mirror: Mirror) -> None
         await server.cleanup()
     labels = {"connection": "-", "result": "refused"}
     assert service.metrics.registry.get_sample_value("ticketsync_webhooks_total", labels) == 1
+
+
+async def test_the_daemon_serves_webhooks_on_their_own_capped_listener(mirror: Mirror) -> None:
+    config = _config(mirror, webhook_listen="127.0.0.1:0", webhook_max_connections=3)
+    service = Service(mirror, config, ["mem"], None)
+    hooks = await service._start_webhooks()
+    assert hooks is not None
+    try:
+        assert hooks._bounds.max_connections == 3
+        async with aiohttp.ClientSession() as session:
+            for path in ("/metrics", "/healthz"):
+                async with session.get(f"http://127.0.0.1:{hooks.port}{path}") as reply:
+                    assert reply.status == 404
+    finally:
+        await hooks.cleanup()
+    assert await Service(mirror, _config(mirror), ["mem"], None)._start_webhooks() is None
