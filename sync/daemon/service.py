@@ -3,7 +3,8 @@
 - SIGTERM / SIGINT: stop scheduling, let each run stop after the ticket in hand (bounded
   by ``STOP_TIMEOUT_S``), exit 0; a second signal exits at once.
 - SIGHUP: reload the configuration; a bad file is reported and the old one kept. The
-  redactor then masks the old secrets and the new ones.
+  redactor then masks the old secrets and the new ones. Webhook secrets change at once;
+  the webhook listener's address at the next restart.
 - Start: the soft open-file limit is raised to the hard one; the health and metrics
   endpoint is bounded (``sync.daemon.endpoint``: ``service.max_connections``, header and idle
   timeouts), so a flood of idle sockets cannot take the descriptors vendor calls need.
@@ -230,6 +231,8 @@ class Service:
         names = [n for n in self.names if n in config.connections] or list(config.connections)
         # A vendor may still echo a replaced secret: mask the old ones and the new ones.
         install(current().with_secrets(config.secrets()))
+        if config.service.webhook_listen != self.config.service.webhook_listen:
+            log.warning("SIGHUP: service.webhook_listen changes at the next restart")
         self.config = config
         self.names = names
         self.jobs.reload(config, names)

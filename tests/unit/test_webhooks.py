@@ -310,3 +310,45 @@ async def test_the_daemon_serves_webhooks_on_their_own_capped_listener(mirror: M
     finally:
         await hooks.cleanup()
     assert await Service(mirror, _config(mirror), ["mem"], None)._start_webhooks() is None
+
+
+def test_a_reload_rotates_the_webhook_secret_at_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import deque
+
+    from sync import redact
+    from sync.config import load_config
+    from sync.db import migrate
+
+    new = "rotated-webhook-secret-0123456789abcd"
+    text = (
+        'database: {{url: "sqlite:///{db}"}}\n'
+        "connections:\n"
+        "  z:\n"
+        "    vendor: zoho_desk\n"
+        "    base_url: https://desk.zoho.com\n"
+        "    credentials: {{client_id: a, client_secret: bb-secret, refresh_token: cc-token,\n"
+        '                  org_id: "1", webhook_secret: "{secret}"}}\n'
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(text.format(db=tmp_path / "m.db", secret=SECRET))
+    path.chmod(0o600)
+    config = load_config(path)
+    monkeypatch.setattr(redact, "_current", redact.Redactor(config.secrets()))
+    monkeypatch.setattr(redact, "_minted", deque(maxlen=redact.MINTED_KEPT))
+    mirror = Mirror(config.database.url)
+    migrate(mirror)
+    try:
+        service = Service(mirror, config, ["z"], path)
+        assert service.webhooks.authentic("z", SECRET)
+        path.write_text(text.format(db=tmp_path / "m.db", secret=new))
+        service._on_reload()
+        assert service.webhooks.authentic("z", new)
+        assert not service.webhooks.authentic("z", SECRET)
+        assert redact.current().redact(f"{SECRET} {new}") == "*** ***"
+    finally:
+        mirror.dispose()
+        for handler in logging.getLogger().handlers:
+            for installed in [f for f in handler.filters if isinstance(f, redact.RedactingFilter)]:
+                handler.removeFilter(installed)
