@@ -312,7 +312,7 @@ async def test_the_daemon_serves_webhooks_on_their_own_capped_listener(mirror: M
     assert await Service(mirror, _config(mirror), ["mem"], None)._start_webhooks() is None
 
 
-def test_a_reload_rotates_the_webhook_secret_at_once(
+async def test_a_reload_rotates_the_webhook_secret_at_once(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from collections import deque
@@ -347,6 +347,7 @@ def test_a_reload_rotates_the_webhook_secret_at_once(
         assert service.webhooks.authentic("z", new)
         assert not service.webhooks.authentic("z", SECRET)
         assert redact.current().redact(f"{SECRET} {new}") == "*** ***"
+        await service.wakes.stop()
     finally:
         mirror.dispose()
         for handler in logging.getLogger().handlers:
