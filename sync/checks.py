@@ -1,10 +1,11 @@
 """``ticketsync check``: validate the configuration, summarise it, test credentials.
 
 Prints the resolved database and each connection without secrets: what it syncs, what
-the vendor cannot write, what it creates. Online (the default), each adapter makes one
-cheap authenticated call; a rejected credential exits 1 with the vendor's message and
-what to do, an unreachable vendor too. Vendor options are checked with the rest of the
-config (``sync.config``); here only the adapters themselves must load.
+the vendor cannot write, what it creates; online, a Zoho Desk connection with a webhook
+secret also shows its webhook subscription (``sync.webhook_cmd``). Online (the default),
+each adapter makes one cheap authenticated call; a rejected credential exits 1 with the
+vendor's message and what to do, an unreachable vendor too. Vendor options are checked with
+the rest of the config (``sync.config``); here only the adapters themselves must load.
 """
 
 from __future__ import annotations
@@ -46,10 +47,13 @@ def run(config: Config, *, online: bool) -> int:
     if (moves := failover(config.database.url)) is not None:
         print(f"failover:      {moves}")
     results = asyncio.run(_check_all(config)) if online else {}
+    hooks = asyncio.run(_webhooks(config)) if online else {}
     failed = 0
     for name, connection in config.connections.items():
         for line in _describe(config, connection, results.get(name)):
             print(line)
+        if hooks.get(name):
+            print(hooks[name])
         failed += results.get(name, "ok") != "ok"
     return 1 if failed else 0
 
@@ -135,6 +139,23 @@ def _rule(when: Any) -> str:
     if not when:
         return "every mirror ticket"
     return " and ".join(f"{k} in ({', '.join(v)})" for k, v in when.items())
+
+
+async def _webhooks(config: Config) -> dict[str, str | None]:
+    """Each connection's webhook subscription, as ``webhook_cmd.check_line`` says it."""
+    from sync.webhook_cmd import check_line
+
+    connections = list(config.connections.values())
+    lines = await asyncio.gather(
+        *(asyncio.wait_for(check_line(c), CHECK_TIMEOUT_S) for c in connections),
+        return_exceptions=True,
+    )
+    return {
+        c.name: (
+            f"  webhooks: could not list: {line!r}" if isinstance(line, BaseException) else line
+        )
+        for c, line in zip(connections, lines, strict=True)
+    }
 
 
 async def _check_all(config: Config) -> dict[str, str]:

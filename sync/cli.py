@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sync import __version__, logs
+from sync import __version__, logs, webhook_cmd
 from sync.config import Config, find_config_path, load_config
 from sync.db import Mirror, migrate, schema_state
 from sync.errors import ConfigError, DatabaseError, LockHeld, UserError
@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _journal_parser(sub)
     _undo_parser(sub)
+    webhook_cmd.add_parser(sub, _common)
 
     guard = sub.add_parser("guard", help="the mass-change guard")
     _common(guard, top=False)
@@ -265,6 +266,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "guard": _cmd_guard,
         "journal": _cmd_journal,
         "undo": _cmd_undo,
+        "webhooks": webhook_cmd.run,
     }
     return handlers[args.command](args, config)
 

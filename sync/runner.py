@@ -55,6 +55,8 @@ class Selection:
     leases: LeaseSource | None = None
     #: A woken run: push the dirty tickets and creates only, no pull (the daemon's wake-ups).
     push_only: bool = False
+    #: What started the runs (``sync.engine.state.RUN_KINDS``), recorded in ``runs.kind``.
+    kind: str = "once"
 
 
 def state_dir(config: Config, mirror: Mirror) -> Path | None:
@@ -198,16 +200,27 @@ def _connection_run(
             force=selection.force,
             batch_size=config.sync.batch_size,
             concurrency=connection.http.concurrency,
-            guard=Guard(connection.guard.share, connection.guard.min_count),
+            guard=Guard(
+                connection.guard.share,
+                connection.guard.min_count,
+                _window(connection),
+            ),
             should_stop=selection.should_stop,
             progress=selection.progress,
             fence=lease,
             call_seconds=connection.http.total_timeout,
             push_only=selection.push_only,
+            kind=selection.kind,
         ),
         report=report,
         comments=connection.comments,
     )
+
+
+def _window(connection: ConnectionConfig) -> float:
+    """The guard's window: ``guard.window_seconds``, by default the connection's interval."""
+    window = connection.guard.window_seconds
+    return connection.interval if window is None else window
 
 
 def _internal(
@@ -228,7 +241,8 @@ def _internal(
     result = RunResult(name, "internal", counts, duration_s, error)
     if not selection.dry_run:
         try:
-            _record_internal(mirror, connection, run.state.run_id if run else None, result)
+            run_id = run.state.run_id if run else None
+            _record_internal(mirror, connection, run_id, result, selection.kind)
         except Exception:  # the database may be what failed
             log.exception("%s: could not record the internal error", name)
     return result
@@ -246,7 +260,11 @@ def _internal_message(name: str, exc: BaseException) -> str:
 
 
 def _record_internal(
-    mirror: Mirror, connection: ConnectionConfig, run_id: int | None, result: RunResult
+    mirror: Mirror,
+    connection: ConnectionConfig,
+    run_id: int | None,
+    result: RunResult,
+    kind: str,
 ) -> None:
     """Close (or write) the run's record as ``internal`` and count a failure of the connection."""
     now = datetime.now(UTC)
@@ -258,7 +276,7 @@ def _record_internal(
             row = store.register(session, connection.name, connection.vendor, False)
         record = session.get(Run, run_id) if run_id is not None else None
         if record is None:
-            record = Run(connection=connection.name, started_at=now)
+            record = Run(connection=connection.name, started_at=now, kind=kind)
             session.add(record)
         record.finished_at = now
         record.duration_s = result.duration_s

@@ -10,6 +10,9 @@ connection, external id, the mirror ticket, its marker and when it was first see
 Each connection's ``comments`` (docs/architecture.md §8.5) gives its comment settings,
 whether the vendor can post private notes, and the comments ``synced``, ``pending``,
 ``failed`` and ``skipped`` there (``sync.engine.comment_store.summary``).
+``webhooks`` (Zoho Desk connections) says whether the connection takes webhooks, on which
+listener, and when a webhook last started a run; ``last_run.kind`` is what started the
+last run (scheduled, woken, webhook, once).
 Keys may be added; none is renamed or removed without bumping ``schema``. Nothing here
 reads a secret. A last run's ``outcome`` is ``ok``, ``failed``, ``held``, ``interrupted`` or
 ``internal`` (an unforeseen error ended it; ``sync.runner`` records it).
@@ -44,6 +47,7 @@ from sync.db.models import (
 from sync.engine import comment_store
 from sync.runner import build_adapter, build_rules
 from sync.vendors.base import Adapter
+from sync.webhook_cmd import VENDORS as WEBHOOK_VENDORS
 
 SCHEMA = 1
 
@@ -170,6 +174,7 @@ def _connection(
         "holder": holder if _is_sqlite(session) else _lease_holder(session, name, now),
         "undo_requests": undo_cmd.status_rows(session, name),
         "comments": _comments(session, cfg, adapter, row),
+        "webhooks": _webhooks(session, config, name),
     }
 
 
@@ -185,6 +190,22 @@ def _comments(
         "can_post_private": caps.private_comments,
         "private_stopped": row.private_comments_stopped if row else None,
         **comment_store.summary(session, cfg.name),
+    }
+
+
+def _webhooks(session: Session, config: Config, name: str) -> dict[str, Any] | None:
+    """Whether ``name`` takes vendor webhooks, where, and its last run one started
+    (docs/architecture.md §8.6); None for a vendor without webhooks. Never the secret."""
+    cfg = config.connections[name]
+    if cfg.vendor not in WEBHOOK_VENDORS:
+        return None
+    last = session.scalar(
+        select(func.max(Run.started_at)).where(Run.connection == name, Run.kind == "webhook")
+    )
+    return {
+        "secret_set": cfg.credential("webhook_secret") is not None,
+        "listen": config.service.webhook_listen,
+        "last_webhook_run_at": _iso(last),
     }
 
 
@@ -220,6 +241,7 @@ def _run(run: Run | None) -> dict[str, Any] | None:
         "conflicts": run.conflicts,
         "errors": run.errors,
         "future_dated": run.future_dated,
+        "kind": run.kind,
     }
 
 
@@ -231,7 +253,8 @@ def render(status: Mapping[str, Any]) -> str:
         last = (
             "never run"
             if run is None
-            else f"{run['outcome']} at {run['started_at']} ({run['duration_s'] or 0:.1f}s): "
+            else f"{run['kind']} run {run['outcome']} at {run['started_at']} "
+            f"({run['duration_s'] or 0:.1f}s): "
             f"pulled {run['pulled']}, pushed {run['pushed']}, created {run['created']}, "
             f"conflicts {run['conflicts']}, errors {run['errors']}"
             + (f", future-dated {run['future_dated']}" if run["future_dated"] else "")
@@ -263,6 +286,8 @@ def render(status: Mapping[str, Any]) -> str:
         lines += _render_comments(c.get("comments"))
         if c["last_error"]:
             lines.append(f"  last error:      {c['last_error']['message']}")
+        if c["webhooks"]:
+            lines.append(f"  webhooks:        {_webhook_line(c['webhooks'])}")
         if c["holder"]:
             h = c["holder"]
             lines.append(
@@ -303,6 +328,13 @@ def _render_comments(comments: Mapping[str, Any] | None) -> list[str]:
     if comments.get("private_stopped"):
         lines.append(f"                   PRIVATE POSTS STOPPED: {comments['private_stopped']}")
     return lines
+
+
+def _webhook_line(hooks: Mapping[str, Any]) -> str:
+    if not hooks["secret_set"] or not hooks["listen"]:
+        return "off (set credentials.webhook_secret and service.webhook_listen)"
+    last = hooks["last_webhook_run_at"] or "none yet"
+    return f"listening on {hooks['listen']}; last run a webhook started: {last}"
 
 
 def _lag(seconds: float | None) -> str:

@@ -1,6 +1,8 @@
 """runs.future_dated and sync_pull_failures (docs/architecture.md §8.2).
 
-``runs.future_dated`` counts the tickets a run found dated beyond the vendor's clock plus
+``ix_ticket_links_failing`` (a partial index) lets a run count and name its failing links
+at the cost of the failures, not of the links. ``runs.future_dated`` counts the tickets a
+run found dated beyond the vendor's clock plus
 ``sync.clock_skew_seconds``. ``sync_pull_failures`` keeps the vendor tickets without a link
 whose record could not be read: connection, external id, the error, the raw value
 (redacted, capped), first and last seen. They are read again on every run and the row goes
@@ -25,6 +27,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index(
+        "ix_ticket_links_failing",
+        "ticket_links",
+        ["connection", "ticket_id"],
+        sqlite_where=sa.text("last_error IS NOT NULL"),
+        postgresql_where=sa.text("last_error IS NOT NULL"),
+    )
     with op.batch_alter_table("runs") as batch:
         batch.add_column(
             sa.Column("future_dated", sa.Integer(), nullable=False, server_default="0")
@@ -46,6 +55,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ticket_links_failing", table_name="ticket_links")
     op.drop_table("sync_pull_failures")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("future_dated")

@@ -86,10 +86,12 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class GuardSettings:
-    """The mass-change guard (docs/architecture.md §7.5)."""
+    """The mass-change guard (docs/architecture.md §7.5); ``window_seconds``: the writes of
+    the runs in this many seconds count together (None: the connection's interval, §8.6)."""
 
     share: float = 0.5
     min_count: int = 10
+    window_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -147,18 +149,31 @@ class SyncSettings:
 @dataclass(frozen=True)
 class ServiceConfig:
     """The daemon's own settings: health/metrics endpoint (off by default), log format,
-    and the most connections its endpoint serves at once."""
+    and the most connections its endpoint serves at once; the vendor webhook listener
+    (off by default, docs/architecture.md §8.6) and its own connection cap."""
 
     listen: str | None = None
     log_format: str = "auto"
     max_connections: int = 64
+    webhook_listen: str | None = None
+    webhook_max_connections: int = 32
+    #: Rows of ``runs`` older than this many days are deleted by the daemon.
+    runs_keep_days: float = 30.0
 
     def listen_address(self) -> tuple[str, int] | None:
         """``listen`` split into (host, port), brackets removed from IPv6; None when off."""
-        if self.listen is None:
-            return None
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return _address(self.listen)
+
+    def webhook_address(self) -> tuple[str, int] | None:
+        """``webhook_listen`` split like ``listen_address``; None when off."""
+        return _address(self.webhook_listen)
+
+
+def _address(listen: str | None) -> tuple[str, int] | None:
+    if listen is None:
+        return None
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)

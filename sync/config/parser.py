@@ -18,7 +18,7 @@ from sync.config.comments import CommentsParser
 from sync.config.model import Config, ConnectionConfig, Secret, SyncSettings
 from sync.config.sections import SectionParser
 from sync.vendors.registry import VENDORS, public_vendors, spec
-from sync.vendors.spec import SYNC_FIELDS, Credential, VendorSpec
+from sync.vendors.spec import PATH_SECRET_MIN, SYNC_FIELDS, Credential, VendorSpec
 
 DIRECTIONS = ("both", "pull", "push")
 CANONICAL_VALUES: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -42,6 +42,7 @@ _CONNECTION_KEYS = (
     "comments",
 )
 _CONNECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_PATH_SECRET = re.compile(rf"[A-Za-z0-9_-]{{{PATH_SECRET_MIN},}}")
 #: Shorter secrets are not masked in problems: they would garble the paths around them.
 MASK_MIN = 8
 
@@ -197,6 +198,13 @@ class Parser(SectionParser, CommentsParser):
             return None
         if value == "" and len(self.problems) == before:
             self.problem(where, "is empty")
+        if declared.in_path and value and not _PATH_SECRET.fullmatch(value):
+            self.problem(
+                where,
+                f"must be at least {PATH_SECRET_MIN} characters of A-Z, a-z, 0-9, '-' and '_' "
+                "(it is part of a URL); e.g. the output of "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+            )
         if len(value) >= MASK_MIN and not declared.url:
             self.secret_values.add(value)
         return Secret(value)

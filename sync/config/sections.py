@@ -198,7 +198,13 @@ class SectionParser(Checker):
         if "min_count" in data:
             where = join(path, "min_count")
             min_count = self.integer(data["min_count"], where, GuardSettings.min_count, minimum=0)
-        return GuardSettings(share, min_count)
+        window = base.window_seconds
+        if data.get("window_seconds") is not None:
+            where = join(path, "window_seconds")
+            window = self.number(data["window_seconds"], where, 0.0, inclusive=True)
+        elif "window_seconds" in data:
+            window = None  # null: the connection's interval
+        return GuardSettings(share, min_count, window)
 
     def http(self, value: Any, path: str, base: HttpSettings) -> HttpSettings:
         """Keys merged over ``base``, each checked by its annotation in ``HttpSettings``."""
@@ -248,9 +254,31 @@ class SectionParser(Checker):
             base.max_connections,
             minimum=1,
         )
-        return ServiceConfig(listen, log_format, max_connections)
+        webhook_listen = data.get("webhook_listen")
+        if webhook_listen is not None:
+            # Authenticated by each connection's secret, and meant for the vendor to reach.
+            webhook_listen = self.listen(webhook_listen, "service.webhook_listen", anywhere=True)
+            if webhook_listen is not None and webhook_listen == listen:
+                self.problem(
+                    "service.webhook_listen",
+                    "must differ from service.listen: /metrics and /healthz are never served "
+                    "to the vendors",
+                )
+        webhook_max = self.integer(
+            data.get("webhook_max_connections", base.webhook_max_connections),
+            "service.webhook_max_connections",
+            base.webhook_max_connections,
+            minimum=1,
+        )
+        keep = self.number(
+            data.get("runs_keep_days", base.runs_keep_days),
+            "service.runs_keep_days",
+            base.runs_keep_days,
+        )
+        return ServiceConfig(listen, log_format, max_connections, webhook_listen, webhook_max, keep)
 
-    def listen(self, value: Any, path: str) -> str | None:
+    def listen(self, value: Any, path: str, *, anywhere: bool = False) -> str | None:
+        """``host:port``; unless ``anywhere``, on loopback or on every address on purpose."""
         text = self.string(value, path)
         if text is None:
             return None
@@ -262,7 +290,7 @@ class SectionParser(Checker):
         if int(port) > 65535:
             self.problem(path, f"port must be 0-65535, got {port}")
             return None
-        if not (is_loopback(host) or host in _ANY_ADDRESS):
+        if not anywhere and not (is_loopback(host) or host in _ANY_ADDRESS):
             # The endpoint has no authentication: listening beyond this host must be deliberate.
             self.problem(
                 path,

@@ -7,7 +7,9 @@ and exposes no secret: labels are connection names, vendor ids, outcomes and sta
 On PostgreSQL the lease metrics count takeovers (``ticketsync_lease_takeovers_total``),
 lost leases (``ticketsync_leases_lost_total``) and the leases held now
 (``ticketsync_leases_held``); see ``sync.coord.spread``. ``ticketsync_strays_total`` counts
-the duplicate vendor tickets the pulls found (``sync.engine.strays``).
+the duplicate vendor tickets the pulls found (``sync.engine.strays``);
+``ticketsync_webhooks_total`` the requests the webhook listener answered
+(``sync.daemon.webhooks``).
 ``ticketsync_comments_total{connection, action}`` counts comments ``pulled``, ``posted`` and
 ``skipped``; the gauge ``ticketsync_comment_states{connection, state}`` gives the comments
 ``synced``, ``pending``, ``failed`` and ``skipped`` after the connection's last run
@@ -81,6 +83,13 @@ class Metrics:
             "ticketsync_strays",
             "Duplicate vendor tickets found (create marker of a ticket already linked)",
             ["connection"],
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "ticketsync_webhooks",
+            "Webhook requests by result (handshake, pull, ignored, refused); connection '-': "
+            "no such connection",
+            ["connection", "result"],
             registry=r,
         )
         self.comments = Counter(

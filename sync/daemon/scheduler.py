@@ -8,7 +8,8 @@ that an unforeseen exception ended comes back from ``sync.runner`` as outcome ``
 and counts as a failure here like any other (backoff, metrics, ``/healthz``). Signals
 and systemd live in ``service``.
 
-Wake-ups (``sync.daemon.wake``) add push-only runs between the scheduled ones. Each
+Wake-ups (``sync.daemon.wake``) add push-only runs between the scheduled ones, and full
+runs when a vendor webhook asked for a pull. Each
 connection's runs, scheduled or woken, take turns on one ``asyncio.Lock``, so a woken run
 never overlaps a scheduled one and nothing is pushed twice. A woken run waits out the
 failure backoff and a rate-limit cool-down: during either, the wake-up is dropped and the
@@ -104,17 +105,17 @@ class Jobs:
     async def _job(self, name: str) -> None:
         """The scheduled run of ``name``: a full pass."""
         async with self._turn(name):
-            await self._run(name, push_only=False)
+            await self._run(name, push_only=False, kind="scheduled")
 
-    async def wake(self, name: str) -> None:
-        """A woken run of ``name``: push only, after the run in hand, outside any backoff or
-        cool-down; never raises."""
+    async def wake(self, name: str, pull: bool = False) -> None:
+        """A woken run of ``name``: push only unless ``pull`` (a vendor webhook), after the
+        run in hand, outside any backoff or cool-down; never raises."""
         async with self._turn(name):
             if self.should_stop() or name not in self.names or self._resting(name):
                 return
             self.woken[name] = self.woken.get(name, 0) + 1
             try:
-                await self._run(name, push_only=True)
+                await self._run(name, push_only=not pull, kind="webhook" if pull else "woken")
             except Exception:  # a wake-up must never end its loop
                 log.exception("%s: woken run failed", name)
 
@@ -131,7 +132,7 @@ class Jobs:
             until = (row.next_retry_at, row.cooldown_until)
             return any(at is not None and at > now for at in until)
 
-    async def _run(self, name: str, *, push_only: bool) -> None:
+    async def _run(self, name: str, *, push_only: bool, kind: str) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.running.add(task)
@@ -147,6 +148,7 @@ class Jobs:
                     http_hook=self.metrics.http_hook if self.metrics else None,
                     leases=self.leases,
                     push_only=push_only,
+                    kind=kind,
                 ),
             )
         except LockHeld:

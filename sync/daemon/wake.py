@@ -6,7 +6,8 @@ waits until the wake-ups pause for ``DEBOUNCE_S`` (but no longer than ``MAX_DELA
 after the first), clears the event and calls the run. A wake-up that arrives during that
 run sets the event again, which is the "push again after this run" flag: however many
 arrive, exactly one follow-up run comes after it. A burst of edits is therefore one or
-two runs, never one per edit.
+two runs, never one per edit. A wake-up with ``pull`` (a vendor webhook) makes the next
+run a full one, pull included; local wake-ups alone make push-only runs.
 
 ``DirtyProbe`` finds the local changes: once a second, one query per feed reads each
 connection's newest ``ticket_dirty.changed_at`` (through the table's primary key, which
@@ -21,7 +22,9 @@ the scheduled run.
 notifications: the event loop never blocks) and each notification makes the probe look at
 once. While it listens, the probe's own round slows to ``FALLBACK_S``; while it is down
 (a database restart, transaction pooling) the probe runs every second, and the listener
-reconnects by itself.
+reconnects by itself. It also LISTENs on ``WAKE_CHANNEL``: a webhook that reached an
+instance which does not hold the connection's lease is passed on there (``forward``,
+payload = the connection's name) to the one that does.
 """
 
 from __future__ import annotations
@@ -33,12 +36,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 import psycopg
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 
 from sync.db import Mirror
 from sync.db.models import CommentDirty, TicketDirty
 from sync.db.triggers import NOTIFY_CHANNEL
+
+#: Where a webhook is passed on to the holder of its connection's lease (PostgreSQL).
+WAKE_CHANNEL = "ticketsync_wake"
 
 log = logging.getLogger("sync.wake")
 
@@ -57,12 +63,14 @@ RECONNECT_S = 1.0
 class Wakes:
     """Per-connection wake-up events, each served by one loop that calls ``run(name)``.
 
-    ``run`` decides whether the woken run may go ahead (backoff, cool-down) and
-    serialises it with the scheduled runs; it must not raise.
+    ``run(name, pull)`` decides whether the woken run may go ahead (backoff, cool-down)
+    and serialises it with the scheduled runs; it must not raise. ``pull`` is True when a
+    wake-up since the last run asked for one.
     """
 
-    def __init__(self, run: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, run: Callable[[str, bool], Awaitable[None]]) -> None:
         self._run = run
+        self._pull: set[str] = set()
         self._events: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
@@ -77,10 +85,13 @@ class Wakes:
             self._events[name] = asyncio.Event()
             self._tasks[name] = asyncio.ensure_future(self._loop(name, self._events[name]))
 
-    def wake(self, name: str) -> None:
-        """Ask for a push-only run of ``name`` soon; unknown names are ignored."""
+    def wake(self, name: str, *, pull: bool = False) -> None:
+        """Ask for a run of ``name`` soon, push-only unless ``pull``; unknown names are
+        ignored."""
         event = self._events.get(name)
         if event is not None:
+            if pull:
+                self._pull.add(name)
             event.set()
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -118,7 +129,9 @@ class Wakes:
             event.clear()
             if self._closing:
                 return
-            await self._run(name)
+            pull = name in self._pull
+            self._pull.discard(name)
+            await self._run(name, pull)
 
 
 class DirtyProbe:
@@ -196,13 +209,28 @@ def listen_url(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def forward(mirror: Mirror, name: str) -> None:
+    """Pass a webhook for ``name`` on to the instance that holds its lease (PostgreSQL)."""
+    with mirror.engine.begin() as conn:
+        conn.execute(
+            text("SELECT pg_notify(:channel, :name)"), {"channel": WAKE_CHANNEL, "name": name}
+        )
+
+
 class PgListener:
     """LISTEN on the change feed's channel and call ``notified`` for each notification,
-    and once after each (re)connect, for the changes made while it was away."""
+    and once after each (re)connect, for the changes made while it was away; with
+    ``forwarded``, LISTEN on ``WAKE_CHANNEL`` too and call it with each payload."""
 
-    def __init__(self, conninfo: str, notified: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        notified: Callable[[], None],
+        forwarded: Callable[[str], None] | None = None,
+    ) -> None:
         self.conninfo = conninfo
         self.notified = notified
+        self.forwarded = forwarded
         #: True while the LISTEN is in place.
         self.listening = False
         #: The listening connection's server process (None: not connected).
@@ -237,9 +265,14 @@ class PgListener:
         conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
         async with conn:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            if self.forwarded is not None:
+                await conn.execute(f"LISTEN {WAKE_CHANNEL}")
             self.backend_pid = conn.info.backend_pid
             self.listening = True
             log.debug("listening on %s", NOTIFY_CHANNEL)
             self.notified()
-            async for _ in conn.notifies():
-                self.notified()
+            async for note in conn.notifies():
+                if note.channel == WAKE_CHANNEL and self.forwarded is not None:
+                    self.forwarded(note.payload)
+                else:
+                    self.notified()

@@ -47,6 +47,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -163,6 +164,14 @@ class TicketLink(Base):
         UniqueConstraint("connection", "external_key"),
         Index(None, "connection", "next_retry_at"),
         Index(None, "connection", "state"),
+        # the failing links only: counting and naming them costs what fails (§8.2)
+        Index(
+            "ix_ticket_links_failing",
+            "connection",
+            "ticket_id",
+            sqlite_where=text("last_error IS NOT NULL"),
+            postgresql_where=text("last_error IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -320,6 +329,11 @@ class Run(Base):
     #: Tickets dated beyond the vendor's clock plus the skew (docs/architecture.md §8.2).
     future_dated: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     message: Mapped[str | None] = mapped_column(RedactedText)
+    #: What started it: scheduled | woken | webhook | once (``sync.engine.state.RUN_KINDS``).
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default="scheduled")
+    #: Writes the mass-change guard counts (``sync.engine.guard``): updates of linked
+    #: tickets either way and creates; 0 for a run that passed by --force or an approval.
+    guarded: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class JournalEntry(Base):

@@ -62,7 +62,11 @@ def unreadable_links(state: RunState, session: Session) -> list[str]:
         i
         for i in session.scalars(
             select(TicketLink.external_id).where(
-                TicketLink.connection == state.name, TicketLink.last_error_kind == UNREADABLE
+                TicketLink.connection == state.name,
+                # an unreadable link always has its error: the partial index of failing
+                # links then answers, at the cost of the failures
+                TicketLink.last_error.is_not(None),
+                TicketLink.last_error_kind == UNREADABLE,
             )
         )
         if i

@@ -6,15 +6,24 @@ the vendor; imports and a first import are not counted. The run is held when the
 exceeds both ``min_count`` and ``share`` of the connection's links (with no links yet,
 when creates alone exceed ``min_count``). ``--force`` passes it for one run;
 ``ticketsync guard approve NAME`` records an approval the next pass consumes.
+
+The count spans a window (docs/architecture.md §8.6): to the run's own planned writes it
+adds the writes of the connection's runs that started in the last ``window_seconds``
+(``runs.guarded``; default: the connection's interval), so one-second wake-ups cannot
+split a runaway script's thousand edits into runs too small to trip it. A run that
+passed by ``--force`` or an approval records 0: its writes were approved.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from sync.db import Mirror
-from sync.db.models import SyncConnection
+from sync.db.models import Run, SyncConnection
 from sync.errors import GuardHeld
 
 
@@ -22,20 +31,44 @@ from sync.errors import GuardHeld
 class Guard:
     share: float = 0.5
     min_count: int = 10
+    #: Seconds back whose runs' writes count with this run's (0: this run's only).
+    window_seconds: float = 0.0
 
     def trips(self, planned: int, links: int) -> bool:
         if planned <= self.min_count:
             return False
         return links == 0 or planned > self.share * links
 
-    def check(self, name: str, planned: int, links: int, mirror: Mirror, now: datetime) -> None:
-        """Raise ``GuardHeld`` (and record it for ``status``) when the run must wait."""
+    def recent(self, session: Session, name: str, now: datetime, run_id: int | None) -> int:
+        """The guarded writes of ``name``'s other runs that started in the window."""
+        if self.window_seconds <= 0:
+            return 0
+        since = now - timedelta(seconds=self.window_seconds)
+        query = select(func.coalesce(func.sum(Run.guarded), 0)).where(
+            Run.connection == name, Run.started_at >= since
+        )
+        if run_id is not None:
+            query = query.where(Run.id != run_id)
+        return int(session.scalar(query) or 0)
+
+    def check(
+        self,
+        name: str,
+        planned: int,
+        links: int,
+        mirror: Mirror,
+        now: datetime,
+        recent: int = 0,
+    ) -> None:
+        """Raise ``GuardHeld`` (and record it for ``status``) when the run must wait;
+        ``planned`` includes the window's ``recent`` writes."""
         if not self.trips(planned, links):
             _set_held(mirror, name, None)
             return
         _set_held(mirror, name, {"held_since": now.isoformat(), "planned": planned, "links": links})
+        within = f" ({recent} of them made in the last {self.window_seconds:g}s)" if recent else ""
         raise GuardHeld(
-            f"{name}: held by the mass-change guard: {planned} planned change(s) against "
+            f"{name}: held by the mass-change guard: {planned} planned change(s){within} against "
             f"{links} linked ticket(s) (limit: more than {self.min_count} and more than "
             f"{self.share:.0%} of links). Inspect with `ticketsync --dry-run --connection {name}`,"
             f" then run once with --force, or let the daemon pass with "

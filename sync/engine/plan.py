@@ -63,15 +63,19 @@ def count(state: RunState, pages: tuple[Page, ...] | None) -> int:
     with state.mirror.read() as session:
         links = store.count_links(session, state.name)
         approved = _guard_approved(state, session)
+        recent = 0
         if not options.dry_run:
             bound = sum(len(p.tickets) for p in pages or ())
             bound += store.count_dirty(session, state.name)
             if wants_push(state):
                 bound += comment_store.count_feed(session, state.name)
             if options.force or approved:
+                state.guard_passed = True
                 return bound
-            if not options.guard.trips(bound, links):
-                options.guard.check(state.name, bound, links, state.mirror, state.clock())
+            recent = options.guard.recent(session, state.name, state.clock(), state.run_id)
+            if not options.guard.trips(bound + recent, links):
+                guard = options.guard
+                guard.check(state.name, bound + recent, links, state.mirror, state.clock(), recent)
                 return bound
         pulled: set[int] = set()
         for page in pages or ():
@@ -87,7 +91,7 @@ def count(state: RunState, pages: tuple[Page, ...] | None) -> int:
     if options.dry_run:
         state.report(f"{state.name}: {planned} planned change(s)")
         return planned
-    options.guard.check(state.name, planned, links, state.mirror, state.clock())
+    options.guard.check(state.name, planned + recent, links, state.mirror, state.clock(), recent)
     return planned
 
 

@@ -361,6 +361,7 @@ class Pull:
         session.add_all(new_links)
         session.flush()
         state.counts.pulled += len(staged)
+        state.counts.imported += len(staged)
         store.journal_many(
             session,
             [

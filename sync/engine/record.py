@@ -16,10 +16,6 @@ from sync.engine import comment_store, store
 from sync.engine.state import RunResult, RunState
 from sync.errors import AuthRejected, GuardHeld, Interrupted, LeaseLost, SyncError
 
-#: A woken run's ``runs.message`` when it ended without an error (docs/architecture.md §8.6).
-WOKEN = "woken: push only"
-_WOKEN = {True: WOKEN}
-
 
 def start(state: RunState) -> Any:
     """Register the connection, open the run record; return the stored cursor.
@@ -41,7 +37,12 @@ def start(state: RunState) -> Any:
         session.query(Run).filter(Run.connection == state.name, Run.outcome == "running").update(
             {"outcome": "interrupted"}
         )
-        run = Run(connection=state.name, started_at=state.clock(), outcome="running")
+        run = Run(
+            connection=state.name,
+            started_at=state.clock(),
+            outcome="running",
+            kind=state.options.kind,
+        )
         session.add(run)
         session.flush()
         state.run_id = run.id
@@ -70,11 +71,9 @@ def finish(state: RunState, result: RunResult) -> None:
             run.outcome = result.outcome
             for key, value in result.counts.as_dict().items():
                 setattr(run, key, value)
-            run.message = (
-                str(result.error)
-                if result.error
-                else state.note or _WOKEN.get(state.options.push_only)
-            )
+            # An approved run's writes were approved: they do not count against the next.
+            run.guarded = 0 if state.guard_passed else result.counts.guarded()
+            run.message = str(result.error) if result.error else state.note
         row = session.get(SyncConnection, state.name)
         assert row is not None
         if isinstance(result.error, LeaseLost):

@@ -51,14 +51,22 @@ class Counts:
     comments_pulled: int = 0
     comments_posted: int = 0
     comments_skipped: int = 0
+    #: Of ``pulled``, the tickets imported (new in the mirror), which the guard does not count.
+    imported: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The run's counts as recorded in ``runs`` and printed (metric-only ones left out)."""
         return {k: v for k, v in self.__dict__.items() if k not in METRIC_ONLY}
 
+    def guarded(self) -> int:
+        """The writes the mass-change guard counts: updates either way and creates."""
+        return self.pushed + self.created + self.pulled - self.imported
+
 
 #: ``Counts`` fields that are metrics only, not ``runs`` columns.
-METRIC_ONLY = frozenset({"strays", "comments_pulled", "comments_posted", "comments_skipped"})
+METRIC_ONLY = frozenset(
+    {"strays", "imported", "comments_pulled", "comments_posted", "comments_skipped"}
+)
 
 
 @dataclass
@@ -98,6 +106,11 @@ class Fence(Protocol):
     def before_send(self, call_seconds: float) -> None: ...
 
 
+#: What starts a run (``runs.kind``, docs/architecture.md §8.6): the daemon's interval, a
+#: local change (push only), a vendor webhook (a full run), a one-time pass of the CLI.
+RUN_KINDS = ("scheduled", "woken", "webhook", "once")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     dry_run: bool = False
@@ -117,6 +130,8 @@ class RunOptions:
     #: A woken run (docs/architecture.md §8.6): push the dirty tickets and creates only,
     #: with no pull listing and no pull; the lease, fence, guard and rate limits still hold.
     push_only: bool = False
+    #: What started the run (one of ``RUN_KINDS``), recorded in ``runs.kind``.
+    kind: str = "once"
 
 
 class RunState:
@@ -165,6 +180,8 @@ class RunState:
         #: Failing tickets whose error first appeared or changed in this run (the daemon
         #: logs these; docs/architecture.md §8.2).
         self.new_failures: list[str] = []
+        #: True when --force or an approval let this run past the guard.
+        self.guard_passed = False
         self._gate = asyncio.Semaphore(max(1, options.concurrency))
 
     @property

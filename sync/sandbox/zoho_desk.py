@@ -25,7 +25,8 @@ not know (a status no department has, an unknown department, agent or custom fie
 Missing-ticket replies (404 ``URL_NOT_FOUND``) and the HTTP statuses of auth errors (401) are
 inferred, not documented (docs/vendor-apis.md §4.8).
 
-The portal's tables, OAuth state and tickets are ``sync.sandbox.zoho_desk_data``'s.
+The portal's tables, OAuth state and tickets are ``sync.sandbox.zoho_desk_data``'s; the
+webhook API and its deliveries are ``sync.sandbox.zoho_webhooks``'s.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from sync.sandbox.zoho_desk_data import (
     parse_iso,
     search_matches,
 )
+from sync.sandbox.zoho_webhooks import ZohoWebhooks
 
 _DEFAULT_ERRORS = {
     400: ("BAD_REQUEST", "The request is invalid."),
@@ -103,6 +105,21 @@ class ZohoDeskEmulator(ZohoDeskStore):
 
     secret_fields = frozenset({"client_secret", "refresh_token", "access_token", "code"})
 
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.webhooks = ZohoWebhooks(self.org_id, self)
+
+    def seed(self, **fields: Any) -> dict[str, Any]:
+        ticket = super().seed(**fields)
+        self.webhooks.event("Ticket_Add", ticket)
+        return ticket
+
+    def edit(self, external_id: str, **fields: Any) -> dict[str, Any]:
+        prev = dict(self.tickets[external_id])
+        ticket = super().edit(external_id, **fields)
+        self.webhooks.event("Ticket_Update", ticket, prev)
+        return ticket
+
     def fault_response(self, fault: Fault) -> web.Response:
         headers = dict(fault.headers)
         if fault.body is not None and not isinstance(fault.body, dict | list):
@@ -126,6 +143,7 @@ class ZohoDeskEmulator(ZohoDeskStore):
         router.add_patch("/api/v1/tickets/{ticketId}", self._update)
         router.add_get("/api/v1/tickets/{ticketId}/comments", self._list_comments)
         router.add_post("/api/v1/tickets/{ticketId}/comments", self._create_comment)
+        self.webhooks.add_routes(router, self._authorised, _error)
         router.add_route("*", "/{tail:.*}", self._unrouted)
 
     async def _unrouted(self, request: web.Request) -> web.Response:
@@ -184,6 +202,18 @@ class ZohoDeskEmulator(ZohoDeskStore):
         params.setdefault("client_secret", client_secret)
 
     # -- the API guard: auth, orgId, schema ------------------------------------------------
+
+    async def _authorised(self, request: web.Request) -> tuple[Any, web.Response | None]:
+        """Check auth and orgId; return the JSON body (or NO_BODY) or a rejection."""
+        deviations: list[str] = request[DEVIATIONS]
+        rejection = self._check_auth(request, deviations)
+        if rejection is None:
+            rejection = self._check_org(
+                dict(request.query), CIMultiDict(request.headers), deviations
+            )
+        if rejection is not None:
+            return NO_BODY, rejection
+        return await self._read_body(request)
 
     async def _guard(self, request: web.Request) -> tuple[Any, web.Response | None]:
         """Check auth, orgId and the schema; return the JSON body (or NO_BODY) or a rejection."""

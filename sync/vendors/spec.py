@@ -27,6 +27,9 @@ SYNC_FIELDS = (
     "due_at",
 )
 
+#: The shortest secret accepted in a URL path (``Credential.in_path``): 128 bits of base64.
+PATH_SECRET_MIN = 22
+
 #: ``options`` -> every problem, each as ``options.KEY: message`` (``sync.vendors.options``).
 OptionsCheck = Callable[[Mapping[str, Any]], list[str]]
 #: The credential names given (``NAME_file`` counted as ``NAME``) -> (key, problem) pairs.
@@ -40,13 +43,15 @@ class Credential:
     ``secret``: a password or token; such a value written inline in a file readable by
     others is warned about. An identifier (an account e-mail, a client id, an org id) is
     not a secret, though it is still kept out of logs unless ``url``. ``url``: an address,
-    checked like ``base_url`` and never redacted.
+    checked like ``base_url`` and never redacted. ``in_path``: the value is a path segment
+    of a URL we serve (a webhook secret): at least ``PATH_SECRET_MIN`` URL-safe characters.
     """
 
     name: str
     required: bool = False
     secret: bool = True
     url: bool = False
+    in_path: bool = False
 
 
 @dataclass(frozen=True)

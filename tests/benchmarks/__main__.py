@@ -1,9 +1,9 @@
 """``python -m tests.benchmarks [--quick] [--only NAME] [--vendor V] [--db D] [--out FILE]``.
 
 Runs the selected benchmarks (``push``, ``pull``, ``idle``, ``changes``, ``latency``,
-``baseline``, ``scaleout``; default all, in under ten minutes on two cores; ``burst``, the
-burst-seeded idle and change costs of issue 19, only with ``--only burst``), prints a
-table for each and writes every number to one JSON file (default
+``wake``, ``baseline``, ``scaleout``; default all, in under ten minutes on two cores;
+``burst``, the burst-seeded idle and change costs of issue 19, only with ``--only burst``),
+prints a table for each and writes every number to one JSON file (default
 ``tests/benchmarks/results/<UTC timestamp>.json``, ignored by git). ``pull``, ``idle`` and
 ``changes`` share the mirrors they build: each mirror size is seeded, imported and then
 measured idle and with 100 changed tickets, in its own process.
@@ -30,6 +30,8 @@ from tests.benchmarks.baseline import baseline_benchmark
 from tests.benchmarks.baseline import render as render_baseline
 from tests.benchmarks.latency import render as render_latency
 from tests.benchmarks.latency import run_latency_async
+from tests.benchmarks.latency_wake import render as render_wake
+from tests.benchmarks.latency_wake import run_wake_async
 from tests.benchmarks.mirror import CHANGED, mirror_benchmark
 from tests.benchmarks.push import TARGET, push_benchmark
 from tests.benchmarks.scaleout import render as render_scaleout
@@ -39,7 +41,7 @@ from tests.benchmarks.support import DATABASES, VENDORS, table
 #: The engine's own benchmarks (one table each), then the daemon's latency, the naive
 #: baseline and scale-out (PostgreSQL only).
 CORE = ("push", "pull", "idle", "changes")
-NAMES = (*CORE, "latency", "baseline", "scaleout", "burst")
+NAMES = (*CORE, "latency", "wake", "baseline", "scaleout", "burst")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -152,6 +154,9 @@ async def run_plan(
     if latency is not None:
         results["latency"] = await latency
         out(render_latency(results["latency"]))
+    if "wake" in names:
+        results["wake"] = await run_wake_async(plan.quick_extras, plan.dbs)
+        out(render_wake(results["wake"]))
     if "baseline" in names:
         tickets, edits, wait = (1_000, 50, 0.02) if plan.quick_extras else (10_000, 200, 0.05)
         results["baseline"] = await baseline_benchmark(tickets=tickets, edits=edits, latency=wait)

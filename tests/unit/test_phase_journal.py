@@ -88,9 +88,12 @@ def test_a_ticket_failure_backs_off_and_a_second_missing_orphans(mirror: Mirror)
 def test_link_errors_are_recorded_and_cleared() -> None:
     state: Any = SimpleNamespace(name="mem", counts=SimpleNamespace(errors=0))
     state.ticket_message = lambda link, text: f"#{link.ticket_id}: {text}"
+    noted: list[str] = []
+    state.note_failure = noted.append
     link: Any = SimpleNamespace(ticket_id=1, external_id="9", last_error=None, last_error_kind=None)
     link_error(state, link, remote=["bad vendor value"])
     assert (link.last_error, link.last_error_kind) == ("#1: bad vendor value", "unmapped_remote")
+    assert noted == ["#1: bad vendor value"]  # a new error is named once (§8.2)
     link_error(state, link, saw_remote=False)  # a push never saw the vendor's value
     assert link.last_error_kind == "unmapped_remote"
     link_error(state, link)

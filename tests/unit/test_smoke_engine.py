@@ -38,6 +38,7 @@ def test_import_push_pull(mirror):
         "created": 0,
         "conflicts": 0,
         "errors": 0,
+        "future_dated": 0,
     }
     assert len(v.writes()) == before
     assert links(mirror) == {tid: a}

@@ -19,7 +19,6 @@ from sync.daemon.scheduler import Jobs
 from sync.daemon.wake import MAX_DELAY_S, DirtyProbe, PgListener, Wakes, listen_url
 from sync.db import Mirror
 from sync.db.models import Run, SyncConnection
-from sync.engine.record import WOKEN
 from sync.engine.run import RunResult
 from sync.engine.state import Counts
 from sync.errors import ProtocolError
@@ -48,7 +47,7 @@ def stores() -> Iterator[None]:
 async def test_a_burst_of_wake_ups_is_one_run() -> None:
     calls: list[str] = []
 
-    async def run(name: str) -> None:
+    async def run(name: str, pull: bool) -> None:
         calls.append(name)
 
     wakes = Wakes(run)
@@ -64,7 +63,7 @@ async def test_a_steady_stream_of_wake_ups_runs_at_least_once_a_second() -> None
     calls: list[float] = []
     loop = asyncio.get_running_loop()
 
-    async def run(name: str) -> None:
+    async def run(name: str, pull: bool) -> None:
         calls.append(loop.time())
 
     wakes = Wakes(run)
@@ -82,7 +81,7 @@ async def test_wake_ups_during_a_run_lead_to_exactly_one_follow_up() -> None:
     calls = 0
     release = asyncio.Event()
 
-    async def run(name: str) -> None:
+    async def run(name: str, pull: bool) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -211,7 +210,7 @@ async def test_a_wake_up_never_bypasses_a_backoff_or_cool_down(
 
 def _push_only(mirror: Mirror, **kw: Any) -> RunResult:
     run = make_run(mirror, **kw)
-    run.state.options = replace(run.state.options, push_only=True)
+    run.state.options = replace(run.state.options, push_only=True, kind="woken")
     return asyncio.run(run.run())
 
 
@@ -230,7 +229,7 @@ def test_a_push_only_run_pushes_and_creates_without_listing(mirror: Mirror) -> N
     assert vendor().records[external].fields["title"] == "edited here"
     with mirror.read() as session:
         run = session.scalars(select(Run).order_by(Run.id.desc())).first()
-        assert run is not None and run.message == WOKEN
+        assert run is not None and (run.kind, run.message) == ("woken", None)
 
 
 # -- PostgreSQL: NOTIFY from the change feed, LISTEN that reconnects --------------------
@@ -297,7 +296,7 @@ async def test_stop_lets_a_woken_run_in_hand_finish() -> None:
     finished: list[str] = []
     started = asyncio.Event()
 
-    async def run(name: str) -> None:
+    async def run(name: str, pull: bool) -> None:
         started.set()
         await asyncio.sleep(0.3)  # the ticket in hand
         finished.append(name)

@@ -36,7 +36,7 @@ def test_secrets_and_identifiers_are_declared_apart() -> None:
         return {c.name for c in registry.spec(vendor).credentials if c.secret}
 
     assert secrets("proprofs") == {"token"}
-    assert secrets("zoho_desk") == {"client_secret", "refresh_token"}
+    assert secrets("zoho_desk") == {"client_secret", "refresh_token", "webhook_secret"}
     assert secrets("sirportly") == {"token", "secret"}
     assert registry.public_vendors() == ("kapture", "proprofs", "sirportly", "zoho_desk")
 

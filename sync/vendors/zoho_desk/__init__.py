@@ -15,6 +15,8 @@ SPEC = VendorSpec(
         Credential("org_id", required=True, secret=False),
         # The OAuth host of the account's data centre; tests point it at 127.0.0.1.
         Credential("accounts_url", secret=False, url=True),
+        # The last segment of the webhook URL Zoho posts to (docs/architecture.md §8.6).
+        Credential("webhook_secret", in_path=True),
     ),
     check_options=validate_options,
 )
