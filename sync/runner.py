@@ -196,6 +196,7 @@ def _connection_run(
             fence=lease,
             call_seconds=connection.http.total_timeout,
             push_only=selection.push_only,
+            match=connection.match,
         ),
         report=report,
     )

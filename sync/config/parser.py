@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sync.config.checker import describe, freeze, join, suggest
+from sync.config.match import parse_match
 from sync.config.model import Config, ConnectionConfig, Secret, SyncSettings
 from sync.config.sections import SectionParser
 from sync.vendors.registry import VENDORS, public_vendors, spec
@@ -38,6 +39,7 @@ _CONNECTION_KEYS = (
     "http",
     "conflict_policy",
     "guard",
+    "match",
 )
 _CONNECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 #: Shorter secrets are not masked in problems: they would garble the paths around them.
@@ -132,6 +134,9 @@ class Parser(SectionParser):
                 data.get("conflict_policy"), join(path, "conflict_policy"), sync.conflict_policy
             ),
             guard=self.guard(data.get("guard"), join(path, "guard"), sync.guard),
+            match=parse_match(
+                self, data.get("match"), join(path, "match"), creates=create_when is not None
+            ),
         )
 
     def vendor(self, value: Any, path: str) -> VendorSpec | None:

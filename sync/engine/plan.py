@@ -130,12 +130,14 @@ def preview_dirty(state: RunState, session: Session) -> int:
                 direction=state.direction,
                 now=now,
                 wants_create=lambda t: wants_create(state, t),
+                holds=state.holds,
             )
             if step is Route.CREATE:
                 planned += 1
                 state.act(f"{state.name}: #{ticket_id} -> new: create")
-            elif step in (Route.PUSH, Route.WAIT):  # a backoff does not lower the plan
-                assert ticket is not None and link is not None
+            elif step in (Route.PUSH, Route.WAIT) and link is not None:
+                # a backoff does not lower the plan; a create held by matching is no write
+                assert ticket is not None
                 merge = push_merge(state, link, ticket)
                 if merge.pushes:
                     planned += 1

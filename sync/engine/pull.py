@@ -154,6 +154,8 @@ class Pull:
     def __init__(self, state: RunState) -> None:
         self.state = state
         self._pages = self._seen = 0
+        #: Keys of the current page's vendor tickets held back by matching (not imported).
+        self._held: set[str] = set()
 
     async def run(self, changes: Changes) -> Pulled:
         started = self.state.clock()
@@ -174,6 +176,8 @@ class Pull:
         self._seen += len(page.tickets)
         with state.write(origin=state.name) as session:
             links = page_links(state, session, page)
+            if state.matcher is not None:
+                self._held = state.matcher.screen(session, page, links)
             imports = Imports()
             half = len(page.tickets) // 2
             for i, remote in enumerate(page.tickets):
@@ -213,7 +217,8 @@ class Pull:
                 strays.record(state, session, remote, owner)  # a duplicate: never imported
                 return
         if link is None:
-            imports.stage(key, self.import_values(remote))
+            if key not in self._held:  # a match candidate is neither imported nor merged
+                imports.stage(key, self.import_values(remote))
             return
         ticket = session.get(Ticket, link.ticket_id)
         if ticket is None:

@@ -7,8 +7,10 @@
    mass-change guard before any write (a dry run stops here);
 3. ``recover.recover``: finish the create intents a killed run left behind;
 4. ``pull.Pull``: merge the changed pages into the mirror, page by page, cursor with them
-   (then ``recover`` again, where only a complete pull can tell an intent's fate); a
-   push-only run (``RunOptions.push_only``, a daemon wake-up) lists and pulls nothing;
+   (then ``recover`` again, where only a complete pull can tell an intent's fate), with
+   ``adopt`` holding back the vendor tickets that may be mirror tickets already, then
+   ``adopt.settle``: the match approvals and rejections recorded since; a push-only run
+   (``RunOptions.push_only``, a daemon wake-up) lists and pulls nothing;
 5. ``push.Push``: push every dirty ticket, or create it (``create``);
 6. ``record.finish``: the outcome and counts, the connection's health.
 
@@ -29,7 +31,7 @@ from datetime import datetime
 
 from sync.db import Mirror
 from sync.db.models import utcnow
-from sync.engine import record
+from sync.engine import adopt, record
 from sync.engine.context import SyncRules
 from sync.engine.crash import crashpoint
 from sync.engine.guard import consume_approval
@@ -111,6 +113,7 @@ class ConnectionRun:
         """Run the phases in order; a dry run stops after the plan."""
         state = self.state
         cursor = record.start(state)
+        state.holds = adopt.holds(state)
         decided = await plan(state, cursor)
         self._planned = decided.planned
         if not state.options.dry_run:
@@ -120,9 +123,17 @@ class ConnectionRun:
             return
         await recover(state)
         if not state.options.push_only:
+            first = adopt.first_pass(state)
+            state.matcher = adopt.Matcher(state, scoring=first)
             pulled = await Pull(state).run(decided.changes)
             if not state.caps.finds_markers:
                 await recover(state, pulled_since=pulled.started_at)
+            if first and state.direction == "push":  # nothing was pulled: list to match
+                await adopt.scan(state)
+            await adopt.settle(state)
+            if first:
+                adopt.finish_first_pass(state)
+            state.holds = adopt.holds(state)
         await Push(state).run()
 
     def _finish_cancelled(self, started: float) -> None:

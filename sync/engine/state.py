@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
+from sync.config.model import MatchSettings
 from sync.coord import fence
 from sync.db import Mirror
 from sync.db.models import TicketLink
@@ -29,6 +30,9 @@ from sync.engine.context import SyncRules
 from sync.engine.guard import Guard
 from sync.errors import Interrupted, SyncError
 from sync.vendors.base import Adapter, Capabilities
+
+if TYPE_CHECKING:
+    from sync.engine.adopt import Matcher
 
 T = TypeVar("T")
 
@@ -96,6 +100,9 @@ class RunOptions:
     #: A woken run (docs/architecture.md §8.6): push the dirty tickets and creates only,
     #: with no pull listing and no pull; the lease, fence, guard and rate limits still hold.
     push_only: bool = False
+    #: Matching before creating (docs/architecture.md §8.7); ``on_first_import`` None or
+    #: False: the first import imports every vendor ticket.
+    match: MatchSettings = field(default_factory=MatchSettings)
 
 
 class RunState:
@@ -129,6 +136,10 @@ class RunState:
         #: One line per planned or carried-out action (printed on a dry run).
         self.actions: list[str] = []
         self._gate = asyncio.Semaphore(max(1, options.concurrency))
+        #: Screens pulled pages for matching (``sync.engine.adopt``); None: imports all.
+        self.matcher: Matcher | None = None
+        #: Whether the push holds back the create of a mirror ticket (a match is pending).
+        self.holds: Callable[[int], bool] = lambda ticket_id: False
 
     @property
     def caps(self) -> Capabilities:
