@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sync import __version__, logs
+from sync import __version__, logs, match_cmd
 from sync.config import Config, find_config_path, load_config
 from sync.db import Mirror, migrate, schema_state
 from sync.errors import ConfigError, DatabaseError, LockHeld, UserError
@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve = gsub.add_parser("approve", help="let the daemon pass a held guard once")
     _common(approve, top=False)
     approve.add_argument("name", help="the connection")
+    match_cmd.add_parser(sub, lambda p: _common(p, top=False))
     return parser
 
 
@@ -253,6 +254,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "db": _cmd_db,
         "guard": _cmd_guard,
         "journal": _cmd_journal,
+        "match": lambda a, c: match_cmd.command(a, c, open_database(c, upgrade=False)),
     }
     return handlers[args.command](args, config)
 
