@@ -85,34 +85,36 @@ def _connections(args: argparse.Namespace, config: Config) -> list[str]:
 
 
 def _score(config: Config, mirror: Mirror, name: str) -> int:
-    from sync.engine import adopt
-    from sync.engine.run import ConnectionRun, RunOptions
-    from sync.runner import build_adapter, build_rules, state_dir
-
     if name not in config.connections:
         raise ConfigError(
             [f"match {name}: no such connection (configured: {', '.join(config.connections)})"]
         )
-    connection = config.connections[name]
-
-    async def scan() -> int:
-        adapter = build_adapter(connection, state_dir(config, mirror))
-        try:
-            run = ConnectionRun(
-                mirror,
-                name,
-                adapter,
-                build_rules(connection, config, adapter),
-                direction=connection.direction,
-                options=RunOptions(match=connection.match),
-            )
-            return await adopt.scan(run.state)
-        finally:
-            await adapter.aclose()
-
-    found = asyncio.run(scan())
+    found = asyncio.run(score_now(mirror, config, name))
     print(f"{name}: {found} new candidate pair(s); review them with `ticketsync match list`")
     return 0
+
+
+async def score_now(mirror: Mirror, config: Config, name: str) -> int:
+    """List connection ``name``'s vendor tickets and record the new candidates (nothing is
+    imported, nothing is sent); returns how many."""
+    from sync.engine import adopt
+    from sync.engine.run import ConnectionRun, RunOptions
+    from sync.runner import build_adapter, build_rules, state_dir
+
+    connection = config.connections[name]
+    adapter = build_adapter(connection, state_dir(config, mirror))
+    try:
+        run = ConnectionRun(
+            mirror,
+            name,
+            adapter,
+            build_rules(connection, config, adapter),
+            direction=connection.direction,
+            options=RunOptions(match=connection.match),
+        )
+        return await adopt.scan(run.state)
+    finally:
+        await adapter.aclose()
 
 
 def _decide(args: argparse.Namespace, config: Config, mirror: Mirror) -> int:

@@ -11,10 +11,16 @@ key                weight  agrees when
 =================  ======  ===================================================
 requester_email    0.4     equal after trimming and lower-casing
 subject            0.4     equal after ``normal_subject``
-created_at         0.2     at most ``window_seconds`` apart
+created_at         0.2     at most ``window_seconds`` apart, and the subject
+                           agrees too (the e-mail, when the subject is not
+                           counted)
 reference          -       the vendor's reference is the mirror ticket's id:
                            the pair scores 1 at once
 =================  ======  ===================================================
+
+The creation time only confirms: one customer often writes several tickets a day, to
+one helpdesk or to several, so "same requester, same day" alone must stay below the
+default ``min_score`` (0.5), while a copy keeps its subject and its day (0.6).
 
 The assignment is greedy and deterministic: pairs in order of score (highest first),
 then the smaller distance in creation time, then vendor key and mirror id, each side
@@ -139,8 +145,10 @@ def score(mirror: Side, remote: Side, settings: MatchSettings) -> tuple[float, t
         agreed.append("requester_email")
     if "subject" in keys and mirror.subject and mirror.subject == remote.subject:
         agreed.append("subject")
+    confirms = "subject" if "subject" in keys else "requester_email"
     distance = _distance(mirror, remote)
-    if "created_at" in keys and distance is not None and distance <= settings.window_seconds:
+    near = distance is not None and distance <= settings.window_seconds
+    if "created_at" in keys and near and confirms in agreed:
         agreed.append("created_at")
     return round(sum(WEIGHTS[k] for k in agreed) / total, 6), tuple(agreed)
 

@@ -59,7 +59,18 @@ def test_a_pair_scores_the_weights_of_the_keys_it_agrees_on() -> None:
         0.8,
         ("requester_email", "subject"),
     )
-    assert score(mirror, Side("k", "a@x.org", "other", T0), MATCH)[0] == pytest.approx(0.6)
+    # the creation time confirms a subject, never an e-mail alone: one customer, one day,
+    # two tickets is common
+    assert score(mirror, Side("k", "a@x.org", "other", T0), MATCH) == (0.4, ("requester_email",))
+    assert score(mirror, Side("k", "b@x.org", "printer", T0), MATCH) == (
+        0.6,
+        ("subject", "created_at"),
+    )
+    no_subject = MatchSettings(keys=("requester_email", "created_at"))
+    assert score(mirror, Side("k", "a@x.org", "other", T0), no_subject) == (
+        1.0,
+        ("requester_email", "created_at"),
+    )
     assert score(mirror, Side("k", "b@x.org", "other", T0, "7"), MATCH) == (1.0, ("reference",))
     only_subject = MatchSettings(keys=("subject",))
     assert score(mirror, Side("k", "b@x.org", "printer", late), only_subject)[0] == 1.0
