@@ -658,3 +658,20 @@ async def test_window_scan_gives_up_on_an_unpageable_crowd() -> None:
             datetime(2025, 5, 4, tzinfo=UTC), datetime(2025, 5, 6, tzinfo=UTC)
         ):
             pass
+
+
+async def test_match_keys_take_created_time_and_the_source_reference(
+    make_zoho: MakeAdapter,
+) -> None:
+    """docs/architecture.md §8.7: ``source.extId`` is Zoho's external reference; a record
+    without readable keys gives None for them, never an error."""
+    from sync.vendors.base import MatchKeys, RemoteTicket
+
+    adapter = make_zoho()
+    raw = {"createdTime": "2026-03-01T12:00:00.000Z", "source": {"type": "API", "extId": "42"}}
+    keys = adapter.match_keys(
+        RemoteTicket("1", {"title": "T", "requester_email": "a@b.c"}, raw=raw)
+    )
+    assert keys == MatchKeys("a@b.c", "T", datetime(2026, 3, 1, 12, tzinfo=UTC), "42")
+    odd = {"createdTime": "yesterday", "source": "web"}
+    assert adapter.match_keys(RemoteTicket("2", {}, raw=odd)) == MatchKeys()
