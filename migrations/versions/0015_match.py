@@ -2,8 +2,8 @@
 
 A connection that matches on its first import puts each vendor ticket that resembles an
 unlinked mirror ticket here instead of importing it, and creates nothing until that import
-and its match pass are done (``first_match_at``). Connections that already pulled (their
-cursor is set) count as matched, so an upgrade never holds an established connection.
+and its match pass are done (``first_match_at``). Connections that already pulled or
+succeeded count as matched, so an upgrade never holds an established connection.
 
 Revision ID: 0015
 Revises: 0010
@@ -47,16 +47,17 @@ def upgrade() -> None:
         "ix_match_candidates_connection_state", "match_candidates", ["connection", "state"]
     )
     op.create_index("ix_match_candidates_ticket_id", "match_candidates", ["ticket_id"])
-    with op.batch_alter_table("sync_connections") as batch:
-        batch.add_column(sa.Column("first_match_at", UtcDateTime(), nullable=True))
+    # A plain ALTER TABLE, not a batch: on SQLite a batch would rebuild sync_connections,
+    # which the triggers on tickets name.
+    op.add_column("sync_connections", sa.Column("first_match_at", UtcDateTime(), nullable=True))
     op.execute(
-        "UPDATE sync_connections SET first_match_at = registered_at WHERE cursor IS NOT NULL"
+        "UPDATE sync_connections SET first_match_at = registered_at "
+        "WHERE cursor IS NOT NULL OR last_success_at IS NOT NULL"
     )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("sync_connections") as batch:
-        batch.drop_column("first_match_at")
+    op.drop_column("sync_connections", "first_match_at")  # SQLite 3.35 or later
     op.drop_index("ix_match_candidates_ticket_id", table_name="match_candidates")
     op.drop_index("ix_match_candidates_connection_state", table_name="match_candidates")
     op.drop_table("match_candidates")

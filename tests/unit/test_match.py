@@ -291,3 +291,37 @@ def test_every_match_problem_is_reported_at_once() -> None:
     text = "\n".join(caught.value.problems)
     for key in ("min_score", "auto_link_above", "window_seconds", "keys", "extra"):
         assert f"connections.a.match.{key}" in text
+
+
+def test_a_push_only_connection_lists_the_vendor_once_to_match(mirror: Mirror) -> None:
+    pairs = _seed(mirror, same=3, differ=1)
+    result = sync(mirror, create_when={}, match=MATCH, direction="push")
+    assert result.ok, result.error
+    assert result.counts.created == 0 and result.counts.pulled == 0
+    assert {t: e for t, e, _ in _candidates(mirror)} == pairs
+    assert sql(mirror, "SELECT count(*) FROM tickets") == [(3,)], (
+        "a push connection imports nothing"
+    )
+
+
+def test_migration_0015_counts_established_connections_as_matched(mirror: Mirror) -> None:
+    from alembic import command
+
+    from sync.db.migrate import _alembic_config, migrate
+
+    with mirror.engine.connect() as conn:
+        command.downgrade(_alembic_config(conn), "0010")
+        conn.commit()
+    for name, cursor in (("old", '"2026-01-01T00:00:00"'), ("new", None)):
+        sql(
+            mirror,
+            "INSERT INTO sync_connections (name, vendor, cursor, creates, registered_at,"
+            " consecutive_failures, credentials) VALUES (:n, 'memory', :c, true,"
+            " '2026-01-01 00:00:00', 0, 'ok')",
+            n=name,
+            c=cursor,
+        )
+    migrate(mirror)
+    rows = sql(mirror, "SELECT name, first_match_at IS NOT NULL FROM sync_connections ORDER BY 1")
+    assert [(n, bool(m)) for n, m in rows] == [("new", False), ("old", True)]
+    assert sql(mirror, "SELECT count(*) FROM match_candidates") == [(0,)]
