@@ -62,11 +62,13 @@ def holds(state: RunState) -> Callable[[int], bool]:
 
 
 class Matcher:
-    """Screens the pulled pages of one run; ``scoring``: new candidates may be made."""
+    """Screens the pulled pages of one run; ``scoring``: new candidates may be made;
+    ``record``: they are written (a dry run only names them)."""
 
-    def __init__(self, state: RunState, *, scoring: bool) -> None:
+    def __init__(self, state: RunState, *, scoring: bool, record: bool = True) -> None:
         self.state = state
         self.scoring = scoring
+        self.record = record
         self.created = 0
         self._index: MirrorIndex | None = None
 
@@ -91,15 +93,16 @@ class Matcher:
         for pair in best_pairs(self._mirror(session), sides, settings):
             key = pair.external_key
             approved = above is not None and pair.score >= above
-            candidates.record(
-                session,
-                state.name,
-                pair,
-                fresh[key],
-                keys[key],
-                approved=approved,
-                now=state.clock(),
-            )
+            if self.record:
+                candidates.record(
+                    session,
+                    state.name,
+                    pair,
+                    fresh[key],
+                    keys[key],
+                    approved=approved,
+                    now=state.clock(),
+                )
             state.act(
                 f"{state.name}: #{pair.ticket_id} ~ {fresh[key].external_id}: "
                 f"match candidate, score {pair.score:g} ({', '.join(pair.reasons)})"

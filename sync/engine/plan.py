@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from sync.db.models import SyncConnection, Ticket, TicketLink
 from sync.engine import store, strays
+from sync.engine.adopt import Matcher, first_pass
 from sync.engine.create import wants_create
 from sync.engine.journal import describe
 from sync.engine.merge import Action
@@ -71,9 +72,18 @@ def count(state: RunState, pages: tuple[Page, ...] | None) -> int:
                 options.guard.check(state.name, bound, links, state.mirror, state.clock())
                 return bound
         planned = 0
+        # a dry run names the match candidates a first import would hold back
+        matcher = (
+            Matcher(state, scoring=first_pass(state), record=False) if options.dry_run else None
+        )
         for page in pages or ():
             known = page_links(state, session, page)
-            planned += sum(preview_remote(state, session, r, known) for r in page.tickets)
+            held = matcher.screen(session, page, known) if matcher is not None else set()
+            planned += sum(
+                preview_remote(state, session, r, known)
+                for r in page.tickets
+                if state.adapter.id_key(r.external_id) not in held  # named as a candidate
+            )
         planned += preview_dirty(state, session)
     if options.dry_run:
         state.report(f"{state.name}: {planned} planned change(s)")

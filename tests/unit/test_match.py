@@ -325,3 +325,14 @@ def test_migration_0015_counts_established_connections_as_matched(mirror: Mirror
     rows = sql(mirror, "SELECT name, first_match_at IS NOT NULL FROM sync_connections ORDER BY 1")
     assert [(n, bool(m)) for n, m in rows] == [("new", False), ("old", True)]
     assert sql(mirror, "SELECT count(*) FROM match_candidates") == [(0,)]
+
+
+def test_a_dry_run_names_the_candidates_and_writes_nothing(mirror: Mirror) -> None:
+    _seed(mirror, same=2, differ=1)
+    lines: list[str] = []
+    result = sync(mirror, create_when={}, match=MATCH, dry_run=True, report=lines.append)
+    assert result.outcome == "dry-run"
+    assert sum("match candidate, score 0.8" in line for line in lines) == 2
+    assert sum(": import" in line for line in lines) == 1
+    assert not any("create" in line for line in lines), lines
+    assert _candidates(mirror) == [] and vendor().writes() == []
