@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sync.db.models import MatchCandidate, SyncConnection, Ticket, TicketLink
@@ -123,8 +124,13 @@ async def scan(state: RunState) -> int:
     matcher = Matcher(state, scoring=True)
     async for page in state.adapter.changed_since(None):
         state.check_stop()
-        with state.write() as session:
-            matcher.screen(session, page, page_links(state, session, page))
+        made = matcher.created
+        try:
+            with state.write() as session:
+                matcher.screen(session, page, page_links(state, session, page))
+        except IntegrityError:  # a run scored the same vendor ticket meanwhile: keep its
+            matcher.created = made
+            log.info("%s: a page's candidates were recorded meanwhile; skipped", state.name)
     return matcher.created
 
 
