@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sync import __version__, logs, webhook_cmd
+from sync import __version__, logs, match_cmd, webhook_cmd
 from sync.config import Config, find_config_path, load_config
 from sync.db import Mirror, migrate, schema_state
 from sync.errors import ConfigError, DatabaseError, LockHeld, UserError
@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve = gsub.add_parser("approve", help="let the daemon pass a held guard once")
     _common(approve, top=False)
     approve.add_argument("name", help="the connection")
+    match_cmd.add_parser(sub, lambda p: _common(p, top=False))
     return parser
 
 
@@ -267,6 +268,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "journal": _cmd_journal,
         "undo": _cmd_undo,
         "webhooks": webhook_cmd.run,
+        "match": lambda a, c: match_cmd.command(a, c, open_database(c, upgrade=False)),
     }
     return handlers[args.command](args, config)
 

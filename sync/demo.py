@@ -4,7 +4,8 @@ Starts the built-in vendor emulators on 127.0.0.1 with seeded tickets, writes a 
 file and a SQLite mirror into a folder, and walks through what the product does with
 real syncs over real HTTP: the initial import, a local edit pushed, a vendor edit pulled
 (and fanned out where linked), a same-field conflict and how the policy settled it, a
-local INSERT created at the vendors, and the undo of the run that pulled the edit.
+local INSERT created at the vendors, the undo of the run that pulled the edit, and a
+ticket both sides already had matched and linked instead of duplicated.
 ``--keep-running`` then leaves the emulators and the daemon up until Ctrl-C.
 """
 
@@ -14,6 +15,7 @@ import asyncio
 import sqlite3
 import tempfile
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -254,8 +256,9 @@ class Demo:
         self.table([new_id])
 
         await self.undo(first, edited)
+        await self.matching()
 
-        self.step(7, "Status, as `ticketsync status` reports it")
+        self.step(8, "Status, as `ticketsync status` reports it")
         assert self.config is not None and self.mirror is not None
         report = collect(self.config, self.mirror)
         for name, c in report["connections"].items():
@@ -287,6 +290,41 @@ class Demo:
         external = self.links(ticket)[connection]
         value = self.vendor_value(connection, external, "priority")
         self.out(f"  {connection} ticket {external}: priority back to {value!r}")
+
+    async def matching(self) -> None:
+        """A ticket both sides already have is matched and linked, not imported twice."""
+        from sync.engine import candidates
+        from sync.match_cmd import collect as candidates_report
+        from sync.match_cmd import render, score_now
+
+        assert self.config is not None and self.mirror is not None
+        self.step(7, "Matching: a ticket both sides already have is linked, not duplicated")
+        name, emulator = next(iter(self.emulators.items()))
+        subject, email = "Printer on floor 3 is jammed", "office@example.com"
+        self.sql(
+            "INSERT INTO tickets (title, status, priority, queue, requester_email) "
+            "VALUES (?, 'open', 'normal', 'support', ?)",
+            subject,
+            email,
+        )
+        fields = emulator.demo_fields(self.count)
+        emulator.seed(
+            **{**fields, emulator.demo_field_names["title"]: f"RE: {subject}", "email": email}
+        )
+        self.out(f"  the mirror and {name} each got {subject!r} from {email}")
+        self.out(f"  ticketsync match {name}   (the first import of a connection does this itself)")
+        await score_now(self.mirror, self.config, name)
+        report = candidates_report(self.mirror, [name])
+        for line in render(report).splitlines()[:-1]:
+            self.out("  " + line)
+        with self.mirror.write() as session:
+            ids = [c["id"] for c in report["candidates"]]
+            candidates.decide(session, ids, "approved", datetime.now(UTC))
+        self.out(f"  ticketsync match approve {' '.join(map(str, ids))}")
+        self.out("  " + self._counts(await self.sync()))
+        matched = self.sql("SELECT max(id) FROM tickets")[0][0]
+        self.table([matched])
+        self.out("  one ticket, linked: the fields that differed went to the conflict policy")
 
     def next_steps(self, keep_running: bool) -> None:
         config = self.dir / "config.yaml"

@@ -211,6 +211,7 @@ def _connection_run(
             call_seconds=connection.http.total_timeout,
             push_only=selection.push_only,
             kind=selection.kind,
+            match=connection.match,
         ),
         report=report,
         comments=connection.comments,

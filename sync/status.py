@@ -13,6 +13,7 @@ whether the vendor can post private notes, and the comments ``synced``, ``pendin
 ``webhooks`` (Zoho Desk connections) says whether the connection takes webhooks, on which
 listener, and when a webhook last started a run; ``last_run.kind`` is what started the
 last run (scheduled, woken, webhook, once).
+``pending_matches`` counts the candidate pairs waiting for review (docs/architecture.md §8.7).
 Keys may be added; none is renamed or removed without bumping ``schema``. Nothing here
 reads a secret. A last run's ``outcome`` is ``ok``, ``failed``, ``held``, ``interrupted`` or
 ``internal`` (an unforeseen error ended it; ``sync.runner`` records it).
@@ -35,6 +36,7 @@ from sync.coord.locks import read_holder
 from sync.db import Mirror
 from sync.db.models import (
     Conflict,
+    MatchCandidate,
     PullFailure,
     Run,
     SyncConnection,
@@ -164,6 +166,12 @@ def _connection(
         "open_conflicts": _count(
             session, Conflict.connection == name, Conflict.resolution == "pending", model=Conflict
         ),
+        "pending_matches": _count(
+            session,
+            MatchCandidate.connection == name,
+            MatchCandidate.state == "pending",
+            model=MatchCandidate,
+        ),
         "consecutive_failures": row.consecutive_failures if row else 0,
         "next_retry_at": _iso(next_retry),
         "cooldown_until": _iso(row.cooldown_until) if row else None,
@@ -275,6 +283,11 @@ def render(status: Mapping[str, Any]) -> str:
                 "  not supported:   "
                 + ", ".join(c["unwritable_fields"])
                 + " (the vendor's API cannot write these; local edits stay local)"
+            )
+        if c["pending_matches"]:
+            lines.append(
+                f"  match review:    {c['pending_matches']} candidate pair(s) pending; "
+                "see `ticketsync match list`"
             )
         if c["guard"]:
             g = c["guard"]

@@ -7,7 +7,7 @@ and ``undo_of``, the run an undo entry takes back. Nothing touches ``tickets``: 
 triggers stay.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-03
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from sync.db.models import RedactedJSON, UtcDateTime
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -146,6 +146,28 @@ class SyncSettings:
     clock_skew_seconds: float = 120.0
 
 
+#: The keys matching may compare (docs/architecture.md §8.7), in scoring order.
+MATCH_KEYS = ("requester_email", "subject", "created_at", "reference")
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """Matching before creating (docs/architecture.md §8.7): a connection's ``match`` block.
+
+    ``on_first_import`` None means "true when the connection has a ``create`` rule"; the
+    parser resolves it, so a parsed connection always holds a bool. ``min_score``: the
+    lowest score that makes a candidate; ``auto_link_above``: a score from which a pair is
+    linked without review (None: never); ``window_seconds``: how far apart two creation
+    times may be and still agree; ``keys``: which of ``MATCH_KEYS`` count.
+    """
+
+    on_first_import: bool | None = None
+    min_score: float = 0.5
+    auto_link_above: float | None = None
+    window_seconds: float = 86400.0
+    keys: tuple[str, ...] = MATCH_KEYS
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """The daemon's own settings: health/metrics endpoint (off by default), log format,
@@ -223,6 +245,7 @@ class ConnectionConfig:
     conflict_policy: PolicySpec = field(default_factory=PolicySpec)
     guard: GuardSettings = field(default_factory=GuardSettings)
     comments: CommentSettings = field(default_factory=CommentSettings)
+    match: MatchSettings = field(default_factory=MatchSettings)
 
     def credential(self, name: str) -> str | None:
         """The revealed value of credential ``name``, or None when not configured."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from sync.config.checker import describe, freeze, join, suggest
 from sync.config.comments import CommentsParser
+from sync.config.match import parse_match
 from sync.config.model import Config, ConnectionConfig, Secret, SyncSettings
 from sync.config.sections import SectionParser
 from sync.vendors.registry import VENDORS, public_vendors, spec
@@ -40,6 +41,7 @@ _CONNECTION_KEYS = (
     "conflict_policy",
     "guard",
     "comments",
+    "match",
 )
 _CONNECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _PATH_SECRET = re.compile(rf"[A-Za-z0-9_-]{{{PATH_SECRET_MIN},}}")
@@ -136,6 +138,9 @@ class Parser(SectionParser, CommentsParser):
             ),
             guard=self.guard(data.get("guard"), join(path, "guard"), sync.guard),
             comments=self.comments(data.get("comments"), join(path, "comments")),
+            match=parse_match(
+                self, data.get("match"), join(path, "match"), creates=create_when is not None
+            ),
         )
 
     def vendor(self, value: Any, path: str) -> VendorSpec | None:

@@ -16,6 +16,8 @@ Public (docs/architecture.md §2.3; other programs read and write them with plai
 - ``journal``: every field change in either direction, every conflict resolution.
 - ``conflicts``: same-field conflicts and how they were settled (``manual`` ones wait).
 - ``runs``: one row per connection run, for ``status``.
+- ``match_candidates``: scored pairs of an unlinked mirror ticket and an unlinked vendor
+  ticket, waiting for review or for the pass that carries out the decision.
 - ``sync_strays``: vendor tickets that carry our create marker of a ticket already linked
   on that connection (a duplicate create); reported, never imported or deleted.
 - ``undo_requests``: ``ticketsync undo`` requests, executed by the connection's next pass
@@ -218,6 +220,9 @@ class SyncConnection(Base):
     #: Why private comment posts stopped on the connection (a reply showed another
     #: visibility than asked), or None; cleared by hand once the vendor is checked.
     private_comments_stopped: Mapped[str | None] = mapped_column(RedactedText)
+    #: When the first import's match pass finished (docs/architecture.md §8.7); until then a
+    #: connection that matches on its first import creates nothing.
+    first_match_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class SyncLease(Base):
@@ -509,3 +514,34 @@ class CommentCounter(Base):
     seen: Mapped[str | None] = mapped_column(String(255))
     due: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class MatchCandidate(Base):
+    """A mirror ticket and a vendor ticket that may be one ticket (docs/architecture.md §8.7).
+
+    ``state``: ``pending`` (waiting for review; neither side is imported or created on
+    this connection), ``approved`` (a request: the connection's next pass links the pair),
+    ``linked`` (done), ``rejected`` (the vendor ticket is imported as usual; ``done_at``
+    is set once the pass did it). ``snapshot`` is the vendor side's matching keys, redacted
+    and capped, for the reviewer. A vendor ticket has at most one candidate per connection.
+    """
+
+    __tablename__ = "match_candidates"
+    __table_args__ = (
+        UniqueConstraint("connection", "external_key"),
+        Index(None, "connection", "state"),
+        Index(None, "ticket_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connection: Mapped[str] = mapped_column(String(64), nullable=False)
+    ticket_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    external_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    external_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    reasons: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(RedactedJSON, nullable=False, default=dict)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

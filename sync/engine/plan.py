@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from sync.db.models import SyncConnection, Ticket, TicketLink
 from sync.engine import comment_store, store, strays
+from sync.engine.adopt import Matcher, first_pass
 from sync.engine.comments_push import preview_comments, wants_push
 from sync.engine.create import wants_create
 from sync.engine.journal import describe
@@ -78,9 +79,16 @@ def count(state: RunState, pages: tuple[Page, ...] | None) -> int:
                 guard.check(state.name, bound + recent, links, state.mirror, state.clock(), recent)
                 return bound
         pulled: set[int] = set()
+        # a dry run names the match candidates a first import would hold back
+        matcher = (
+            Matcher(state, scoring=first_pass(state), record=False) if options.dry_run else None
+        )
         for page in pages or ():
             known = page_links(state, session, page)
+            held = matcher.screen(session, page, known) if matcher is not None else set()
             for remote in page.tickets:
+                if state.adapter.id_key(remote.external_id) in held:
+                    continue  # named as a candidate
                 if (ticket_id := preview_remote(state, session, remote, known)) is not None:
                     pulled.add(ticket_id)
         creates, pushed = preview_dirty(state, session)
@@ -146,12 +154,14 @@ def preview_dirty(state: RunState, session: Session) -> tuple[int, set[int]]:
                 direction=state.direction,
                 now=now,
                 wants_create=lambda t: wants_create(state, t),
+                holds=state.holds,
             )
             if step is Route.CREATE:
                 planned += 1
                 state.act(f"{state.name}: #{ticket_id} -> new: create")
-            elif step in (Route.PUSH, Route.WAIT):  # a backoff does not lower the plan
-                assert ticket is not None and link is not None
+            elif step in (Route.PUSH, Route.WAIT) and link is not None:
+                # a backoff does not lower the plan; a create held by matching is no write
+                assert ticket is not None
                 merge = push_merge(state, link, ticket)
                 if merge.pushes:
                     updated.add(ticket_id)

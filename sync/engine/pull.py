@@ -169,6 +169,8 @@ class Pull:
         self._failing: dict[str, str] | None = None
         #: Keys this run has read (cleanly or not): not read again by ``reread``.
         self._read: set[str] = set()
+        #: Keys of the current page's vendor tickets held back by matching (not imported).
+        self._held: set[str] = set()
 
     async def run(self, changes: Changes) -> Pulled:
         started = self.state.clock()
@@ -215,6 +217,8 @@ class Pull:
             if self._failing is None:
                 self._failing = failing_keys(state, session)
             links = page_links(state, session, page)
+            if state.matcher is not None:
+                self._held = state.matcher.screen(session, page, links)
             imports = Imports()
             half = len(page.tickets) // 2
             for i, remote in enumerate(page.tickets):
@@ -279,7 +283,8 @@ class Pull:
                 strays.record(state, session, remote, owner)  # a duplicate: never imported
                 return
         if link is None:
-            imports.stage(key, self.import_values(remote))
+            if key not in self._held:  # a match candidate is neither imported nor merged
+                imports.stage(key, self.import_values(remote))
             return
         ticket = session.get(Ticket, link.ticket_id)
         if ticket is None:

@@ -49,13 +49,17 @@ def route(
     direction: str,
     now: datetime,
     wants_create: Callable[[Ticket], bool],
+    holds: Callable[[int], bool] = lambda ticket_id: False,
 ) -> Route:
-    """What the push does with one dirty ticket (``ticket`` None: deleted meanwhile)."""
+    """What the push does with one dirty ticket (``ticket`` None: deleted meanwhile).
+    ``holds``: a create matching holds back (docs/architecture.md §8.7)."""
     if ticket is None:
         return Route.CLEAR
     if link is None:
-        # not linked here: create it if the rule says so
-        return Route.CREATE if wants_create(ticket) else Route.CLEAR
+        # not linked here: create it if the rule says so, once matching lets it
+        if not wants_create(ticket):
+            return Route.CLEAR
+        return Route.WAIT if holds(ticket.id) else Route.CREATE
     if link.state != "active" or direction == "pull":
         # a create intent, an orphan, or a connection that never sends
         return Route.CLEAR
@@ -164,6 +168,7 @@ class Push:
             direction=state.direction,
             now=state.clock(),
             wants_create=lambda t: wants_create(state, t),
+            holds=state.holds,
         )
         if step is Route.CREATE:
             assert ticket is not None

@@ -7,8 +7,10 @@
    mass-change guard before any write (a dry run stops here);
 3. ``recover.recover``: finish the create intents a killed run left behind;
 4. ``pull.Pull``: merge the changed pages into the mirror, page by page, cursor with them
-   (then ``recover`` again, where only a complete pull can tell an intent's fate); a
-   push-only run (``RunOptions.push_only``, a daemon wake-up) lists and pulls nothing;
+   (then ``recover`` again, where only a complete pull can tell an intent's fate), with
+   ``adopt`` holding back the vendor tickets that may be mirror tickets already, then
+   ``adopt.settle``: the match approvals and rejections recorded since; a push-only run
+   (``RunOptions.push_only``, a daemon wake-up) lists and pulls nothing;
 5. ``undo_run.execute``: carry out the ``ticketsync undo`` requests ``undo_run.prepare``
    took (and held at the guard) before any write (docs/architecture.md §8.7);
 6. ``push.Push``: push every dirty ticket, or create it (``create``);
@@ -35,7 +37,7 @@ from datetime import datetime
 from sync.config.model import CommentSettings
 from sync.db import Mirror
 from sync.db.models import utcnow
-from sync.engine import comment_store, failures, record, undo_run
+from sync.engine import adopt, comment_store, failures, record, undo_run
 from sync.engine.comments_pull import CommentPull
 from sync.engine.comments_push import CommentPush
 from sync.engine.context import SyncRules
@@ -123,6 +125,7 @@ class ConnectionRun:
         """Run the phases in order; a dry run stops after the plan."""
         state = self.state
         cursor = record.start(state)
+        state.holds = adopt.holds(state)
         decided = await plan(state, cursor)
         self._planned = decided.planned
         undos: list[int] = []
@@ -134,9 +137,17 @@ class ConnectionRun:
             return
         await recover(state)
         if not state.options.push_only:
+            first = adopt.first_pass(state)
+            state.matcher = adopt.Matcher(state, scoring=first)
             pulled = await Pull(state).run(decided.changes)
             if not state.caps.finds_markers:
                 await recover(state, pulled_since=pulled.started_at)
+            if first and state.direction == "push":  # nothing was pulled: list to match
+                await adopt.scan(state)
+            await adopt.settle(state)
+            if first:
+                adopt.finish_first_pass(state)
+            state.holds = adopt.holds(state)
             await CommentPull(state).run()
         await undo_run.execute(state, undos)
         await Push(state).run()

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
-from sync.config.model import CommentSettings
+from sync.config.model import CommentSettings, MatchSettings
 from sync.coord import fence
 from sync.db import Mirror
 from sync.db.models import TicketLink
@@ -29,9 +29,18 @@ from sync.engine import store
 from sync.engine.context import SyncRules
 from sync.engine.guard import Guard
 from sync.errors import Interrupted, SyncError
-from sync.vendors.base import Adapter, Capabilities
+from sync.vendors.base import Adapter, Capabilities, Page
 
 T = TypeVar("T")
+
+
+class Screen(Protocol):
+    """What the pull asks of matching (``sync.engine.adopt.Matcher``; a protocol here so
+    the state does not import the phase that imports it)."""
+
+    def screen(self, session: Session, page: Page, links: dict[str, TicketLink]) -> set[str]:
+        """The keys of the page's vendor tickets held back as match candidates."""
+        ...
 
 
 @dataclass
@@ -132,6 +141,9 @@ class RunOptions:
     push_only: bool = False
     #: What started the run (one of ``RUN_KINDS``), recorded in ``runs.kind``.
     kind: str = "once"
+    #: Matching before creating (docs/architecture.md §8.7); ``on_first_import`` None or
+    #: False: the first import imports every vendor ticket.
+    match: MatchSettings = field(default_factory=MatchSettings)
 
 
 class RunState:
@@ -183,6 +195,10 @@ class RunState:
         #: True when --force or an approval let this run past the guard.
         self.guard_passed = False
         self._gate = asyncio.Semaphore(max(1, options.concurrency))
+        #: Screens pulled pages for matching (``sync.engine.adopt``); None: imports all.
+        self.matcher: Screen | None = None
+        #: Whether the push holds back the create of a mirror ticket (a match is pending).
+        self.holds: Callable[[int], bool] = lambda ticket_id: False
 
     @property
     def caps(self) -> Capabilities:

@@ -188,6 +188,18 @@ class OutgoingComment:
     author_user: str | None = None
 
 
+@dataclass(frozen=True)
+class MatchKeys:
+    """What matching compares of a vendor ticket (docs/architecture.md §8.7), unnormalised:
+    the requester's e-mail, the subject, the creation time (UTC) and an external reference
+    that names the mirror's ticket id, each None where the vendor carries none."""
+
+    requester_email: str | None = None
+    subject: str | None = None
+    created_at: datetime | None = None
+    reference: str | None = None
+
+
 class Watch(tuple[str, ...]):
     """Linked external ids to re-poll (vendors without changed-since): the ``open_count``
     first ones are tickets not yet resolved or closed, the rest are, so an adapter can give
@@ -306,6 +318,12 @@ class Adapter(ABC):
                 continue
             yield Page([ticket] if ticket is not None else [], None)
 
+    def match_keys(self, ticket: RemoteTicket) -> MatchKeys:
+        """The keys matching compares (docs/architecture.md §8.7): by default the e-mail and
+        subject from ``fields``; a vendor whose record carries a creation time or an external
+        reference reads them from ``raw``. Never raises: an unreadable key is None."""
+        return MatchKeys(ticket.fields.get("requester_email"), ticket.fields.get("title"))
+
     def lookback(self, override: float | None = None) -> timedelta:
         """How far a pull reaches back before its cursor: the connection's own
         ``options.lookback_seconds`` when given, else ``sync.lookback_seconds``."""
@@ -368,6 +386,7 @@ __all__ = [
     "Capabilities",
     "Cursor",
     "FieldProblem",
+    "MatchKeys",
     "OutgoingComment",
     "Page",
     "RecordFailure",

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from sync.config.model import CommentSettings
+from sync.config.model import CommentSettings, MatchSettings
 from sync.db import Mirror
 from sync.db.models import utcnow
 from sync.engine.context import SyncRules
@@ -61,6 +61,7 @@ def make_run(
     tie_break: str = "local",
     report: Any = None,
     comments: CommentSettings | None = None,
+    match: MatchSettings | None = None,
 ) -> ConnectionRun:
     connection = SimpleNamespace(name=name, options=dict(options or {}))
     adapter = MemoryAdapter(connection)
@@ -76,7 +77,10 @@ def make_run(
         direction=direction,
         create_when=create_when,
         options=RunOptions(
-            dry_run=dry_run, force=force, guard=guard or Guard(share=1.0, min_count=10**6)
+            dry_run=dry_run,
+            force=force,
+            guard=guard or Guard(share=1.0, min_count=10**6),
+            match=match or MatchSettings(),
         ),
         clock=clock or utcnow,
         report=report,

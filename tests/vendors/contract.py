@@ -17,6 +17,7 @@ comment methods are only called where they apply.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import pytest
@@ -85,6 +86,9 @@ async def pull(adapter: Adapter, cursor: Any = None) -> tuple[dict[str, RemoteTi
 class AdapterContract:
     """Contract tests; see the module docstring for the fixtures a subclass provides."""
 
+    #: Whether the vendor's tickets carry their creation time (``Adapter.match_keys``).
+    creation_times = True
+
     @pytest.fixture(autouse=True)
     def _no_deviations(self, vendor: VendorHandle) -> Iterator[None]:
         yield
@@ -130,6 +134,22 @@ class AdapterContract:
         assert dict(ticket.fields) == {
             name: vendor.fetch(external_id)[name] for name in adapter.capabilities.readable
         }
+
+    async def test_match_keys_read_subject_email_and_creation_time(
+        self, adapter: Adapter, vendor: VendorHandle
+    ) -> None:
+        """docs/architecture.md §8.7: what matching compares, from a pulled and a got ticket."""
+        external_id = vendor.seed(**self.first_values(vendor))
+        seen, _ = await pull(adapter)
+        got = await adapter.get(external_id)
+        assert got is not None
+        for ticket in (seen[external_id], got):
+            keys = adapter.match_keys(ticket)
+            assert keys.subject == ticket.fields.get("title")
+            assert keys.requester_email == ticket.fields.get("requester_email")
+            if self.creation_times:
+                assert keys.created_at is not None
+                assert abs(keys.created_at - datetime.now(UTC)) < timedelta(days=1)
 
     async def test_get_missing_ticket_is_none(self, adapter: Adapter, vendor: VendorHandle) -> None:
         assert await adapter.get(vendor.missing_id) is None

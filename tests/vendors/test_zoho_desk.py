@@ -824,3 +824,20 @@ async def test_control_api_adds_and_lists_comments_and_sets_the_switch(
         await adapter.post_comment(external_id, OutgoingComment("x", True, "tsc-zoho-3"))
     await control.request("POST", "/_sandbox/reset")
     assert zoho_emulator.comments == {} and not zoho_emulator.misfile_visibility
+
+
+async def test_match_keys_take_created_time_and_the_source_reference(
+    make_zoho: MakeAdapter,
+) -> None:
+    """docs/architecture.md §8.7: ``source.extId`` is Zoho's external reference; a record
+    without readable keys gives None for them, never an error."""
+    from sync.vendors.base import MatchKeys, RemoteTicket
+
+    adapter = make_zoho()
+    raw = {"createdTime": "2026-03-01T12:00:00.000Z", "source": {"type": "API", "extId": "42"}}
+    keys = adapter.match_keys(
+        RemoteTicket("1", {"title": "T", "requester_email": "a@b.c"}, raw=raw)
+    )
+    assert keys == MatchKeys("a@b.c", "T", datetime(2026, 3, 1, 12, tzinfo=UTC), "42")
+    odd = {"createdTime": "yesterday", "source": "web"}
+    assert adapter.match_keys(RemoteTicket("2", {}, raw=odd)) == MatchKeys()

@@ -95,6 +95,7 @@ from sync.vendors.base import (
     AdapterContext,
     Capabilities,
     Cursor,
+    MatchKeys,
     OutgoingComment,
     Page,
     RemoteComment,
@@ -113,6 +114,7 @@ from sync.vendors.kapture.mapping import (
     local_text,
     note_entries,
     parse_iso,
+    parse_time,
     with_marker,
 )
 from sync.vendors.kapture.options import KaptureOptions, validate_options
@@ -189,6 +191,18 @@ class KaptureAdapter(Adapter):
 
     def id_key(self, external_id: str) -> str:
         return external_id.strip()
+
+    def match_keys(self, ticket: RemoteTicket) -> MatchKeys:
+        """``date`` (``task_details.date`` in a get) as the creation time: the created-date
+        pull files tickets by it (docs/vendor-apis.md §1.3, §1.4; that it is the creation
+        time is UNCONFIRMED). Kapture documents no external reference."""
+        details = ticket.raw.get("task_details")
+        record = details if isinstance(details, Mapping) else ticket.raw
+        try:
+            created = parse_time(record.get("date"), self.zone)
+        except BadRecord:
+            created = None
+        return MatchKeys(ticket.fields.get("requester_email"), ticket.fields.get("title"), created)
 
     # -- the contract ----------------------------------------------------------------------
 

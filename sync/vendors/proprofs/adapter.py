@@ -91,6 +91,7 @@ from sync.vendors.base import (
     AdapterContext,
     Capabilities,
     Cursor,
+    MatchKeys,
     Page,
     RemoteComment,
     RemoteTicket,
@@ -106,6 +107,7 @@ from sync.vendors.proprofs.mapping import (
     carries_marker_field,
     id_key,
     local_text,
+    parse_local,
     record_id,
     spelled_id,
     to_body,
@@ -163,6 +165,15 @@ class ProProfsAdapter(Adapter):
 
     def id_key(self, external_id: str) -> str:
         return id_key(external_id)
+
+    def match_keys(self, ticket: RemoteTicket) -> MatchKeys:
+        """``created_date_time`` in the account's zone as the creation time (docs/vendor-apis.md
+        §2.4, §2.9); ProProfs documents no external reference."""
+        try:
+            created = parse_local(ticket.raw.get("created_date_time"), self.options.time_zone)
+        except BadRecord:
+            created = None
+        return MatchKeys(ticket.fields.get("requester_email"), ticket.fields.get("title"), created)
 
     # -- the contract ----------------------------------------------------------------------
 

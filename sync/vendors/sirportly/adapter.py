@@ -85,6 +85,7 @@ from sync.vendors.base import (
     AdapterContext,
     Capabilities,
     Cursor,
+    MatchKeys,
     OutgoingComment,
     Page,
     RemoteComment,
@@ -189,6 +190,15 @@ class SirportlyAdapter(Adapter):
                 )
         async for page in self._list_pages(start, rule.pull(cursor)):
             yield page
+
+    def match_keys(self, ticket: RemoteTicket) -> MatchKeys:
+        """``submitted_at`` as the creation time (docs/vendor-apis.md §3.3); Sirportly
+        documents no external reference."""
+        try:
+            created = parse_time(ticket.raw.get("submitted_at"))
+        except (ValueError, TypeError):
+            created = None
+        return MatchKeys(ticket.fields.get("requester_email"), ticket.fields.get("title"), created)
 
     async def get(self, external_id: str) -> RemoteTicket | None:
         if not external_id:

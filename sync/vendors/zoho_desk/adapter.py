@@ -53,6 +53,7 @@ from sync.vendors.base import (
     AdapterContext,
     Capabilities,
     Cursor,
+    MatchKeys,
     OutgoingComment,
     Page,
     RemoteComment,
@@ -155,6 +156,22 @@ class ZohoDeskAdapter(Adapter):
             tickets, failures = await read_each(items, self._complete)
             yield Page([clock.stamp(t) for t in tickets], clock.page_cursor(), failures)
         yield Page([], clock.complete())
+
+    def match_keys(self, ticket: RemoteTicket) -> MatchKeys:
+        """``createdTime``, and ``source.extId`` as the external reference (docs/vendor-apis.md
+        §4.3); a search result may lack either (tolerated: the key is then None)."""
+        source = ticket.raw.get("source")
+        reference = source.get("extId") if isinstance(source, Mapping) else None
+        try:
+            created = parse_time(ticket.raw.get("createdTime"))
+        except (ValueError, TypeError, OverflowError, OSError):
+            created = None
+        return MatchKeys(
+            ticket.fields.get("requester_email"),
+            ticket.fields.get("title"),
+            created,
+            str(reference) if reference not in (None, "") else None,
+        )
 
     async def get(self, external_id: str) -> RemoteTicket | None:
         if not is_zoho_id(external_id):
