@@ -209,6 +209,9 @@ class SyncConnection(Base):
     #: Why private comment posts stopped on the connection (a reply showed another
     #: visibility than asked), or None; cleared by hand once the vendor is checked.
     private_comments_stopped: Mapped[str | None] = mapped_column(RedactedText)
+    #: When the connection last completed a sweep of its open linked tickets' comment
+    #: counters (docs/architecture.md §8.5), or None.
+    comments_swept_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class SyncLease(Base):
