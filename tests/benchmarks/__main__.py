@@ -1,7 +1,7 @@
 """``python -m tests.benchmarks [--quick] [--only NAME] [--vendor V] [--db D] [--out FILE]``.
 
 Runs the selected benchmarks (``push``, ``pull``, ``idle``, ``changes``, ``latency``,
-``baseline``, ``scaleout``; default all, in under ten minutes on two cores), prints a
+``baseline``, ``scaleout``, ``comments``; default all, in under ten minutes on two cores), prints a
 table for each and writes every number to one JSON file (default
 ``tests/benchmarks/results/<UTC timestamp>.json``, ignored by git). ``pull``, ``idle`` and
 ``changes`` share the mirrors they build: each mirror size is seeded, imported and then
@@ -26,6 +26,8 @@ from typing import Any
 
 from tests.benchmarks.baseline import baseline_benchmark
 from tests.benchmarks.baseline import render as render_baseline
+from tests.benchmarks.comments import COMMENT_VENDORS, comments_benchmark
+from tests.benchmarks.comments import render as render_comments
 from tests.benchmarks.latency import render as render_latency
 from tests.benchmarks.latency import run_latency_async
 from tests.benchmarks.mirror import CHANGED, mirror_benchmark
@@ -37,7 +39,7 @@ from tests.benchmarks.support import DATABASES, VENDORS, table
 #: The engine's own benchmarks (one table each), then the daemon's latency, the naive
 #: baseline and scale-out (PostgreSQL only).
 CORE = ("push", "pull", "idle", "changes")
-NAMES = (*CORE, "latency", "baseline", "scaleout")
+NAMES = (*CORE, "latency", "baseline", "scaleout", "comments")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -66,6 +68,9 @@ class Plan:
     quick_extras: bool = False
     #: push: the wait before the run that absorbs our own writes (see ``push_benchmark``).
     settle: float = 1.0
+    #: comments: open linked tickets per vendor, and comments inserted for the fan-out.
+    comment_tickets: int = 1000
+    comments: int = 100
 
     @classmethod
     def quick(cls) -> Plan:
@@ -76,6 +81,7 @@ class Plan:
             change_sizes=(1_000, 10_000),
             small_sizes=(200, 1_000),
             quick_extras=True,
+            comment_tickets=200,
         )
 
     def targets(self, vendors: Sequence[str]) -> list[tuple[str, str]]:
@@ -151,6 +157,15 @@ async def run_plan(
         tickets, edits, wait = (1_000, 50, 0.02) if plan.quick_extras else (10_000, 200, 0.05)
         results["baseline"] = await baseline_benchmark(tickets=tickets, edits=edits, latency=wait)
         out(render_baseline(results["baseline"]))
+    if "comments" in names:
+        targets = [(v, db) for v, db in plan.targets(vendors) if v in COMMENT_VENDORS]
+        results["comments"] = [
+            await comments_benchmark(
+                vendor, tickets=plan.comment_tickets, comments=plan.comments, db=db
+            )
+            for vendor, db in targets
+        ]
+        out(render_comments(results["comments"]))
     if "scaleout" in names and "postgresql" in plan.dbs:
         results["scaleout"] = await run_scaleout_async(plan.quick_extras)
         out(render_scaleout(results["scaleout"]))
