@@ -14,6 +14,14 @@ comments off. Then, with the request log of the emulator as the measure:
   ticket; one run posts them. Its bound is one post per comment (one target here) plus the
   idle run's requests (the pull's page, which carries the counters): ``requests /
   posts`` and ``requests / bound`` are reported.
+- **echo**: the next run that sees the counters our posts moved (on Zoho, a run whose
+  sweep is due) reads those tickets' comments once, finding only our own: the counter is
+  opaque, so a post cannot tell the engine what it became.
+- **vendor comments**: ``comments`` comments added at the vendor (one per ticket, other
+  tickets than the fan-out's); one run (on Zoho, a run whose sweep is due: the comments
+  leave ``modifiedTime`` alone) imports them; reported as requests per comment, with the
+  routes (Zoho's floor is the idle run's requests, the sweep's and one read per ticket;
+  Sirportly's pull also fetches each changed ticket in full, docs/vendor-apis.md §3).
 """
 
 from __future__ import annotations
@@ -101,6 +109,11 @@ async def comments_benchmark(
             idle_on = await measured(on)
             sweep = await _sweep(vendor, measured, config, idle_on)
             fan_out = await _fan_out(mirror, measured, on, comments, idle_on)
+            due = config(True, comment_sweep_seconds=0) if vendor == "zoho_desk" else on
+            echo = await measured(due)
+            await measured(on)
+            arrived = await _vendor_comments(vendor, emulator, measured, due, comments)
+            floor = idle_on["requests"] + sweep["sweep_requests"] + arrived["pulled"]
         finally:
             await emulator.stop()
             if mirror is not None:
@@ -114,6 +127,13 @@ async def comments_benchmark(
         "idle_on_by_route": idle_on["by_route"],
         **sweep,
         **fan_out,
+        "echo_requests": echo["requests"],
+        "echo_by_route": echo["by_route"],
+        "vendor_pulled": arrived["pulled"],
+        "vendor_requests": arrived["requests"],
+        "vendor_by_route": arrived["by_route"],
+        "vendor_requests_per_comment": _per(arrived["requests"], arrived["pulled"]),
+        "vendor_floor": floor,
     }
 
 
@@ -159,12 +179,33 @@ async def _fan_out(
     }
 
 
+async def _vendor_comments(
+    vendor: str, emulator: EmulatorProcess, measured: Any, cfg: Any, comments: int
+) -> dict[str, Any]:
+    """Add ``comments`` comments at the vendor, one per ticket (the newest tickets, which
+    the fan-out left alone); one run imports them."""
+    tickets = [str(t[BENCHES[vendor].id_key]) for t in emulator.ticket_list()][-comments:]
+    if vendor == "zoho_desk":
+        items = [
+            {"ticket": t, "content": f"Vendor comment {i}", "contentType": "plainText"}
+            for i, t in enumerate(tickets)
+        ]
+    else:
+        items = [{"ticket": t, "message": f"Vendor comment {i}"} for i, t in enumerate(tickets)]
+    emulator.add_comments(items)
+    return dict(await measured(cfg))
+
+
+def _per(requests: int, items: int) -> float | None:
+    return round(requests / items, 3) if items else None
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     return table(
         "Comments: idle runs (comments off/on, sweep left out), the sweep, and a fan-out of "
         "new comments",
         "vendor|db|tickets|idle off|idle on|sweep req|sweep req/h|comments|posts|requests"
-        "|req/post|bound|req/bound",
+        "|req/post|bound|req/bound|echo req|vendor comments|req|req/comment|floor",
         [
             (
                 r["vendor"],
@@ -180,6 +221,11 @@ def render(rows: list[dict[str, Any]]) -> str:
                 r["requests_per_post"],
                 r["fan_out_bound"],
                 r["requests_over_bound"],
+                r["echo_requests"],
+                r["vendor_pulled"],
+                r["vendor_requests"],
+                r["vendor_requests_per_comment"],
+                r["vendor_floor"],
             )
             for r in rows
         ],

@@ -124,4 +124,7 @@ async def test_comments_cost_a_post_each_and_nothing_when_idle() -> None:
     assert rows["zoho_desk"]["sweep_requests"] == 2, rows["zoho_desk"]
     assert rows["zoho_desk"]["sweep_requests_per_hour"] == 12.0
     assert rows["sirportly"]["sweep_requests"] == 0
+    # Zoho: comments added at the vendor cost the sweep and one read per ticket, no more.
+    zoho = rows["zoho_desk"]
+    assert zoho["vendor_pulled"] == 10 and zoho["vendor_requests"] == zoho["vendor_floor"], zoho
     assert "\n" in render_comments(list(rows.values()))
