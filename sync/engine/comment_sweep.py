@@ -7,9 +7,13 @@ with ``capabilities.comment_counters`` reads ``counters_per_call`` tickets' coun
 request; each batch is recorded in its own transaction exactly as a pull page's counters
 are (``comment_store.note_counters``), so a counter that moved makes the ticket's
 comments due and ``CommentPull`` reads them in the same run. The end of a complete sweep
-is stored on ``sync_connections.comments_swept_at``: a sweep that fails or is killed
-halfway is done again by the next run. Tickets resolved or closed in the mirror are left
-out (a comment on one shows when its ticket changes).
+is stored on ``sync_connections.comments_swept_at``: a sweep that is killed halfway, or
+meets a transient or auth error (which fails the run, as in the pull), is done again by
+the next run. A reply the adapter cannot use (``ProtocolError``, ``ItemError``: say, a
+vendor refusing the id search) is reported and counted as an error without failing the
+run, and the sweep waits its interval before it tries again, so the rest of the run
+(pushes, posts) goes on. Tickets resolved or closed in the mirror are left out (a comment
+on one shows when its ticket changes).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sync.db.models import SyncConnection, Ticket, TicketLink
 from sync.engine import comment_store
 from sync.engine.comments_pull import wants_pull
 from sync.engine.state import RunState
+from sync.errors import ItemError, ProtocolError
 
 #: Mirror statuses whose tickets the sweep leaves out.
 DONE = ("resolved", "closed")
@@ -86,8 +91,13 @@ class CommentSweep:
         requests = 0
         for start in range(0, len(links), size):
             state.check_stop()
-            await self._batch(links[start : start + size])
             requests += 1
+            try:
+                await self._batch(links[start : start + size])
+            except (ItemError, ProtocolError) as exc:
+                state.counts.errors += 1
+                state.report(f"{state.name}: comment counter sweep: {exc}")
+                break
         with state.write() as session:
             row = session.get(SyncConnection, state.name)
             if row is not None:

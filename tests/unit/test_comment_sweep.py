@@ -14,7 +14,7 @@ import pytest
 from sync.config.model import CommentSettings
 from sync.db import Mirror
 from sync.engine.run import RunResult
-from sync.errors import Retriable
+from sync.errors import ProtocolError, Retriable
 from sync.vendors.memory.adapter import reset_stores
 from tests.unit.engine_helpers import Clock, make_run, sql, vendor
 
@@ -122,3 +122,23 @@ def test_a_failed_sweep_is_done_again_by_the_next_run(mirror: Mirror, clock: Clo
     vendor("a").calls.clear()
     run(mirror, clock)
     assert len(calls("comment_counters")) == 1 and imported(mirror) == ["first"]
+
+
+def test_a_refused_sweep_is_reported_and_waits_its_interval(mirror: Mirror, clock: Clock) -> None:
+    eid = vendor("a").seed(title="Printer", status="Open", priority="P3")
+    vendor("a").seed(title="Later", status="Open", priority="P3")  # the pull's cursor
+    run(mirror, clock)
+    vendor("a").comment(eid, "first")
+    clock.now += timedelta(seconds=600)
+    vendor("a").fail("comment_counters", ProtocolError("the reply is not a list", connection="a"))
+    lines: list[str] = []
+    result = run(mirror, clock, report=lines.append)
+    assert result.counts.errors == 1 and any("comment counter sweep" in x for x in lines)
+    assert imported(mirror) == []
+    vendor("a").calls.clear()
+    clock.now += timedelta(seconds=599)
+    run(mirror, clock)
+    assert calls("comment_counters") == [], "not on every run: after its interval"
+    clock.now += timedelta(seconds=1)
+    run(mirror, clock)
+    assert imported(mirror) == ["first"]
