@@ -223,6 +223,9 @@ class SyncConnection(Base):
     #: When the first import's match pass finished (docs/architecture.md §8.7); until then a
     #: connection that matches on its first import creates nothing.
     first_match_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: When the connection last completed a sweep of its open linked tickets' comment
+    #: counters (docs/architecture.md §8.5), or None.
+    comments_swept_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class SyncLease(Base):

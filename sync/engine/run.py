@@ -14,7 +14,8 @@
 5. ``undo_run.execute``: carry out the ``ticketsync undo`` requests ``undo_run.prepare``
    took (and held at the guard) before any write (docs/architecture.md §8.7);
 6. ``push.Push``: push every dirty ticket, or create it (``create``);
-   ``comments_pull`` (after the pull: the comments of tickets whose counters moved) and
+   ``comment_sweep`` (after the pull, when due: the open linked tickets' counters in
+   bulk), ``comments_pull`` (the comments of tickets whose counters moved) and
    ``comments_push`` (after the push: the comment feed, crash-safe posts) carry the
    conversations (docs/architecture.md §8.5);
 7. ``record.finish``: the outcome and counts, the connection's health.
@@ -38,6 +39,7 @@ from sync.config.model import CommentSettings
 from sync.db import Mirror
 from sync.db.models import utcnow
 from sync.engine import adopt, comment_store, failures, record, undo_run
+from sync.engine.comment_sweep import CommentSweep
 from sync.engine.comments_pull import CommentPull
 from sync.engine.comments_push import CommentPush
 from sync.engine.context import SyncRules
@@ -148,6 +150,7 @@ class ConnectionRun:
             if first:
                 adopt.finish_first_pass(state)
             state.holds = adopt.holds(state)
+            await CommentSweep(state).run()
             await CommentPull(state).run()
         await undo_run.execute(state, undos)
         await Push(state).run()

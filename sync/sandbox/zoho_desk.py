@@ -221,7 +221,7 @@ class ZohoDeskEmulator(ZohoDeskStore):
         rejection = self._check_auth(request, deviations)
         if rejection is not None:
             return NO_BODY, rejection
-        query = dict(request.query)
+        query = _query(request)
         headers = CIMultiDict(request.headers)
         rejection = self._check_org(query, headers, deviations)
         if rejection is not None:
@@ -387,7 +387,7 @@ class ZohoDeskEmulator(ZohoDeskStore):
         _, rejection = await self._guard(request)
         if rejection is not None:
             return rejection
-        query = request.query
+        query = _query(request)
         found = [t for t in self.tickets.values() if search_matches(t, query)]
         sort_by = query.get("sortBy", "relevance")
         key = sort_by.lstrip("-")
@@ -398,6 +398,14 @@ class ZohoDeskEmulator(ZohoDeskStore):
         if not page:
             return web.Response(status=204)
         return web.json_response({"data": page, "count": str(len(found))})
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    """The query string, a repeated parameter's values joined by commas: Search.json
+    declares array parameters such as ``id`` in form style with ``explode`` (``id=1&id=2``),
+    and the comma-separated spelling is read the same way (docs/vendor-apis.md §4.4)."""
+    query = request.query
+    return {name: ",".join(query.getall(name)) for name in query}
 
 
 def _listed(comment: Mapping[str, Any]) -> dict[str, Any]:

@@ -91,6 +91,11 @@ class Capabilities:
     #: ``post_comment`` honours ``OutgoingComment.author_user`` (Sirportly's ``user``):
     #: the engine maps authors only then, and otherwise always adds the attribution line.
     comments_as_user: bool = False
+    #: ``comment_counters`` works: many tickets' counters in one request, for vendors
+    #: where a new comment may not show in ``changed_since`` (Zoho, whose ``modifiedTime``
+    #: may not move); the engine then sweeps the open linked tickets every
+    #: ``Adapter.comment_sweep_seconds`` (docs/architecture.md §8.5).
+    comment_counters: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,11 @@ class Adapter(ABC):
     vendor: ClassVar[str]
     #: Class-level for real vendors; the in-memory adapter sets it per instance.
     capabilities: Capabilities
+    #: With ``capabilities.comment_counters``: how often the engine sweeps the counters of
+    #: the open linked tickets (seconds), and how many ids one ``comment_counters`` call
+    #: takes at most. None: no sweep.
+    comment_sweep_seconds: float | None = None
+    counters_per_call: ClassVar[int] = 100
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
         self.connection = connection
@@ -298,6 +308,12 @@ class Adapter(ABC):
         (``capabilities.comments_write``). The adapter sends the visibility explicitly and
         raises ``ProtocolError`` when the reply shows another visibility than asked."""
         raise NotImplementedError(f"{self.vendor} does not post comments")
+
+    async def comment_counters(self, external_ids: Sequence[str]) -> Mapping[str, str | None]:
+        """The comment counters (``RemoteTicket.comment_counter``) of up to
+        ``counters_per_call`` tickets, in one request (``capabilities.comment_counters``).
+        A ticket the vendor no longer has is left out of the mapping."""
+        raise NotImplementedError(f"{self.vendor} does not read comment counters in bulk")
 
     async def find_comment(self, external_id: str, marker: str) -> RemoteComment | None:
         """The ticket's comment carrying ``marker``, or None; for posts whose reply was lost."""

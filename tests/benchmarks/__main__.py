@@ -1,9 +1,9 @@
 """``python -m tests.benchmarks [--quick] [--only NAME] [--vendor V] [--db D] [--out FILE]``.
 
 Runs the selected benchmarks (``push``, ``pull``, ``idle``, ``changes``, ``latency``,
-``wake``, ``baseline``, ``scaleout``; default all, in under ten minutes on two cores;
-``burst``, the burst-seeded idle and change costs of issue 19, only with ``--only burst``),
-prints a table for each and writes every number to one JSON file (default
+``wake``, ``baseline``, ``scaleout``, ``comments``; default all, in under ten minutes on two
+cores; ``burst``, the burst-seeded idle and change costs of issue 19, only with
+``--only burst``), prints a table for each and writes every number to one JSON file (default
 ``tests/benchmarks/results/<UTC timestamp>.json``, ignored by git). ``pull``, ``idle`` and
 ``changes`` share the mirrors they build: each mirror size is seeded, imported and then
 measured idle and with 100 changed tickets, in its own process.
@@ -28,6 +28,8 @@ from typing import Any
 from tests.benchmarks import burst
 from tests.benchmarks.baseline import baseline_benchmark
 from tests.benchmarks.baseline import render as render_baseline
+from tests.benchmarks.comments import COMMENT_VENDORS, comments_benchmark
+from tests.benchmarks.comments import render as render_comments
 from tests.benchmarks.latency import render as render_latency
 from tests.benchmarks.latency import run_latency_async
 from tests.benchmarks.latency_wake import render as render_wake
@@ -41,7 +43,7 @@ from tests.benchmarks.support import DATABASES, VENDORS, table
 #: The engine's own benchmarks (one table each), then the daemon's latency, the naive
 #: baseline and scale-out (PostgreSQL only).
 CORE = ("push", "pull", "idle", "changes")
-NAMES = (*CORE, "latency", "wake", "baseline", "scaleout", "burst")
+NAMES = (*CORE, "latency", "wake", "baseline", "scaleout", "comments", "burst")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -72,6 +74,9 @@ class Plan:
     settle: float = 1.0
     #: burst: mirror sizes seeded as one burst (``tests.benchmarks.burst``).
     burst_sizes: tuple[int, ...] = (1_000, 20_000)
+    #: comments: open linked tickets per vendor, and comments inserted for the fan-out.
+    comment_tickets: int = 1000
+    comments: int = 100
 
     @classmethod
     def quick(cls) -> Plan:
@@ -83,6 +88,7 @@ class Plan:
             small_sizes=(200, 1_000),
             quick_extras=True,
             burst_sizes=(1_000, 5_000),
+            comment_tickets=200,
         )
 
     def targets(self, vendors: Sequence[str]) -> list[tuple[str, str]]:
@@ -161,6 +167,15 @@ async def run_plan(
         tickets, edits, wait = (1_000, 50, 0.02) if plan.quick_extras else (10_000, 200, 0.05)
         results["baseline"] = await baseline_benchmark(tickets=tickets, edits=edits, latency=wait)
         out(render_baseline(results["baseline"]))
+    if "comments" in names:
+        targets = [(v, db) for v, db in plan.targets(vendors) if v in COMMENT_VENDORS]
+        results["comments"] = [
+            await comments_benchmark(
+                vendor, tickets=plan.comment_tickets, comments=plan.comments, db=db
+            )
+            for vendor, db in targets
+        ]
+        out(render_comments(results["comments"]))
     if "scaleout" in names and "postgresql" in plan.dbs:
         results["scaleout"] = await run_scaleout_async(plan.quick_extras)
         out(render_scaleout(results["scaleout"]))

@@ -147,6 +147,11 @@ class EmulatorProcess:
         """Every ticket the emulator holds, as its control API lists them."""
         return list(self._control("GET", "tickets")["tickets"])
 
+    def add_comments(self, items: list[dict[str, Any]]) -> None:
+        """Comments written at the vendor (each item names its ``ticket``), as its control
+        API takes them."""
+        self._control("POST", "comments", items)
+
     def _control(self, method: str, what: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(

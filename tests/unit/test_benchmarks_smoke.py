@@ -16,6 +16,8 @@ import pytest
 from tests.benchmarks.__main__ import CORE, Plan, run_plan
 from tests.benchmarks.baseline import baseline_benchmark
 from tests.benchmarks.baseline import render as render_baseline
+from tests.benchmarks.comments import COMMENT_VENDORS, SLACK, comments_benchmark
+from tests.benchmarks.comments import render as render_comments
 from tests.benchmarks.latency import latency_benchmark
 from tests.benchmarks.latency import render as render_latency
 from tests.benchmarks.latency_wake import burst_benchmark, wake_benchmark
@@ -130,3 +132,20 @@ async def test_the_benchmarks_run_on_postgresql() -> None:
     assert all(r["outcome"] == "ok" and r["pushed"] == TINY.edits for r in results["push"])
     local = next(r for r in results["changes"] if r["kind"] == "local")
     assert local["db"] == "postgresql" and local["large_run"]["pushed"] == 40
+
+
+async def test_comments_cost_a_post_each_and_nothing_when_idle() -> None:
+    rows = {v: await comments_benchmark(v, tickets=150, comments=10) for v in COMMENT_VENDORS}
+
+    for row in rows.values():
+        assert row["idle_on_requests"] <= row["idle_off_requests"], row
+        assert row["fan_out_posts"] == row["comments"] == 10, row
+        assert row["fan_out_requests"] <= row["fan_out_bound"] * SLACK, row
+    # 150 open linked tickets: two searches of 100 ids a sweep, every 600 s.
+    assert rows["zoho_desk"]["sweep_requests"] == 2, rows["zoho_desk"]
+    assert rows["zoho_desk"]["sweep_requests_per_hour"] == 12.0
+    assert rows["sirportly"]["sweep_requests"] == 0
+    # Zoho: comments added at the vendor cost the sweep and one read per ticket, no more.
+    zoho = rows["zoho_desk"]
+    assert zoho["vendor_pulled"] == 10 and zoho["vendor_requests"] == zoho["vendor_floor"], zoho
+    assert "\n" in render_comments(list(rows.values()))

@@ -145,3 +145,19 @@ def test_migration_0011_downgrades_and_upgrades_again(mirror):
     assert "ticket_comments" not in inspect(mirror.engine).get_table_names()
     assert migrate(mirror).up_to_date
     assert "ticket_comments" in inspect(mirror.engine).get_table_names()
+
+
+def test_migration_0017_downgrades_and_upgrades_again(mirror):
+    from alembic import command
+
+    from sync.db.migrate import _alembic_config
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(mirror.engine).get_columns("sync_connections")}
+
+    assert "comments_swept_at" in columns()
+    with mirror.engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0016")
+    assert "comments_swept_at" not in columns()
+    assert migrate(mirror).up_to_date
+    assert "comments_swept_at" in columns()

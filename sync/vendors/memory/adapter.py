@@ -49,7 +49,9 @@ from sync.vendors.comments import check_visibility, split_marker, with_marker
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 #: Calls that only read: a transient fault on one is retried, as sync.http retries safe requests.
-READS = frozenset({"changed_since", "get", "find_marker", "check", "list_comments"})
+READS = frozenset(
+    {"changed_since", "get", "find_marker", "check", "list_comments", "comment_counters"}
+)
 
 
 @dataclass
@@ -201,7 +203,10 @@ def reset_stores() -> None:
 class MemoryAdapter(Adapter):
     """Adapter over a ``MemoryVendor``. Options: ``store``, ``writable`` (list of fields),
     ``finds_markers``, ``can_create``, ``comments_read``, ``comments_write``,
-    ``private_comments`` and ``comments_as_user`` (booleans, default true)."""
+    ``private_comments`` and ``comments_as_user`` (booleans, default true);
+    ``comment_sweep_seconds`` (a number: ``comment_counters`` is offered and the engine
+    sweeps that often; default none) and ``comments_move_ticket`` (default true; false: a
+    comment does not show in ``changed_since``, as may be the case at Zoho)."""
 
     vendor = "memory"
 
@@ -218,7 +223,11 @@ class MemoryAdapter(Adapter):
             comments_write=bool(options.get("comments_write", True)),
             private_comments=bool(options.get("private_comments", True)),
             comments_as_user=bool(options.get("comments_as_user", True)),
+            comment_counters=options.get("comment_sweep_seconds") is not None,
         )
+        sweep = options.get("comment_sweep_seconds")
+        self.comment_sweep_seconds = None if sweep is None else float(sweep)
+        self._comments_move = bool(options.get("comments_move_ticket", True))
 
     def _call(self, method: str, arg: str | None = None) -> tuple[str, Any] | None:
         """Record the call and apply the vendor's next fault for ``method``, if any."""
@@ -272,16 +281,16 @@ class MemoryAdapter(Adapter):
     ) -> AsyncIterator[Page]:
         self._call("changed_since")
         since = datetime.fromisoformat(cursor) if cursor else None
-        changed = sorted(
-            (r.changed_at(), eid)
-            for eid, r in self.store.records.items()
-            if since is None or r.changed_at() >= since
-        )
+        times = {eid: self._changed_at(r) for eid, r in self.store.records.items()}
+        changed = sorted((at, eid) for eid, at in times.items() if since is None or at >= since)
         size = self.store.page_size
         for start in range(0, len(changed), size):
             chunk = changed[start : start + size]
             tickets = [self._remote(eid, self.store.records[eid]) for _, eid in chunk]
             yield Page(tickets, chunk[-1][0].isoformat())
+
+    def _changed_at(self, record: _Record) -> datetime:
+        return record.changed_at() if self._comments_move else record.modified_at
 
     async def get(self, external_id: str) -> RemoteTicket | None:
         fault = self._call("get", external_id)
@@ -330,6 +339,18 @@ class MemoryAdapter(Adapter):
             raise NotFound(f"{self.name}: ticket {external_id} not found", connection=self.name)
         # oldest first; equal times keep the order they were written in
         return [_remote_comment(c) for c in sorted(record.comments, key=lambda c: c.created_at)]
+
+    async def comment_counters(self, external_ids: Sequence[str]) -> Mapping[str, str | None]:
+        """One call for up to ``counters_per_call`` tickets; unknown ids are left out."""
+        if len(external_ids) > self.counters_per_call:
+            raise ProtocolError(f"{self.name}: more than {self.counters_per_call} ids in one call")
+        self._call("comment_counters", ",".join(external_ids))
+        records = self.store.records
+        return {
+            eid: self._remote(eid, records[eid]).comment_counter
+            for eid in external_ids
+            if eid in records
+        }
 
     async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
         await self._leave("post_comment")

@@ -22,7 +22,9 @@ Setting up Zoho Desk (for the README)
   ``default_department_id`` (the department of created tickets whose queue is not mapped),
   ``default_contact_id`` (the contact of created tickets without a requester e-mail),
   ``disable_closure_notification`` (false: true stops Zoho mailing the contact when a pushed
-  status closes a ticket).
+  status closes a ticket), ``comment_sweep_seconds`` (600: how often the ``commentCount`` of
+  the open linked tickets is read, 100 tickets per search, since a new comment may not move
+  ``modifiedTime``; docs/architecture.md §8.5).
 
 Pull (``zoho_desk.pull.py``): ticket search by ``modifiedTimeRange``, oldest change first.
 The cursor follows Zoho's ``Date`` header (``sync.vendors.cursor``, docs/architecture.md
@@ -36,6 +38,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from multidict import MultiDict
 
 from sync import redact
 from sync.errors import (
@@ -74,6 +78,7 @@ from sync.vendors.zoho_desk.comments import order_key, post_body, to_comment
 from sync.vendors.zoho_desk.errors import ERRORS, REFRESH_CODES
 from sync.vendors.zoho_desk.mapping import (
     PULL_KEYS,
+    comment_counter,
     describe_field_errors,
     encode_marker,
     envelope,
@@ -108,6 +113,7 @@ class ZohoDeskAdapter(Adapter):
         comments_read=True,
         comments_write=True,
         private_comments=True,
+        comment_counters=True,
     )
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
@@ -116,6 +122,7 @@ class ZohoDeskAdapter(Adapter):
         if problems:
             raise ConfigError([f"connections.{connection.name}.{p}" for p in problems])
         self.options = ZohoOptions.from_mapping(connection.options)
+        self.comment_sweep_seconds = self.options.comment_sweep_seconds
         self._org_id = connection.credential("org_id") or ""
         self._api = self.client(api_root(connection.base_url))
         accounts = connection.credential("accounts_url") or accounts_for(connection.base_url)
@@ -269,6 +276,28 @@ class ZohoDeskAdapter(Adapter):
         posted = self._comment(response.json(), external_id)
         check_visibility(self.name, external_id, comment.is_public, posted)
         return posted
+
+    async def comment_counters(self, external_ids: Sequence[str]) -> Mapping[str, str | None]:
+        """``commentCount`` of up to 100 tickets in one ticket search by ``id``
+        (docs/vendor-apis.md §4.4, §6.1): Search.json declares ``id`` an array in form style
+        with ``explode``, so each id is its own ``id=`` parameter, and ``limit`` goes to 100.
+        UNCONFIRMED: how many ids Zoho takes at once, and how soon its search index shows a
+        new ``commentCount`` (a late one is seen by the next sweep). A ticket the search
+        does not return (deleted, or not a Zoho id) is left out."""
+        ids = [i for i in external_ids if is_zoho_id(i)]
+        if len(ids) > self.counters_per_call:
+            raise ValueError(f"at most {self.counters_per_call} ids per call, not {len(ids)}")
+        if not ids:
+            return {}
+        params = MultiDict([("id", i) for i in ids])
+        params.update(limit=str(PAGE))
+        response = await self._call("GET", "/api/v1/tickets/search", params=params)
+        wanted = set(ids)
+        return {
+            str(item["id"]): comment_counter(item)
+            for item in _items(response, self.name)
+            if str(item["id"]) in wanted
+        }
 
     def _comment(self, document: Any, external_id: str) -> RemoteComment:
         return parsed(self.name, external_id, "a comment", lambda: to_comment(document))

@@ -2,7 +2,8 @@
 
 Keys (documented for operators in ``sync/vendors/zoho_desk/adapter.py``'s docstring):
 ``lookback_seconds``, ``marker_field``, ``default_department_id``, ``default_contact_id``,
-``disable_closure_notification``. Unknown keys are problems, like everywhere in the config.
+``disable_closure_notification``, ``comment_sweep_seconds``. Unknown keys are problems,
+like everywhere in the config.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from sync.vendors.options import boolean, problems, seconds
 
 DEFAULT_MARKER_FIELD = "cf_ticketsync_marker"
+#: How often the open linked tickets' ``commentCount`` is swept (docs/architecture.md §8.5).
+DEFAULT_COMMENT_SWEEP_SECONDS = 600.0
 
 # A Zoho custom field's API name: "cf_" and letters, digits, underscores.
 _FIELD_NAME = re.compile(r"cf_[A-Za-z0-9_]{1,60}")
@@ -29,6 +32,9 @@ class ZohoOptions:
     default_department_id: str | None = None
     default_contact_id: str | None = None
     disable_closure_notification: bool = False
+    #: Seconds between two sweeps of the open linked tickets' comment counters (with
+    #: comments pulled on the connection); 0 sweeps on every run.
+    comment_sweep_seconds: float = DEFAULT_COMMENT_SWEEP_SECONDS
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> ZohoOptions:
@@ -46,6 +52,9 @@ class ZohoOptions:
             default_department_id=text("default_department_id"),
             default_contact_id=text("default_contact_id"),
             disable_closure_notification=bool(options.get("disable_closure_notification", False)),
+            comment_sweep_seconds=float(
+                options.get("comment_sweep_seconds", DEFAULT_COMMENT_SWEEP_SECONDS)
+            ),
         )
 
 
@@ -68,6 +77,7 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "default_department_id": _zoho_id,
     "default_contact_id": _zoho_id,
     "disable_closure_notification": boolean,
+    "comment_sweep_seconds": seconds,
 }
 
 
