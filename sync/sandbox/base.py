@@ -183,6 +183,11 @@ class Emulator(ABC):
         ticket's conversation counters the way the vendor documents it."""
         raise NotImplementedError(f"{self.vendor} emulator has no comments")
 
+    def stored_comments(self, external_id: str) -> list[dict[str, Any]]:
+        """A ticket's comments as the vendor stores them (``GET /_sandbox/comments``), oldest
+        first; [] for an unknown ticket."""
+        return list(self.comments.get(external_id, []))
+
     def revoke(self) -> None:
         """Revoke the credentials the emulator accepts (the ``revoke`` fault)."""
         raise NotImplementedError(f"{self.vendor} emulator has no credentials to revoke")
@@ -425,7 +430,7 @@ class Emulator(ABC):
                     self.add_comment(ticket, **fields)
             except (TypeError, ValueError, KeyError, NotImplementedError) as exc:
                 return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"comments": self.comments.get(ticket, [])})
+        return web.json_response({"comments": self.stored_comments(ticket)})
 
     async def _control_faults(self, request: web.Request) -> web.Response:
         payload = await request.json()

@@ -306,6 +306,11 @@ class SirportlyStore(Emulator):
             ticket["updated_at"] = self.now()
         return update
 
+    def stored_comments(self, external_id: str) -> list[dict[str, Any]]:
+        """The ticket's updates (the body included, when it has one), as stored."""
+        ticket = self.tickets.get(external_id)
+        return [dict(u) for u in ticket["updates"]] if ticket else []
+
     def _post(
         self,
         ticket: dict[str, Any],

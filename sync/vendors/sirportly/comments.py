@@ -84,7 +84,7 @@ def post_params(
 ) -> dict[str, str]:
     """``tickets/post_update`` form parameters: the message with its marker line, the
     private flag always (``1``/``0``), and ``user`` (the mapped author, else the connection's
-    ``options.comment_user``; with neither, a user token posts as its own user)."""
+    ``options.comment_user``, which the adapter requires when comments are pushed)."""
     params = {
         "ticket": external_id,
         "message": with_marker(comment.body, comment.marker),

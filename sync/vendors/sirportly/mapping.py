@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sync.vendors.base import RemoteTicket
+from sync.vendors.comments import split_marker
 from sync.vendors.sirportly.options import parse_queue
 
 #: Canonical field -> the ``tickets/update`` parameter that writes it (queue: two of them).
@@ -109,7 +110,8 @@ def _email(record: Mapping[str, Any]) -> str | None:
 
 def first_update(updates: Any) -> Mapping[str, Any] | None:
     """The ticket's body among its ``updates``: the earliest posted when every update carries
-    ``posted_at`` (their order is not documented), else the list's first; None when none.
+    ``posted_at`` (their order is not documented), else the list's first; None when none, or
+    when that update carries our comment marker (the ticket was submitted without a body).
     Raises ``ValueError`` when ``updates`` is not a list of objects."""
     if not updates:
         return None
@@ -118,6 +120,9 @@ def first_update(updates: Any) -> Mapping[str, Any] | None:
     first: Mapping[str, Any] = updates[0]
     if all(u.get("posted_at") for u in updates):
         first = min(updates, key=lambda u: parse_time(u["posted_at"]) or _EARLIEST)
+    if split_marker(str(first.get("message") or ""))[1] is not None:
+        # a comment we posted on a ticket submitted without a body (docs/vendor-apis.md §6.2)
+        return None
     return first
 
 
