@@ -473,6 +473,16 @@ class MultiSetup:
     def run(self, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return run_cli("--config", str(self.config), "--run-once", env=env)
 
+    def migrate(self) -> None:
+        """Create the mirror's tables in-process (what ``db upgrade`` does; saves a run)."""
+        from sync.db import Mirror, migrate
+
+        mirror = Mirror(self.url)
+        try:
+            migrate(mirror)
+        finally:
+            mirror.engine.dispose()
+
     def sql(self, statement: str, *params: Any) -> list[Any]:
         """Raw SQL as another program would send it (``?`` placeholders on every database)."""
         if self.engine.dialect.name != "sqlite":

@@ -266,7 +266,12 @@ class SirportlyAdapter(Adapter):
     async def list_comments(self, external_id: str) -> Sequence[RemoteComment]:
         """The ticket's updates but the first (its body), oldest first: one ``tickets/ticket``."""
         record = await self._full_record(external_id)
-        return parsed(self.name, external_id, "a ticket with updates", lambda: comments_of(record))
+        return parsed(
+            self.name,
+            external_id,
+            "a ticket with updates",
+            lambda: comments_of(record, self.options.marker_field),
+        )
 
     async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
         """``tickets/post_update`` with ``private`` always sent; the reply's ``private`` must
