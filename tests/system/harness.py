@@ -371,6 +371,17 @@ class Setup:
         self.engine.dispose()
 
 
+def migrate_mirror(url: str) -> None:
+    """Create the mirror's tables in-process (what ``db upgrade`` does; saves a run)."""
+    from sync.db import Mirror, migrate
+
+    mirror = Mirror(url)
+    try:
+        migrate(mirror)
+    finally:
+        mirror.engine.dispose()
+
+
 def prepare_pending(setup: Setup) -> dict[int, str]:
     """An imported mirror, then pending work of every kind: local edits, a remote edit on
     two tickets (one pull page of two), and a local insert to create."""
@@ -474,14 +485,7 @@ class MultiSetup:
         return run_cli("--config", str(self.config), "--run-once", env=env)
 
     def migrate(self) -> None:
-        """Create the mirror's tables in-process (what ``db upgrade`` does; saves a run)."""
-        from sync.db import Mirror, migrate
-
-        mirror = Mirror(self.url)
-        try:
-            migrate(mirror)
-        finally:
-            mirror.engine.dispose()
+        migrate_mirror(self.url)
 
     def sql(self, statement: str, *params: Any) -> list[Any]:
         """Raw SQL as another program would send it (``?`` placeholders on every database)."""
