@@ -122,7 +122,10 @@ class CommentPull:
             return False
         if state.comments.history or state.comments_since is None:
             return True
-        return remote.created_at is None or remote.created_at >= state.comments_since
+        # Vendors date comments to the second (Sirportly, Kapture): a comment posted in the
+        # second comments were enabled is not history (docs/architecture.md §8.5).
+        since = state.comments_since.replace(microsecond=0)
+        return remote.created_at is None or remote.created_at >= since
 
     def _import(self, session: Session, link: TicketLink, remote: RemoteComment) -> None:
         state = self.state

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -185,6 +185,19 @@ def test_history_false_neither_imports_nor_posts_older_comments(mirror: Mirror) 
     assert mirror_comments(mirror) == [("old local", True, "local")]
     assert vendor("b").comments(eid_b) == []
     assert [c.body for c in vendor("a").comments(eid_a)] == ["old remote"]
+
+
+def test_a_comment_dated_to_the_second_comments_were_enabled_is_carried(mirror: Mirror) -> None:
+    # vendors date comments to the second (Sirportly, Kapture): found by the system test
+    enabled = datetime(2027, 1, 1, 12, 0, 0, 600_000, tzinfo=UTC)
+    _tid, eid_a, _ = paired(
+        mirror, comments=CommentSettings(direction="both"), clock=clock(enabled)
+    )
+    a = vendor("a")
+    a._clock = enabled.replace(microsecond=0) - timedelta(seconds=1)  # the next tick: 12:00:00
+    a.comment(eid_a, "same second")
+    run(mirror, "a", comments=CommentSettings(direction="both"), clock=clock(enabled))
+    assert ("same second", True, "a") in mirror_comments(mirror)
 
 
 def test_counters_spare_the_reads_of_unchanged_tickets(mirror: Mirror) -> None:
