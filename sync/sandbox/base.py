@@ -200,6 +200,10 @@ class Emulator(ABC):
         (credentials the emulator accepts, field maps in its spelling); None: not in the demo."""
         return None
 
+    def demo_comment(self, body: str) -> dict[str, Any]:
+        """``add_comment`` fields of an agent's public reply ``body``, for the demo."""
+        raise NotImplementedError(f"{self.vendor} emulator has no comments")
+
     def demo_value(self, external_id: str, field: str) -> Any:
         """A ticket's field as the vendor's UI would show it, for the demo's tables."""
         return self.tickets[external_id].get(self.demo_field_names[field])

@@ -119,6 +119,9 @@ class KaptureStore(Emulator):
 
     demo_field_names = {"title": "title", "status": "substatus", "priority": "priority"}
 
+    def demo_comment(self, body: str) -> dict[str, Any]:
+        return {"detail": body}
+
     def demo_connection(self) -> dict[str, Any]:
         assert self.base_url is not None
         return {

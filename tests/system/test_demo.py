@@ -11,8 +11,13 @@ def test_demo_walks_through_every_step(tmp_path):
     result = run_cli("demo", "--dir", str(tmp_path / "demo"), "--tickets", "8", timeout=120)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for step in range(1, 8):
+    for step in range(1, 9):
         assert f"== {step}." in out
+    # a comment added at Zoho Desk reaches the mirror, Sirportly and Kapture (§8.5)
+    assert "in the mirror: ticket_comments #" in out
+    assert "sirportly-demo: posted on ticket SP-" in out
+    assert "kapture-demo: posted on ticket " in out
+    assert "proprofs-demo: not posted (proprofs is read-only)" in out
     assert "(mirror edit, sent to every connection)" in out
     assert "status 'Open' -> 'Closed'" in out
     assert "remote won" in out
