@@ -85,6 +85,10 @@ class Capabilities:
     #: ``post_comment`` honours ``OutgoingComment.author_user`` (Sirportly's ``user``):
     #: the engine maps authors only then, and otherwise always adds the attribution line.
     comments_as_user: bool = False
+    #: ``conversation_count`` can tell a ticket's comment count: where comments cannot be
+    #: read back, a post whose reply was lost is confirmed by the count having gone up by
+    #: exactly one (Kapture's ``totalConversationCount``, docs/architecture.md §8.5).
+    counts_comments: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,11 @@ class Adapter(ABC):
             if comment.marker == marker:
                 return comment
         return None
+
+    async def conversation_count(self, external_id: str) -> int | None:
+        """The ticket's comment count as the vendor shows it on a read, or None when this
+        read shows none (``capabilities.counts_comments``)."""
+        raise NotImplementedError(f"{self.vendor} does not count comments")
 
     def lookback(self, override: float | None = None) -> timedelta:
         """How far a pull reaches back before its cursor: the connection's own

@@ -298,6 +298,40 @@ def test_a_lost_reply_where_comments_cannot_be_read_becomes_unknown(mirror: Mirr
     assert sql(mirror, "SELECT state FROM comment_links WHERE connection = 'a'") == [("unknown",)]
 
 
+def test_a_lost_reply_is_confirmed_by_the_comment_count_going_up_by_one(mirror: Mirror) -> None:
+    # Kapture without read_notes: comments cannot be read back, only counted (§8.5)
+    opts = {"comments_read": False, "counts_comments": True}
+    tid, eid_a, _ = paired(mirror)
+    add_local(mirror, tid, "x", public=True)
+    vendor("a").lose_reply("post_comment")
+    failed = asyncio.run(make_run(mirror, "a", comments=BOTH, clock=clock(), options=opts).run())
+    assert failed.outcome == "failed"
+    ((marker,),) = sql(mirror, "SELECT marker FROM comment_links WHERE connection = 'a'")
+    assert marker.endswith("-n0"), "the count before the post rides on the marker"
+    run(mirror, "a", options=opts)
+    run(mirror, "a", options=opts)
+    assert len(vendor("a").comments(eid_a)) == 1, "never sent again"
+    ((state, note),) = sql(
+        mirror,
+        "SELECT l.state, j.note FROM comment_links l, journal j WHERE l.connection = 'a' "
+        "AND j.action = 'comment_post' AND j.connection = 'a'",
+    )
+    assert state == "active" and "confirmed by the comment count (0 -> 1)" in note
+
+
+def test_a_lost_reply_with_another_comment_meanwhile_becomes_unknown(mirror: Mirror) -> None:
+    opts = {"comments_read": False, "counts_comments": True}
+    tid, eid_a, _ = paired(mirror)
+    add_local(mirror, tid, "x", public=True)
+    vendor("a").lose_reply("post_comment")
+    failed = asyncio.run(make_run(mirror, "a", comments=BOTH, clock=clock(), options=opts).run())
+    assert failed.outcome == "failed"
+    vendor("a").comment(eid_a, "someone else, meanwhile")
+    run(mirror, "a", options=opts)
+    assert sql(mirror, "SELECT state FROM comment_links WHERE connection = 'a'") == [("unknown",)]
+    assert len(vendor("a").comments(eid_a)) == 2, "ours is never sent again"
+
+
 def test_dry_run_lists_planned_posts_and_the_guard_counts_tickets_once(mirror: Mirror) -> None:
     tid, eid_a, _ = paired(mirror)
     add_local(mirror, tid, "one", public=True)

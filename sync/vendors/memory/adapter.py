@@ -215,6 +215,7 @@ class MemoryAdapter(Adapter):
             comments_write=bool(options.get("comments_write", True)),
             private_comments=bool(options.get("private_comments", True)),
             comments_as_user=bool(options.get("comments_as_user", True)),
+            counts_comments=bool(options.get("counts_comments", False)),
         )
 
     def _call(self, method: str, arg: str | None = None) -> tuple[str, Any] | None:
@@ -345,6 +346,11 @@ class MemoryAdapter(Adapter):
             raise Retriable(f"{self.name}: the reply to a comment was lost", connection=self.name)
         posted = next(c for c in self.store.records[external_id].comments if c.id == comment_id)
         return _remote_comment(posted)
+
+    async def conversation_count(self, external_id: str) -> int | None:
+        self._call("conversation_count", external_id)
+        record = self.store.records.get(external_id)
+        return None if record is None else len(record.comments)
 
 
 def _remote_comment(comment: _Comment) -> RemoteComment:
