@@ -61,12 +61,32 @@ class MemoryHandle:
             self.vendor.garble(method, times)
         elif kind == "apply_then_drop":
             self.vendor.lose_reply(method, times)
+        elif kind == "hostile":
+            pytest.skip("the memory vendor has no wire: no hostile payloads")
         else:
             raise ValueError(f"the memory vendor has no fault {kind!r}")
+
+    # -- comments: the memory vendor's reply states the visibility it was asked for, and
+    # it has no switch to file comments otherwise, so the mismatch test is skipped
+    checks_visibility = False
+    comment_read_route = "list_comments"
+
+    def add_comment(self, external_id: str, body: str, *, public: bool, ago: float) -> None:
+        comment_id = self.vendor.comment(external_id, body, is_public=public)
+        for comment in self.vendor.records[external_id].comments:
+            if comment.id == comment_id:
+                comment.created_at -= timedelta(seconds=ago)
+
+    def stored_comments(self, external_id: str) -> list[tuple[str, bool | None]]:
+        return [(c.body, c.is_public) for c in self.vendor.records[external_id].comments]
+
+    def misfile_visibility(self) -> None:
+        raise NotImplementedError("the memory vendor files comments as asked")
 
     def deviations(self) -> list[str]:
         """Calls the adapter contract does not know (the memory vendor has no wire)."""
         known = {"changed_since", "get", "update", "create", "find_marker", "check"}
+        known |= {"list_comments", "post_comment"}
         return [f"unknown call {method}" for method, _ in self.vendor.calls if method not in known]
 
 

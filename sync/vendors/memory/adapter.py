@@ -326,7 +326,8 @@ class MemoryAdapter(Adapter):
         record = self.store.records.get(external_id)
         if record is None:
             raise NotFound(f"{self.name}: ticket {external_id} not found", connection=self.name)
-        return [_remote_comment(c) for c in record.comments]
+        # oldest first, like every adapter (ties: in the order they were added)
+        return [_remote_comment(c) for c in sorted(record.comments, key=lambda c: c.created_at)]
 
     async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
         await self._leave("post_comment")
