@@ -122,10 +122,7 @@ class CommentPull:
             return False
         if state.comments.history or state.comments_since is None:
             return True
-        # Vendors date comments to the second (Sirportly, Kapture): a comment posted in the
-        # second comments were enabled is not history (docs/architecture.md §8.5).
-        since = state.comments_since.replace(microsecond=0)
-        return remote.created_at is None or remote.created_at >= since
+        return not comment_store.is_history(remote.created_at, state.comments_since)
 
     def _import(self, session: Session, link: TicketLink, remote: RemoteComment) -> None:
         state = self.state

@@ -58,7 +58,8 @@ def route(
         # a create intent, or an orphan: its comments wait for it
         return Route.WAIT, None
     if not state.comments.history and (
-        state.comments_since is None or comment.created_at < state.comments_since
+        state.comments_since is None
+        or comment_store.is_history(comment.created_at, state.comments_since)
     ):
         # history: older than the moment comments were enabled here
         return Route.DROP, None

@@ -20,7 +20,10 @@ ZOHO_BILLING = "1892000000082069"
 
 @pytest.fixture
 def multi(tmp_path, db_url):
-    setup = MultiSetup(tmp_path, db_url=db_url)
+    # Sirportly posts a mapped author as that user (comments_as_user), others as
+    # options.comment_user with the attribution line
+    authors = {"comments": {"direction": "both", "authors": {"alice@example.com": "erin"}}}
+    setup = MultiSetup(tmp_path, db_url=db_url, extra={"sirp": authors})
     yield setup
     setup.stop()
 
@@ -111,6 +114,12 @@ def test_comments_travel_between_every_vendor_and_the_mirror(multi):
             assert update["private"] == any(n in update["message"] for n in private)
     # the mirror's insert is attributed where the vendor posts as the API user
     assert any("Alice via ticketsync:" in c["detail"] for c in at_kap)
+    by_message = {u["message"].split("\n\n[ticketsync:")[0]: u for u in at_sirp}
+    alice = by_message["Public from the mirror"]
+    assert alice["author"]["username"] == "erin", "posted as the mapped user, unprefixed"
+    zoho_reply = next(u for m, u in by_message.items() if "Public from Zoho" in m)
+    assert zoho_reply["author"]["username"] == "charlie"
+    assert zoho_reply["message"].startswith("George Vincent via zoho:")
     assert not any("Message from ProProfs" in t for t in _texts(at_zoho, "content"))
 
     state = _vendor_state(multi)

@@ -200,6 +200,17 @@ def test_a_comment_dated_to_the_second_comments_were_enabled_is_carried(mirror: 
     assert ("same second", True, "a") in mirror_comments(mirror)
 
 
+def test_history_is_decided_to_the_second_on_both_sides() -> None:
+    from sync.engine.comment_store import is_history
+
+    enabled = datetime(2027, 1, 1, 12, 0, 0, 600_000, tzinfo=UTC)
+    same_second = enabled.replace(microsecond=0)
+    assert not is_history(same_second, enabled), "a vendor's second-dated comment is kept"
+    assert is_history(same_second - timedelta(microseconds=1), enabled)
+    assert not is_history(None, enabled)
+    assert is_history(same_second, None)
+
+
 def test_counters_spare_the_reads_of_unchanged_tickets(mirror: Mirror) -> None:
     _tid, eid_a, _ = paired(mirror)
     a = vendor("a")
