@@ -4,8 +4,9 @@ Starts the built-in vendor emulators on 127.0.0.1 with seeded tickets, writes a 
 file and a SQLite mirror into a folder, and walks through what the product does with
 real syncs over real HTTP: the initial import, a local edit pushed, a vendor edit pulled
 (and fanned out where linked), a same-field conflict and how the policy settled it, a
-local INSERT created at the vendors, the undo of the run that pulled the edit, and a
-ticket both sides already had matched and linked instead of duplicated.
+local INSERT created at the vendors, a comment travelling from one vendor to the others,
+the undo of the run that pulled the edit, and a ticket both sides already had matched and
+linked instead of duplicated.
 ``--keep-running`` then leaves the emulators and the daemon up until Ctrl-C.
 """
 
@@ -29,6 +30,7 @@ from sync.errors import LockHeld
 from sync.runner import Selection, run_connections
 from sync.sandbox.base import Emulator, emulators
 from sync.status import collect
+from sync.vendors.base import adapter_class
 
 Out = Callable[[str], None]
 MAX_PASSES = 4
@@ -80,6 +82,8 @@ class Demo:
             assert block is not None
             block["create"] = {"when": {"queue": "billing"}}
             block["interval"] = 10
+            # conversations both ways; what the vendors held before stays there (history)
+            block["comments"] = {"direction": "both"}
             connections[name] = block
         return {
             "database": {"url": f"sqlite:///{self.dir / 'mirror.db'}"},
@@ -255,10 +259,12 @@ class Demo:
         self.out("  " + self._counts(await self.sync()))
         self.table([new_id])
 
+        await self.comment(first, exclude=[ticket, edited, contested])
+
         await self.undo(first, edited)
         await self.matching()
 
-        self.step(8, "Status, as `ticketsync status` reports it")
+        self.step(9, "Status, as `ticketsync status` reports it")
         assert self.config is not None and self.mirror is not None
         report = collect(self.config, self.mirror)
         for name, c in report["connections"].items():
@@ -269,6 +275,66 @@ class Demo:
                 f"credentials {c['credentials']}"
             )
 
+    async def comment(self, connection: str, exclude: Sequence[int]) -> None:
+        """An agent's reply at ``connection`` reaches the mirror and every other connection
+        linked to the ticket that can post it (docs/architecture.md §8.5); ``exclude``: the
+        tickets earlier steps used (the undo step takes back step 3's pull)."""
+        ticket = self._most_linked(connection, exclude)
+        external = self.links(ticket)[connection]
+        emulator = self.emulators[connection]
+        self.step(6, "A comment travels: an agent replies at one vendor")
+        body = "Refund approved, it will show on your next statement."
+        emulator.add_comment(external, **emulator.demo_comment(body))
+        # the agent also changes the priority: a Zoho Desk comment alone may not move
+        # modifiedTime (UNCONFIRMED), and the comment sweep runs only every few minutes
+        (priority,) = self._other_priorities(ticket, 1)
+        self.vendor_edit(connection, external, "priority", priority)
+        self.out(f"  an agent replies on {connection} ticket {external}: {body!r}")
+        self.out(f"  (and sets its priority to {priority!r})")
+        self.out("  " + self._counts(await self.sync()))
+        rows = self.sql(
+            "SELECT c.id, c.author_name FROM ticket_comments c "
+            "WHERE c.ticket_id = ? AND c.source = ? AND c.body LIKE ? ORDER BY c.id",
+            ticket,
+            connection,
+            f"%{body}%",
+        )
+        if not rows:
+            self.out(f"  ! the comment did not reach the mirror (ticket {ticket})")
+            return
+        comment_id, author = rows[-1]
+        self.out(f"  in the mirror: ticket_comments #{comment_id} on ticket {ticket}, by {author}")
+        arrived = dict(
+            (name, (state, external_id))
+            for name, state, external_id in self.sql(
+                "SELECT connection, state, external_id FROM comment_links WHERE comment_id = ?",
+                comment_id,
+            )
+        )
+        for name, linked in self.links(ticket).items():
+            if name == connection:
+                continue
+            state, external_id = arrived.get(name, (None, None))
+            if state == "active":
+                self.out(f"  {name}: posted on ticket {linked}, comment id {external_id}")
+            elif not adapter_class(self.emulators[name].vendor).capabilities.comments_write:
+                self.out(f"  {name}: not posted ({self.emulators[name].vendor} is read-only)")
+            else:
+                self.out(f"  {name}: not posted ({state or 'pending'})")
+
+    def _most_linked(self, connection: str, exclude: Sequence[int]) -> int:
+        """The ticket linked at ``connection`` that is linked at the most connections."""
+        rows = self.sql(
+            "SELECT l.ticket_id, count(*) FROM ticket_links l WHERE l.state = 'active' AND "
+            "l.ticket_id IN (SELECT ticket_id FROM ticket_links WHERE connection = ?) "
+            "GROUP BY l.ticket_id ORDER BY count(*) DESC, l.ticket_id",
+            connection,
+        )
+        for ticket_id, _ in rows:
+            if ticket_id not in exclude:
+                return int(ticket_id)
+        raise RuntimeError(f"the demo found no ticket at {connection}")
+
     async def undo(self, connection: str, ticket: int) -> None:
         """Take back the run that pulled step 3's vendor edit (docs/architecture.md §8.7)."""
         assert self.mirror is not None
@@ -278,7 +344,7 @@ class Demo:
             connection,
             ticket,
         )
-        self.step(6, f"Undo: take back run #{run_id}, which pulled that vendor edit")
+        self.step(7, f"Undo: take back run #{run_id}, which pulled that vendor edit")
         self.out(f"  ticketsync undo {run_id} --dry-run")
         with self.mirror.read() as session:
             for decision in undo.plan(session, connection, run_id):
@@ -298,7 +364,7 @@ class Demo:
         from sync.match_cmd import render, score_now
 
         assert self.config is not None and self.mirror is not None
-        self.step(7, "Matching: a ticket both sides already have is linked, not duplicated")
+        self.step(8, "Matching: a ticket both sides already have is linked, not duplicated")
         name, emulator = next(iter(self.emulators.items()))
         subject, email = "Printer on floor 3 is jammed", "office@example.com"
         self.sql(

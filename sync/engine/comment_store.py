@@ -39,6 +39,18 @@ def enable(session: Session, connection: str, on: bool, now: datetime) -> dateti
     return row.comments_since
 
 
+def is_history(created_at: datetime | None, enabled: datetime | None) -> bool:
+    """Whether a comment dated ``created_at`` is older than the moment comments were
+    ``enabled`` on a connection (docs/architecture.md §8.5). Vendors date comments to the
+    second (Sirportly, Kapture, ProProfs), so the comparison is to the second: a comment
+    of the second comments were enabled is not history. Undated: not history."""
+    if created_at is None:
+        return False
+    if enabled is None:
+        return True
+    return created_at < enabled.replace(microsecond=0)
+
+
 def since(session: Session, connection: str) -> datetime | None:
     row = session.get(SyncConnection, connection)
     return None if row is None else row.comments_since

@@ -122,7 +122,7 @@ class CommentPull:
             return False
         if state.comments.history or state.comments_since is None:
             return True
-        return remote.created_at is None or remote.created_at >= state.comments_since
+        return not comment_store.is_history(remote.created_at, state.comments_since)
 
     def _import(self, session: Session, link: TicketLink, remote: RemoteComment) -> None:
         state = self.state

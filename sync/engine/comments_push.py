@@ -7,7 +7,8 @@ a post follows the creates' intent pattern: a ``posting`` link with a fresh mark
 committed, with the feed row's removal, before the vendor is called; the vendor's reply
 makes it ``active``. A run killed in between leaves the intent, and ``recover`` settles
 it: found by its marker (``find_comment``) -> active; not there -> posted again, same
-marker; a vendor that cannot be searched -> ``unknown``, never sent again.
+marker; a vendor that cannot be searched -> confirmed when its comment count went up by
+exactly one since the intent (Kapture), else ``unknown``, never sent again.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def route(
         # a create intent, or an orphan: its comments wait for it
         return Route.WAIT, None
     if not state.comments.history and (
-        state.comments_since is None or comment.created_at < state.comments_since
+        state.comments_since is None
+        or comment_store.is_history(comment.created_at, state.comments_since)
     ):
         # history: older than the moment comments were enabled here
         return Route.DROP, None
@@ -166,7 +168,7 @@ class CommentPush:
                 comment_store.clear_dirty(session, state.name, [comment_id])
             return
         assert comment is not None and link is not None and link.external_id is not None
-        marker = f"tsc-{comment.id}-{secrets.token_hex(4)}"
+        marker = await self._marker(comment, link.external_id)
         with state.write() as session:
             intent = CommentLink(
                 comment_id=comment.id, connection=state.name, state="posting", marker=marker
@@ -177,6 +179,18 @@ class CommentPush:
             intent_id = intent.id
         crashpoint("after_comment_intent")
         await self.send(intent_id, comment, link.external_id, marker)
+
+    async def _marker(self, comment: TicketComment, external_id: str) -> str:
+        """A fresh post marker; where comments cannot be read back but counted, it ends in
+        the ticket's comment count before the post (``-n<count>``), so that a lost reply
+        can be confirmed by the count having gone up by one (docs/architecture.md §8.5).
+        The intent stores the marker, so the count needs no column of its own."""
+        state = self.state
+        marker = f"tsc-{comment.id}-{secrets.token_hex(4)}"
+        if state.caps.comments_read or not state.caps.counts_comments:
+            return marker
+        count = await state.vendor(partial(state.adapter.conversation_count, external_id))
+        return marker if count is None else f"{marker}-n{count}"
 
     async def send(
         self, intent_id: int, comment: TicketComment, external_id: str, marker: str
@@ -270,11 +284,13 @@ class CommentPush:
             if intent.error_kind == "refused":
                 # the vendor said no: nothing landed; try again, a bounded number of times
                 if intent.attempts < MAX_ATTEMPTS:
-                    await self.resend(intent.id, comment, external_id, intent.marker)
+                    marker = await self._recount(intent.id, comment, external_id, intent.marker)
+                    await self.resend(intent.id, comment, external_id, marker)
                 continue
             if not state.caps.comments_read:
-                # it may have landed and cannot be looked for: never sent again
-                self._unknown(intent.id, comment)
+                # cannot be looked for: confirmed by the count, else never sent again
+                if not await self._counted(intent.id, comment, external_id, intent.marker):
+                    self._unknown(intent.id, comment)
                 continue
             find = partial(state.adapter.find_comment, external_id, intent.marker)
             found = await state.vendor(find)
@@ -284,6 +300,43 @@ class CommentPush:
                 continue
             with state.write() as session:
                 self._posted(session, intent.id, comment, external_id, found, "found by its marker")
+
+    async def _recount(
+        self, intent_id: int, comment: TicketComment, external_id: str, marker: str
+    ) -> str:
+        """The marker to post a refused intent again with: a count recorded before an
+        earlier attempt is stale, so it is taken afresh (and stored) before this one."""
+        if counted_before(marker) is None:
+            return marker
+        fresh = await self._marker(comment, external_id)
+        with self.state.write() as session:
+            intent = session.get(CommentLink, intent_id)
+            if intent is not None:
+                intent.marker = fresh
+        return fresh
+
+    async def _counted(
+        self, intent_id: int, comment: TicketComment, external_id: str, marker: str
+    ) -> bool:
+        """Whether the ticket's comment count is now exactly one more than the count the
+        marker recorded before the post; if so the intent is settled as posted."""
+        state = self.state
+        before = counted_before(marker)
+        if before is None or not state.caps.counts_comments:
+            return False
+        now = await state.vendor(partial(state.adapter.conversation_count, external_id))
+        if now != before + 1:
+            return False
+        posted = RemoteComment(
+            external_id=f"posted:{marker}",
+            body=comment.body,
+            is_public=comment.is_public,
+            marker=marker,
+        )
+        with state.write() as session:
+            note = f"confirmed by the comment count ({before} -> {now})"
+            self._posted(session, intent_id, comment, external_id, posted, note)
+        return True
 
     async def resend(
         self, intent_id: int, comment: TicketComment, external_id: str, marker: str
@@ -320,6 +373,12 @@ class CommentPush:
                 intent.state, intent.error, intent.error_kind = "unknown", message, "lost"
                 state.journal(session, "comment_skip", comment.ticket_id, None, note=message)
         state.counts.errors += 1
+
+
+def counted_before(marker: str) -> int | None:
+    """The comment count a marker recorded before its post (``...-n<count>``), or None."""
+    head, sep, tail = marker.rpartition("-n")
+    return int(tail) if sep and head and tail.isdigit() and len(tail) < 10 else None
 
 
 def _load(

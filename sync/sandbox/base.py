@@ -188,6 +188,11 @@ class Emulator(ABC):
         ticket's conversation counters the way the vendor documents it."""
         raise NotImplementedError(f"{self.vendor} emulator has no comments")
 
+    def stored_comments(self, external_id: str) -> list[dict[str, Any]]:
+        """A ticket's comments as the vendor stores them (``GET /_sandbox/comments``), oldest
+        first; [] for an unknown ticket."""
+        return list(self.comments.get(external_id, []))
+
     def revoke(self) -> None:
         """Revoke the credentials the emulator accepts (the ``revoke`` fault)."""
         raise NotImplementedError(f"{self.vendor} emulator has no credentials to revoke")
@@ -199,6 +204,10 @@ class Emulator(ABC):
         """The config block of a connection to this running emulator, for ``ticketsync demo``
         (credentials the emulator accepts, field maps in its spelling); None: not in the demo."""
         return None
+
+    def demo_comment(self, body: str) -> dict[str, Any]:
+        """``add_comment`` fields of an agent's public reply ``body``, for the demo."""
+        raise NotImplementedError(f"{self.vendor} emulator has no comments")
 
     def demo_value(self, external_id: str, field: str) -> Any:
         """A ticket's field as the vendor's UI would show it, for the demo's tables."""
@@ -437,7 +446,7 @@ class Emulator(ABC):
                     self.add_comment(ticket, **fields)
             except (TypeError, ValueError, KeyError, NotImplementedError) as exc:
                 return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"comments": self.comments.get(ticket, [])})
+        return web.json_response({"comments": self.stored_comments(ticket)})
 
     async def _control_faults(self, request: web.Request) -> web.Response:
         payload = await request.json()

@@ -119,6 +119,9 @@ class KaptureStore(Emulator):
 
     demo_field_names = {"title": "title", "status": "substatus", "priority": "priority"}
 
+    def demo_comment(self, body: str) -> dict[str, Any]:
+        return {"detail": body}
+
     def demo_connection(self) -> dict[str, Any]:
         assert self.base_url is not None
         return {
@@ -214,6 +217,11 @@ class KaptureStore(Emulator):
         }
         ticket["notes"].append(note)
         return self.note(note)
+
+    def stored_comments(self, external_id: str) -> list[dict[str, Any]]:
+        """The ticket's notes as get-ticket lists them."""
+        ticket = self.tickets.get(str(external_id))
+        return [self.note(n) for n in ticket["notes"]] if ticket else []
 
     def note(self, note: Mapping[str, Any]) -> dict[str, Any]:
         """A note as get-ticket's ``conversation_type: {"notes": [...]}`` lists it (3P)."""

@@ -221,6 +221,9 @@ class ProProfsStore(Emulator):
 
     demo_field_names = {"title": "subject", "status": "status", "priority": "priority"}
 
+    def demo_comment(self, body: str) -> dict[str, Any]:
+        return {"message": body}
+
     def demo_connection(self) -> dict[str, Any]:
         assert self.base_url is not None
         return {

@@ -306,6 +306,11 @@ class SirportlyStore(Emulator):
             ticket["updated_at"] = self.now()
         return update
 
+    def stored_comments(self, external_id: str) -> list[dict[str, Any]]:
+        """The ticket's updates (the body included, when it has one), as stored."""
+        ticket = self.tickets.get(external_id)
+        return [dict(u) for u in ticket["updates"]] if ticket else []
+
     def _post(
         self,
         ticket: dict[str, Any],
@@ -357,6 +362,9 @@ class SirportlyStore(Emulator):
         value = super().demo_value(external_id, field)
         return value.get("name") if isinstance(value, dict) else value
 
+    def demo_comment(self, body: str) -> dict[str, Any]:
+        return {"message": body, "user": "charlie"}
+
     def demo_connection(self) -> dict[str, Any]:
         assert self.base_url is not None
         return {
@@ -375,6 +383,8 @@ class SirportlyStore(Emulator):
                 "priority": {"low": "Low", "normal": "Normal", "high": "High", "urgent": "Urgent"},
                 "queue": {"support": "3/2", "billing": "5/5"},
             },
+            # comments posted without a mapped author need one (docs/vendor-apis.md §6.2)
+            "options": {"comment_user": "charlie"},
         }
 
     def seed_demo(self, count: int) -> None:

@@ -261,6 +261,9 @@ class ZohoDeskStore(Emulator):
         "queue": "departmentId",
     }
 
+    def demo_comment(self, body: str) -> dict[str, Any]:
+        return {"content": body, "contentType": "plainText", "isPublic": True}
+
     def demo_connection(self) -> dict[str, Any]:
         assert self.base_url is not None
         queues = {name.lower(): dep for dep, name in DEPARTMENTS.items()}

@@ -96,6 +96,10 @@ class Capabilities:
     #: may not move); the engine then sweeps the open linked tickets every
     #: ``Adapter.comment_sweep_seconds`` (docs/architecture.md §8.5).
     comment_counters: bool = False
+    #: ``conversation_count`` can tell a ticket's comment count: where comments cannot be
+    #: read back, a post whose reply was lost is confirmed by the count having gone up by
+    #: exactly one (Kapture's ``totalConversationCount``, docs/architecture.md §8.5).
+    counts_comments: bool = False
 
 
 @dataclass(frozen=True)
@@ -339,6 +343,11 @@ class Adapter(ABC):
         subject from ``fields``; a vendor whose record carries a creation time or an external
         reference reads them from ``raw``. Never raises: an unreadable key is None."""
         return MatchKeys(ticket.fields.get("requester_email"), ticket.fields.get("title"))
+
+    async def conversation_count(self, external_id: str) -> int | None:
+        """The ticket's comment count as the vendor shows it on a read, or None when this
+        read shows none (``capabilities.counts_comments``)."""
+        raise NotImplementedError(f"{self.vendor} does not count comments")
 
     def lookback(self, override: float | None = None) -> timedelta:
         """How far a pull reaches back before its cursor: the connection's own

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -370,6 +371,17 @@ class Setup:
         self.engine.dispose()
 
 
+def migrate_mirror(url: str) -> None:
+    """Create the mirror's tables in-process (what ``db upgrade`` does; saves a run)."""
+    from sync.db import Mirror, migrate
+
+    mirror = Mirror(url)
+    try:
+        migrate(mirror)
+    finally:
+        mirror.engine.dispose()
+
+
 def prepare_pending(setup: Setup) -> dict[int, str]:
     """An imported mirror, then pending work of every kind: local edits, a remote edit on
     two tickets (one pull page of two), and a local insert to create."""
@@ -420,3 +432,89 @@ def sqlite_only(setup: Setup) -> None:
 
     if setup.engine.dialect.name != "sqlite":
         pytest.skip("exercises nothing the database changes: the SQLite run covers it")
+
+
+#: The multi-vendor setup's connections: name -> vendor (docs/architecture.md §8.5).
+MULTI = {"zoho": "zoho_desk", "sirp": "sirportly", "kap": "kapture", "pp": "proprofs"}
+
+
+class MultiSetup:
+    """One mirror and one config with a connection per vendor of ``vendors`` (name ->
+    vendor, ``MULTI`` by default), each to its own emulator process, conversations on
+    (``comments`` merged into every connection's block). Zoho Desk's tickets in the billing
+    queue fan out to Sirportly and Kapture; ProProfs creates nothing."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        db_url: str | None = None,
+        comments: Mapping[str, Any] | None = None,
+        vendors: Mapping[str, str] = MULTI,
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.vendors: dict[str, VendorProcess] = {}
+        try:
+            for name, vendor in vendors.items():
+                self.vendors[name] = VendorProcess(vendor)
+        except Exception:
+            self.stop()
+            raise
+        self.url = db_url or f"sqlite:///{tmp / 'mirror.db'}"
+        self.engine = create_engine(self.url)
+        self.config = tmp / "config.yaml"
+        sync: dict[str, Any] = {"state_dir": str(tmp), "guard": {"share": 1.0, "min_count": 1000}}
+        postgres = self.engine.dialect.name == "postgresql"
+        if postgres:
+            sync["lease_seconds"] = LEASE_SECONDS
+        connections: dict[str, Any] = {}
+        for name, process in self.vendors.items():
+            block = PLUGINS[vendors[name]].connection(process)
+            block["comments"] = {"direction": "both", **(comments or {})}
+            if name == "pp":
+                block.pop("create", None)
+            if vendors[name] == "sirportly":
+                block["options"] = {"comment_user": "charlie"}
+            block |= (extra or {}).get(name, {})
+            if postgres:
+                block["http"] = {**block.get("http", {}), "total_timeout": LEASE_SECONDS - 0.5}
+            connections[name] = block
+        data = {"database": {"url": self.url}, "sync": sync, "connections": connections}
+        self.config.write_text(yaml.safe_dump(data))
+
+    def run(self, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli("--config", str(self.config), "--run-once", env=env)
+
+    def migrate(self) -> None:
+        migrate_mirror(self.url)
+
+    def sql(self, statement: str, *params: Any) -> list[Any]:
+        """Raw SQL as another program would send it (``?`` placeholders on every database)."""
+        if self.engine.dialect.name != "sqlite":
+            statement = statement.replace("?", "%s")
+        with self.engine.begin() as conn:
+            result = conn.exec_driver_sql(statement, tuple(params))
+            return list(result) if result.returns_rows else []
+
+    def links(self, ticket_id: int) -> dict[str, str]:
+        """Connection -> external id of a mirror ticket's active links."""
+        rows = self.sql(
+            "SELECT connection, external_id FROM ticket_links "
+            "WHERE ticket_id = ? AND state = 'active'",
+            ticket_id,
+        )
+        return dict(rows)
+
+    def comments(self, name: str, external_id: str) -> list[dict[str, Any]]:
+        """The comments the emulator of connection ``name`` stores on a ticket."""
+        query = urllib.parse.urlencode({"ticket": external_id})
+        return self.vendors[name].call("GET", f"/_sandbox/comments?{query}")["comments"]
+
+    def add_comment(self, name: str, external_id: str, **fields: Any) -> None:
+        """A comment added at the vendor, as an agent would (vendor field names)."""
+        self.vendors[name].call("POST", "/_sandbox/comments", {"ticket": external_id, **fields})
+
+    def stop(self) -> None:
+        for process in self.vendors.values():
+            process.stop()
+        if hasattr(self, "engine"):
+            self.engine.dispose()

@@ -11,13 +11,18 @@ def test_demo_walks_through_every_step(tmp_path):
     result = run_cli("demo", "--dir", str(tmp_path / "demo"), "--tickets", "8", timeout=120)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for step in range(1, 9):
+    for step in range(1, 10):
         assert f"== {step}." in out
+    # a comment added at Zoho Desk reaches the mirror, Sirportly and Kapture (§8.5)
+    assert "in the mirror: ticket_comments #" in out
+    assert "sirportly-demo: posted on ticket SP-" in out
+    assert "kapture-demo: posted on ticket " in out
+    assert "proprofs-demo: not posted (proprofs is read-only)" in out
     assert "(mirror edit, sent to every connection)" in out
     assert "status 'Open' -> 'Closed'" in out
     assert "remote won" in out
     assert "score 1.00 (requester_email, subject, created_at)" in out
-    assert "created 0" in out.split("== 7.")[1].split("== 8.")[0], "matched, not duplicated"
+    assert "created 0" in out.split("== 8.")[1].split("== 9.")[0], "matched, not duplicated"
     assert "errors 0" in out and "! " not in out
     config = tmp_path / "demo" / "config.yaml"
     status = run_cli("--config", str(config), "status", "--json")

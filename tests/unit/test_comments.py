@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -187,6 +187,30 @@ def test_history_false_neither_imports_nor_posts_older_comments(mirror: Mirror) 
     assert [c.body for c in vendor("a").comments(eid_a)] == ["old remote"]
 
 
+def test_a_comment_dated_to_the_second_comments_were_enabled_is_carried(mirror: Mirror) -> None:
+    # vendors date comments to the second (Sirportly, Kapture): found by the system test
+    enabled = datetime(2027, 1, 1, 12, 0, 0, 600_000, tzinfo=UTC)
+    _tid, eid_a, _ = paired(
+        mirror, comments=CommentSettings(direction="both"), clock=clock(enabled)
+    )
+    a = vendor("a")
+    a._clock = enabled.replace(microsecond=0) - timedelta(seconds=1)  # the next tick: 12:00:00
+    a.comment(eid_a, "same second")
+    run(mirror, "a", comments=CommentSettings(direction="both"), clock=clock(enabled))
+    assert ("same second", True, "a") in mirror_comments(mirror)
+
+
+def test_history_is_decided_to_the_second_on_both_sides() -> None:
+    from sync.engine.comment_store import is_history
+
+    enabled = datetime(2027, 1, 1, 12, 0, 0, 600_000, tzinfo=UTC)
+    same_second = enabled.replace(microsecond=0)
+    assert not is_history(same_second, enabled), "a vendor's second-dated comment is kept"
+    assert is_history(same_second - timedelta(microseconds=1), enabled)
+    assert not is_history(None, enabled)
+    assert is_history(same_second, None)
+
+
 def test_counters_spare_the_reads_of_unchanged_tickets(mirror: Mirror) -> None:
     _tid, eid_a, _ = paired(mirror)
     a = vendor("a")
@@ -283,6 +307,40 @@ def test_a_lost_reply_where_comments_cannot_be_read_becomes_unknown(mirror: Mirr
     run(mirror, "a", options=opts)
     assert len(vendor("a").comments(eid_a)) == 1, "never sent again"
     assert sql(mirror, "SELECT state FROM comment_links WHERE connection = 'a'") == [("unknown",)]
+
+
+def test_a_lost_reply_is_confirmed_by_the_comment_count_going_up_by_one(mirror: Mirror) -> None:
+    # Kapture without read_notes: comments cannot be read back, only counted (§8.5)
+    opts = {"comments_read": False, "counts_comments": True}
+    tid, eid_a, _ = paired(mirror)
+    add_local(mirror, tid, "x", public=True)
+    vendor("a").lose_reply("post_comment")
+    failed = asyncio.run(make_run(mirror, "a", comments=BOTH, clock=clock(), options=opts).run())
+    assert failed.outcome == "failed"
+    ((marker,),) = sql(mirror, "SELECT marker FROM comment_links WHERE connection = 'a'")
+    assert marker.endswith("-n0"), "the count before the post rides on the marker"
+    run(mirror, "a", options=opts)
+    run(mirror, "a", options=opts)
+    assert len(vendor("a").comments(eid_a)) == 1, "never sent again"
+    ((state, note),) = sql(
+        mirror,
+        "SELECT l.state, j.note FROM comment_links l, journal j WHERE l.connection = 'a' "
+        "AND j.action = 'comment_post' AND j.connection = 'a'",
+    )
+    assert state == "active" and "confirmed by the comment count (0 -> 1)" in note
+
+
+def test_a_lost_reply_with_another_comment_meanwhile_becomes_unknown(mirror: Mirror) -> None:
+    opts = {"comments_read": False, "counts_comments": True}
+    tid, eid_a, _ = paired(mirror)
+    add_local(mirror, tid, "x", public=True)
+    vendor("a").lose_reply("post_comment")
+    failed = asyncio.run(make_run(mirror, "a", comments=BOTH, clock=clock(), options=opts).run())
+    assert failed.outcome == "failed"
+    vendor("a").comment(eid_a, "someone else, meanwhile")
+    run(mirror, "a", options=opts)
+    assert sql(mirror, "SELECT state FROM comment_links WHERE connection = 'a'") == [("unknown",)]
+    assert len(vendor("a").comments(eid_a)) == 2, "ours is never sent again"
 
 
 def test_dry_run_lists_planned_posts_and_the_guard_counts_tickets_once(mirror: Mirror) -> None:

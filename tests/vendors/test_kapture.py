@@ -1014,6 +1014,28 @@ async def test_comment_goes_through_the_update_with_the_current_sub_status(
         await adapter.find_comment(external_id, "tsc-k-1")
 
 
+async def test_the_count_read_before_a_post_costs_no_second_get(
+    make_adapter: MakeAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
+) -> None:
+    external_id = vendor.seed(status="OP")
+    adapter = make_adapter()
+    assert adapter.capabilities.counts_comments
+    # get-ticket documents no totalConversationCount (UNCONFIRMED): the emulator shows none
+    assert await adapter.conversation_count(external_id) is None
+    await adapter.post_comment(external_id, OutgoingComment("Shipped.", True, "tsc-k-2-n0"))
+    gets = [e for e in emulator.log if e["path"] == PATHS["get"]]
+    assert len(gets) == 1, "the post's sub-status comes from the count's read"
+    assert not make_adapter(options={"read_notes": True}).capabilities.counts_comments
+
+
+def test_the_count_is_read_where_a_record_carries_it() -> None:
+    from sync.vendors.kapture.comments import conversation_count
+
+    assert conversation_count("3|1760000000000") == 3
+    assert conversation_count("|1760000000000") is None
+    assert conversation_count(None) is None
+
+
 async def test_private_notes_only_where_the_tenant_keeps_them_internal(
     make_adapter: MakeAdapter, emulator: KaptureEmulator, vendor: KaptureVendor
 ) -> None:

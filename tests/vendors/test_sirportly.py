@@ -143,19 +143,19 @@ def sirportly_connection(
     name: str = "sirportly-test",
     options: Mapping[str, Any] | None = None,
     secret: str | None = None,
+    comments: Mapping[str, Any] | None = None,
 ) -> ConnectionConfig:
     assert emulator.base_url is not None
-    data = {
-        "connections": {
-            name: {
-                "vendor": "sirportly",
-                "base_url": emulator.base_url,
-                "credentials": {"token": emulator.token, "secret": secret or emulator.secret},
-                "options": dict(options or {}),
-                "http": FAST_HTTP,
-            }
-        }
+    block = {
+        "vendor": "sirportly",
+        "base_url": emulator.base_url,
+        "credentials": {"token": emulator.token, "secret": secret or emulator.secret},
+        "options": dict(options or {}),
+        "http": FAST_HTTP,
     }
+    if comments is not None:
+        block["comments"] = dict(comments)
+    data = {"connections": {name: block}}
     return parse_config(data, env={}).connections[name]
 
 
@@ -1012,6 +1012,53 @@ def test_update_records_are_read_tolerantly() -> None:
     for bad in ({"updates": "x"}, {"updates": [{"id": 1}, {"id": "x1"}]}):
         with pytest.raises((ValueError, TypeError)):
             comments_of(bad)
+
+
+async def test_pushing_comments_needs_an_author(make: MakeAdapter) -> None:
+    # an account token's post_update needs an author (docs/vendor-apis.md §6.2)
+    with pytest.raises(ConfigError, match=r"sirportly-test\.options\.comment_user: required"):
+        make(comments={"direction": "both"})
+    make(comments={"direction": "pull"})
+    make(comments={"direction": "push"}, options={"comment_user": "charlie"})
+
+
+def test_a_ticket_we_submitted_without_a_body_has_none() -> None:
+    agent = {"type": "User", "id": 7, "username": "dana"}
+    customer = {"type": "Customer", "id": 1}
+    at = ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]
+    ours = {"custom_fields": {"ticketsync_marker": "tsm-1"}}
+    agent_first = [
+        {"id": 1, "message": "an agent's reply", "author": agent, "posted_at": at[0]},
+        {"id": 2, "message": "more", "author": customer, "posted_at": at[1]},
+    ]
+    marked_first = [{"id": 1, "message": "x\n\n[ticketsync:tsc-1-abcd]", "posted_at": at[0]}]
+    # ours, first written by staff: a comment, and no description
+    assert [
+        c.external_id for c in comments_of({**ours, "updates": agent_first}, "ticketsync_marker")
+    ] == ["1", "2"]
+    assert (
+        to_remote(
+            {**ours, "reference": "AB-1", "updates": agent_first}, "ticketsync_marker"
+        ).fields["description"]
+        is None
+    )
+    # not ours: the first update is the body, whoever wrote it
+    assert [c.external_id for c in comments_of({"updates": agent_first}, "ticketsync_marker")] == [
+        "2"
+    ]
+    assert (
+        to_remote({"reference": "AB-1", "updates": agent_first}, "ticketsync_marker").fields[
+            "description"
+        ]
+        == "an agent's reply"
+    )
+    # a first update carrying our comment marker is never the body
+    assert [c.external_id for c in comments_of({"updates": marked_first})] == ["1"]
+    # ours with a body posted as the contact: the body
+    body_first = [{**agent_first[0], "author": customer}, agent_first[1]]
+    assert [
+        c.external_id for c in comments_of({**ours, "updates": body_first}, "ticketsync_marker")
+    ] == ["2"]
 
 
 def test_comment_user_option_is_validated() -> None:

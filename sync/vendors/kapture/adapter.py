@@ -104,7 +104,7 @@ from sync.vendors.base import (
 )
 from sync.vendors.comments import parsed
 from sync.vendors.comments import with_marker as with_comment_marker
-from sync.vendors.kapture.comments import to_comments
+from sync.vendors.kapture.comments import conversation_count, to_comments
 from sync.vendors.kapture.mapping import (
     MARKER_KEY,
     READABLE,
@@ -158,6 +158,8 @@ class KaptureAdapter(Adapter):
             type(self).capabilities,
             comments_read=options.read_notes,
             private_comments=options.comment_visibility == "private",
+            # without the notes, a lost post is confirmed by the count alone (§6.3)
+            counts_comments=not options.read_notes,
         )
         self.zone = options.zone
         self.sub_statuses = Table("sub-status", "sub_statuses", options.sub_statuses)
@@ -349,6 +351,14 @@ class KaptureAdapter(Adapter):
         if not self.options.read_notes:
             raise NotImplementedError(f"{self.name}: options.read_notes is off")
         return await super().find_comment(external_id, marker)
+
+    async def conversation_count(self, external_id: str) -> int | None:
+        """``totalConversationCount`` as get-ticket shows it, or None: Kapture documents
+        it on add/update replies only, so whether get-ticket carries it is UNCONFIRMED
+        (docs/vendor-apis.md §6.3); tolerated either way. The read is kept for the post
+        that follows (its sub-status), so it costs no second request."""
+        ticket = await self.get(external_id)
+        return conversation_count(ticket.comment_counter) if ticket is not None else None
 
     async def check(self) -> None:
         """One created-date call for today: proves the read key (``Invalid Auth Key``)."""

@@ -224,6 +224,7 @@ class MemoryAdapter(Adapter):
             private_comments=bool(options.get("private_comments", True)),
             comments_as_user=bool(options.get("comments_as_user", True)),
             comment_counters=options.get("comment_sweep_seconds") is not None,
+            counts_comments=bool(options.get("counts_comments", False)),
         )
         sweep = options.get("comment_sweep_seconds")
         self.comment_sweep_seconds = None if sweep is None else float(sweep)
@@ -372,6 +373,11 @@ class MemoryAdapter(Adapter):
         posted = _remote_comment(stored)
         check_visibility(self.name, external_id, comment.is_public, posted)
         return posted
+
+    async def conversation_count(self, external_id: str) -> int | None:
+        self._call("conversation_count", external_id)
+        record = self.store.records.get(external_id)
+        return None if record is None else len(record.comments)
 
 
 def _remote_comment(comment: _Comment) -> RemoteComment:

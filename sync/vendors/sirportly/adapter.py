@@ -147,11 +147,20 @@ class SirportlyAdapter(Adapter):
         comments_read=True,
         comments_write=True,
         private_comments=True,
+        # post_update takes ``user``: mapped authors post as themselves (§6.2)
+        comments_as_user=True,
     )
 
     def __init__(self, connection: ConnectionConfig, context: AdapterContext) -> None:
         super().__init__(connection, context)
         problems = validate_options(connection.options)
+        if connection.comments.pushes and not connection.options.get("comment_user"):
+            # An account token's post_update needs an author, and whether a token is a
+            # user's cannot be told: always send one (docs/vendor-apis.md §6.2).
+            problems.append(
+                "options.comment_user: required when comments are pushed (Sirportly needs "
+                "an author on every post: the username comments without a mapped author use)"
+            )
         if problems:
             raise ConfigError([f"connections.{connection.name}.{p}" for p in problems])
         self.options = SirportlyOptions.from_mapping(connection.options)
@@ -269,7 +278,12 @@ class SirportlyAdapter(Adapter):
     async def list_comments(self, external_id: str) -> Sequence[RemoteComment]:
         """The ticket's updates but the first (its body), oldest first: one ``tickets/ticket``."""
         record = await self._full_record(external_id)
-        return parsed(self.name, external_id, "a ticket with updates", lambda: comments_of(record))
+        return parsed(
+            self.name,
+            external_id,
+            "a ticket with updates",
+            lambda: comments_of(record, self.options.marker_field),
+        )
 
     async def post_comment(self, external_id: str, comment: OutgoingComment) -> RemoteComment:
         """``tickets/post_update`` with ``private`` always sent; the reply's ``private`` must

@@ -17,7 +17,7 @@ from typing import Any
 
 from sync.vendors.base import OutgoingComment, RemoteComment
 from sync.vendors.comments import MAX_BODY_CHARS, html_to_text, split_marker, with_marker
-from sync.vendors.sirportly.mapping import first_update, parse_time
+from sync.vendors.sirportly.mapping import first_update, marker_of, parse_time
 
 _DAWN = datetime.min.replace(tzinfo=UTC)
 _TRUE = ("1", "true", "t", "yes")
@@ -67,14 +67,16 @@ def to_comment(update: Any) -> RemoteComment:
     )
 
 
-def comments_of(record: Mapping[str, Any]) -> list[RemoteComment]:
-    """The ticket's comments, oldest first: every update but the first (the body)."""
+def comments_of(record: Mapping[str, Any], marker_field: str | None = None) -> list[RemoteComment]:
+    """The ticket's comments, oldest first: every update but the first, the body (see
+    ``first_update``: a ticket carrying our create marker in ``marker_field`` may have none)."""
     updates = record.get("updates")
     if updates is None:
         return []
     if not isinstance(updates, list):
         raise ValueError("updates is not a list")
-    body = first_update(updates)
+    ours = marker_field is not None and marker_of(record, marker_field) is not None
+    body = first_update(updates, ours)
     comments = [to_comment(u) for u in updates if u is not body]
     return sorted(comments, key=lambda c: (c.created_at or _DAWN, int(c.external_id)))
 
@@ -84,7 +86,7 @@ def post_params(
 ) -> dict[str, str]:
     """``tickets/post_update`` form parameters: the message with its marker line, the
     private flag always (``1``/``0``), and ``user`` (the mapped author, else the connection's
-    ``options.comment_user``; with neither, a user token posts as its own user)."""
+    ``options.comment_user``, which the adapter requires when comments are pushed)."""
     params = {
         "ticket": external_id,
         "message": with_marker(comment.body, comment.marker),

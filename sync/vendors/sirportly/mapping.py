@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sync.vendors.base import RemoteTicket
+from sync.vendors.comments import split_marker
 from sync.vendors.sirportly.options import parse_queue
 
 #: Canonical field -> the ``tickets/update`` parameter that writes it (queue: two of them).
@@ -107,10 +108,15 @@ def _email(record: Mapping[str, Any]) -> str | None:
     return str(method["data"]) if method.get("data") else None
 
 
-def first_update(updates: Any) -> Mapping[str, Any] | None:
+def first_update(updates: Any, ours: bool = False) -> Mapping[str, Any] | None:
     """The ticket's body among its ``updates``: the earliest posted when every update carries
     ``posted_at`` (their order is not documented), else the list's first; None when none.
-    Raises ``ValueError`` when ``updates`` is not a list of objects."""
+    Raises ``ValueError`` when ``updates`` is not a list of objects.
+
+    Tickets are submitted empty (docs/vendor-apis.md §3.5), and ours get a body only when
+    the mirror has a description, posted as the contact. So there is no body, and the first
+    update is a comment, when it carries our comment marker, or when the ticket is ``ours``
+    (it carries our create marker) and a staff user wrote the first update."""
     if not updates:
         return None
     if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
@@ -118,11 +124,16 @@ def first_update(updates: Any) -> Mapping[str, Any] | None:
     first: Mapping[str, Any] = updates[0]
     if all(u.get("posted_at") for u in updates):
         first = min(updates, key=lambda u: parse_time(u["posted_at"]) or _EARLIEST)
+    if split_marker(str(first.get("message") or ""))[1] is not None:
+        return None
+    author = first.get("author")
+    if ours and isinstance(author, dict) and author.get("type") == "User":
+        return None
     return first
 
 
-def _description(record: Mapping[str, Any]) -> str | None:
-    first = first_update(record.get("updates"))
+def _description(record: Mapping[str, Any], ours: bool) -> str | None:
+    first = first_update(record.get("updates"), ours)
     message = first.get("message") if first is not None else None
     return str(message) if message not in (None, "") else None
 
@@ -147,6 +158,11 @@ def _time_text(value: Any) -> str | None:
     return utc_text(moment) if moment else None
 
 
+def marker_of(record: Mapping[str, Any], marker_field: str) -> str | None:
+    """The ticket's create marker (the custom field ``marker_field``), or None."""
+    return _marker(record, marker_field)
+
+
 def _marker(record: Mapping[str, Any], marker_field: str) -> str | None:
     custom = record.get("custom_fields")
     if not isinstance(custom, dict):
@@ -169,7 +185,7 @@ def to_remote(record: Any, marker_field: str) -> RemoteTicket:
     subject = record.get("subject")
     fields: dict[str, str | None] = {
         "title": None if subject in (None, "") else str(subject),
-        "description": _description(record),
+        "description": _description(record, _marker(record, marker_field) is not None),
         "status": _named(record, "status", "name"),
         "priority": _named(record, "priority", "name"),
         "queue": _queue(record),
