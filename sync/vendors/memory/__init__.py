@@ -2,8 +2,8 @@
 
 It is accepted in a config but named in no message and in no example. Its options:
 ``store`` (the shared ``MemoryVendor``'s name, default the connection's), ``writable`` (a
-list of canonical fields), ``can_create`` and ``finds_markers`` (booleans). Other keys are
-left alone, so a test may carry data of its own there. The adapter is
+list of canonical fields), ``can_create``, ``finds_markers`` and ``one_look`` (booleans).
+Other keys are left alone, so a test may carry data of its own there. The adapter is
 ``sync.vendors.memory.adapter``.
 """
 
@@ -26,7 +26,13 @@ def _text(value: Any) -> str | None:
     return None if isinstance(value, str) else "expected a string"
 
 
-_CHECKS = {"store": _text, "writable": _writable, "can_create": boolean, "finds_markers": boolean}
+_CHECKS = {
+    "store": _text,
+    "writable": _writable,
+    "can_create": boolean,
+    "finds_markers": boolean,
+    "one_look": boolean,
+}
 
 
 def validate_options(options: Mapping[str, Any]) -> list[str]:

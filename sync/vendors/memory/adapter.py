@@ -131,7 +131,9 @@ def reset_stores() -> None:
 
 class MemoryAdapter(Adapter):
     """Adapter over a ``MemoryVendor``. Options: ``store``, ``writable`` (list of fields),
-    ``finds_markers`` (bool), ``can_create`` (bool)."""
+    ``finds_markers`` (bool), ``can_create`` (bool), ``one_look`` (bool, default true: the
+    store is read directly, so one look settles a lost create; false makes recovery take
+    two looks as for a vendor whose search may lag)."""
 
     vendor = "memory"
 
@@ -144,6 +146,7 @@ class MemoryAdapter(Adapter):
             writable=frozenset(options.get("writable", SYNC_FIELDS)),
             can_create=bool(options.get("can_create", True)),
             finds_markers=bool(options.get("finds_markers", True)),
+            one_look=bool(options.get("one_look", True)),
         )
 
     def _call(self, method: str, arg: str | None = None) -> tuple[str, Any] | None:

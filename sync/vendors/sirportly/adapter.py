@@ -62,7 +62,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sync import redact
@@ -238,6 +238,9 @@ class SirportlyAdapter(Adapter):
                 self.options.marker_field,
             )
         return RemoteTicket(reference, ticket.fields, ticket.modified_at, marker, ticket.raw)
+
+    def look_apart(self) -> timedelta:
+        return self.lookback(self.options.lookback_seconds)
 
     async def check(self) -> None:
         """One cheap call: the pull's own query for one row, or its fallback's first page."""
