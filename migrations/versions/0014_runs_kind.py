@@ -8,7 +8,7 @@ wake-ups a runaway script's edits can spread over many small runs, so the guard 
 the writes of the runs in ``guard.window_seconds`` too (``runs.guarded``; existing rows 0).
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-03
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -157,6 +157,8 @@ class TicketLink(Base):
     which lookups use (docs/architecture.md §7.9). ``state`` is ``active``, ``creating`` (intent
     recorded, the
     vendor may or may not have the ticket: ``marker`` finds it) or ``orphaned``.
+    ``first_look_at``: when recovery first looked for a ``creating`` link's marker and
+    missed it (docs/architecture.md §8.4); NULL until then, and again once it is re-sent.
     """
 
     __tablename__ = "ticket_links"
@@ -192,6 +194,7 @@ class TicketLink(Base):
     last_error: Mapped[str | None] = mapped_column(RedactedText)
     last_error_kind: Mapped[str | None] = mapped_column(String(32))
     missing_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    first_look_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow

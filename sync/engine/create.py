@@ -108,7 +108,7 @@ async def send_create(
     refused = False
     while True:
         try:
-            found = await _find(state, marker) if refused else None
+            found = await _find(state, link) if refused else None
             remote: RemoteTicket = (
                 found
                 if found is not None
@@ -132,11 +132,13 @@ async def send_create(
     state.counts.created += 1
 
 
-async def _find(state: RunState, marker: str) -> RemoteTicket | None:
-    """The ticket carrying ``marker`` where the vendor can be searched for it, else None."""
-    if not state.caps.finds_markers:
+async def _find(state: RunState, link: TicketLink) -> RemoteTicket | None:
+    """The ticket carrying the intent's marker where the vendor can be searched for it,
+    else None."""
+    marker = link.marker
+    if not state.caps.finds_markers or marker is None:
         return None
-    return await state.vendor(lambda: state.adapter.find_marker(marker))
+    return await state.vendor(lambda: state.adapter.find_marker(marker, since=link.created_at))
 
 
 def activate(
@@ -159,6 +161,7 @@ def activate(
     link.remote_modified_at = remote.modified_at
     link.fail_count, link.next_retry_at = 0, None
     link.last_error = link.last_error_kind = None
+    link.first_look_at = None
     state.journal(session, "create", link.ticket_id, remote.external_id, note=note)
     if state.comments.pushes:
         # a ticket created by fan-out gets the mirror's comments, in order (§8.5)

@@ -121,6 +121,12 @@ def merge_field(
     if base is None:
         # first sight of this field on this link: the vendor's value is the truth
         return _take_remote(name, local, remote, ctx, first=True)
+    if base.get("unseen"):
+        # a field we cannot write, which the vendor set itself when we created the ticket
+        # (``activation``): its first value read is the vendor's choice, not an edit
+        return FieldDecision(
+            name, Action.AGREE, local=local, remote=remote, base=_base(local, remote)
+        )
     # ``pending_push``: the vendor never took our value (a create's second call was lost,
     # or a conflict won locally is not pushed yet)
     local_changed = local != base.get("local") or bool(base.get("pending_push"))
@@ -360,6 +366,10 @@ def activation(
     (``local``). Where the vendor holds another value than we sent, either our value did
     not land or someone edited the ticket since:
 
+    - a field the vendor cannot write that its reply does not report (ProProfs' status of
+      a new ticket): marked ``unseen``, so the first value read is taken as the vendor's
+      choice and becomes the base, instead of being pulled over the mirror's value as if
+      an agent had edited it;
     - same value: the entry stays;
     - a field the vendor cannot write (not in ``writable``): the vendor's value (we cannot
       have set it);
@@ -373,7 +383,9 @@ def activation(
     result: dict[str, Any] = {}
     for name, entry in base.items():
         vendor = remote.get(name, entry.get("remote"))
-        if same_vendor_value(vendor, entry.get("remote")):
+        if name not in remote and name not in writable:
+            result[name] = {**entry, "unseen": True}
+        elif same_vendor_value(vendor, entry.get("remote")):
             result[name] = entry
         elif name not in writable:
             result[name] = {**entry, "remote": vendor}

@@ -69,8 +69,15 @@ def route(
 
 
 def push_merge(state: RunState, link: TicketLink, ticket: Ticket) -> TicketMerge:
-    """Merge the local ticket against the vendor's last known values (the base)."""
-    remote = {k: v.get("remote") for k, v in link.base.items() if isinstance(v, dict)}
+    """Merge the local ticket against the vendor's last known values (the base).
+
+    A field whose vendor value is not known yet (``unseen``: ``merge.activation``) is left
+    out: only a read of the vendor's value may settle its base."""
+    remote = {
+        k: v.get("remote")
+        for k, v in link.base.items()
+        if isinstance(v, dict) and not v.get("unseen")
+    }
     return merge_ticket(
         link.base,
         store.local_values(ticket),

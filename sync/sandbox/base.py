@@ -16,6 +16,7 @@ Control API on the same server, JSON, no auth (tests and ``ticketsync demo`` dri
   vendor's field names: with an existing ``id`` it is an edit at the vendor, else a new ticket;
 - ``POST /_sandbox/faults`` with one fault or a list, e.g. ``{"kind": "status", "status": 503,
   "times": 2, "match": "PATCH /api/v1/tickets"}``; kinds are ``FAULT_KINDS``;
+  ``DELETE /_sandbox/faults`` drops every queued fault (the soak's quiet end);
 - ``GET /_sandbox/comments?ticket=ID`` (a ticket's comments as the vendor stores them);
   ``POST /_sandbox/comments`` with ``{"ticket": ID, ...}`` (one comment or a list, the
   vendor's field names): a comment added at the vendor, as an agent or customer would;
@@ -272,6 +273,7 @@ class Emulator(ABC):
         app.router.add_get("/_sandbox/comments", self._control_comments)
         app.router.add_post("/_sandbox/comments", self._control_comments)
         app.router.add_post("/_sandbox/faults", self._control_faults)
+        app.router.add_delete("/_sandbox/faults", self._control_clear_faults)
         app.router.add_get("/_sandbox/log", self._control_log)
         app.router.add_post("/_sandbox/reset", self._control_reset)
         app.router.add_post("/_sandbox/config", self._control_config)
@@ -457,6 +459,11 @@ class Emulator(ABC):
         except (TypeError, ValueError, KeyError, NotImplementedError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"queued": len(self.faults)})
+
+    async def _control_clear_faults(self, request: web.Request) -> web.Response:
+        dropped = len(self.faults)
+        self.faults.clear()
+        return web.json_response({"dropped": dropped})
 
     async def _control_log(self, request: web.Request) -> web.Response:
         return web.json_response({"log": self.log, "deviations": self.deviations()})

@@ -370,25 +370,33 @@ class ZohoDeskEmulator(ZohoDeskStore):
         return web.json_response(comment)
 
     async def _list(self, request: web.Request) -> web.Response:
+        """The ticket list: ``sortBy`` (``createdTime``, ``dueDate``; a ``-`` prefix sorts
+        descending, the default is ascending), ``from``/``limit``, and ``fields``, which
+        limits each item to ``id`` and the named fields (custom ones under ``cf``: where Zoho
+        puts them is UNCONFIRMED, docs/vendor-apis.md §4.4). It reads the tickets
+        themselves: ``search_lag`` does not apply."""
         _, rejection = await self._guard(request)
         if rejection is not None:
             return rejection
-        start = int(request.query.get("from", "0"))
-        limit = int(request.query.get("limit", "25"))
-        items = sorted(self.tickets.values(), key=lambda t: int(t["id"]))[start : start + limit]
+        query = request.query
+        start = int(query.get("from", "0"))
+        limit = int(query.get("limit", "25"))
+        found = sorted(self.tickets.values(), key=lambda t: int(t["id"]))
+        sort_by = query.get("sortBy", "")
+        if sort_by.lstrip("-") in ("createdTime", "dueDate"):
+            key = sort_by.lstrip("-")
+            found.sort(key=lambda t: (t.get(key) or "", int(t["id"])), reverse=sort_by[0] == "-")
+        items = found[start : start + limit]
         if not items:
             return web.Response(status=204)
-        # List-view items carry no modifiedTime (DOC [Z-oas] listviewCommonJson).
-        hidden = ("modifiedTime", "modifiedBy", "description", "cf")
-        data = [{k: v for k, v in t.items() if k not in hidden} for t in items]
-        return web.json_response({"data": data})
+        return web.json_response({"data": [_list_item(t, query.get("fields")) for t in items]})
 
     async def _search(self, request: web.Request) -> web.Response:
         _, rejection = await self._guard(request)
         if rejection is not None:
             return rejection
         query = _query(request)
-        found = [t for t in self.tickets.values() if search_matches(t, query)]
+        found = [t for t in self.tickets.values() if search_matches(t, query) and self.indexed(t)]
         sort_by = query.get("sortBy", "relevance")
         key = sort_by.lstrip("-")
         if key != "relevance":
@@ -414,6 +422,23 @@ def _listed(comment: Mapping[str, Any]) -> dict[str, Any]:
     if comment["contentType"] == "html":
         plain = re.sub(r"<[^<>]*>", "", plain)
     return {**comment, "plainText": plain}
+
+
+#: List-view items carry no modifiedTime (DOC [Z-oas] listviewCommonJson), nor the rest.
+_NOT_LISTED = ("modifiedTime", "modifiedBy", "description", "cf")
+
+
+def _list_item(ticket: Mapping[str, Any], fields: str | None) -> dict[str, Any]:
+    """A ticket as a list-view item: every listed key, or ``id`` and the ``fields`` asked."""
+    if not fields:
+        return {k: v for k, v in ticket.items() if k not in _NOT_LISTED}
+    item: dict[str, Any] = {"id": ticket["id"]}
+    for name in (n.strip() for n in fields.split(",")):
+        if name.startswith("cf_"):
+            item.setdefault("cf", {})[name] = (ticket.get("cf") or {}).get(name)
+        elif name in ticket:
+            item[name] = ticket[name]
+    return item
 
 
 def _reject(violations: list[Violation]) -> web.Response | None:

@@ -63,8 +63,11 @@ class Capabilities:
     tickets by id (``watch``). ``fetch_before_update``: an update must carry fields the
     engine did not change (Kapture's mandatory ``sub_status``), so the engine reads the
     ticket just before the update and merges against that fresh copy. ``markers_in_pull``:
-    pulled tickets carry their create marker, so a complete pull that started after a
-    create intent and did not bring its marker proves the create never landed.
+    pulled tickets carry their create marker, so complete pulls that started after a create
+    intent and did not bring its marker show that the create never landed. ``one_look``:
+    ``find_marker`` reads the tickets themselves, not a search index that may lag behind a
+    create, so one look that misses settles a lost create; without it an intent is sent
+    again only after two looks at least ``look_apart()`` apart (docs/architecture.md §8.4).
     ``create_followups``: fields a create sets with a second call (Kapture's sub-status,
     Sirportly's first message), which a lost reply may leave unset. ``broader``: per field,
     the wider vendor value a pulled value falls back to in the field's map when it has no
@@ -78,6 +81,7 @@ class Capabilities:
     changed_since: bool = True
     fetch_before_update: bool = False
     markers_in_pull: bool = False
+    one_look: bool = False
     create_followups: frozenset[str] = frozenset()
     broader: Mapping[str, Callable[[str], str | None]] = field(
         default_factory=dict, hash=False, compare=False
@@ -353,6 +357,11 @@ class Adapter(ABC):
         """How far a pull reaches back before its cursor: the connection's own
         ``options.lookback_seconds`` when given, else ``sync.lookback_seconds``."""
         return timedelta(seconds=self.context.lookback_seconds if override is None else override)
+
+    def look_apart(self) -> timedelta:
+        """How far apart two looks for a lost create must be (docs/architecture.md §8.4): the
+        connection's pull lookback, which covers the vendor's lag in listing a new ticket."""
+        return self.lookback()
 
     def id_key(self, external_id: str) -> str:
         """The form of an external id used for comparisons (ProProfs drops leading zeros)."""

@@ -305,6 +305,7 @@ class Setup:
         tmp: Path,
         connection: Mapping[str, Any] | None = None,
         db_url: str | None = None,
+        sync: Mapping[str, Any] | None = None,
     ) -> None:
         self.plugin = plugin
         self.vendor = VendorProcess(plugin.vendor)
@@ -313,14 +314,18 @@ class Setup:
         self.engine = create_engine(self.url)
         self.config = tmp / "config.yaml"
         block = {**plugin.connection(self.vendor), **(connection or {})}
-        sync: dict[str, Any] = {"state_dir": str(tmp), "guard": {"share": 1.0, "min_count": 1000}}
+        settings: dict[str, Any] = {
+            "state_dir": str(tmp),
+            "guard": {"share": 1.0, "min_count": 1000},
+            **(sync or {}),
+        }
         if self.engine.dialect.name == "postgresql":
             # calls must stay shorter than the lease (total_timeout < lease_seconds)
-            sync["lease_seconds"] = LEASE_SECONDS
+            settings["lease_seconds"] = LEASE_SECONDS
             block["http"] = {**block.get("http", {}), "total_timeout": LEASE_SECONDS - 0.5}
         data = {
             "database": {"url": self.url},
-            "sync": sync,
+            "sync": settings,
             "connections": {"v": block},
         }
         self.config.write_text(yaml.safe_dump(data))

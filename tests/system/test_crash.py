@@ -18,7 +18,9 @@ from tests.system.harness import PLUGINS, Setup, assert_converged, prepare_pendi
 
 @pytest.fixture(params=sorted(PLUGINS))
 def setup(request, tmp_path, db_url):
-    s = Setup(PLUGINS[request.param], tmp_path, db_url=db_url)
+    # A lost create is sent again after two looks a lookback apart (docs/architecture.md
+    # §8.4): with no lookback, the two reruns after a kill are those two looks.
+    s = Setup(PLUGINS[request.param], tmp_path, db_url=db_url, sync={"lookback_seconds": 0})
     yield s
     s.stop()
 

@@ -188,6 +188,7 @@ def conflicts(mirror: Mirror) -> list[dict[str, Any]]:
 def link_row(mirror: Mirror, ticket_id: int, name: str = "mem") -> dict[str, Any]:
     """The link of ``ticket_id`` to ``name`` (any state), as a dict."""
     keys = ("external_id", "state", "marker", "fail_count", "next_retry_at", "last_error")
+    keys += ("first_look_at",)
     rows = sql(
         mirror,
         f"SELECT {', '.join(keys)}, missing_count, last_error_kind FROM ticket_links"

@@ -435,6 +435,20 @@ def test_activation_takes_the_vendors_value_of_an_unwritable_field() -> None:
     assert got == Activation({"queue": base("billing", "triage")}, pending=False)
 
 
+def test_activation_adopts_the_first_read_of_an_unwritable_field_the_reply_left_out() -> None:
+    # ProProfs creates with a status of its own choosing and does not say which: the first
+    # pull must not take it for an agent's edit and overwrite the mirror's status with it
+    b = {"queue": base("closed", "closed")}
+    got = activation(b, {}, WRITES, FOLLOWUPS)
+    assert got == Activation({"queue": base("closed", "closed", unseen=True)}, pending=False)
+    qmap = FieldMap("queue", None)
+    d = merge_field(got.base["queue"], "closed", "open", ctx(qmap, writable=False))
+    assert (d.action, d.base) == (Action.AGREE, base("closed", "open"))
+    # from then on the vendor's changes are pulled as usual
+    d = merge_field(d.base, "closed", "pending", ctx(qmap, writable=False))
+    assert (d.action, d.local) == (Action.PULL, "pending")
+
+
 def test_activation_marks_a_followup_that_did_not_land_as_still_to_push() -> None:
     # the create's second call was lost: the vendor's value is noted, ours goes out again
     b = {"status": base("pending", "Pending")}

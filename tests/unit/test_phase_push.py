@@ -78,3 +78,26 @@ def test_push_merges_against_the_base_and_sends_only_changes(mirror: Mirror) -> 
     assert v.writes() == [("update", a)]
     assert dirty(mirror) == set()
     assert state.counts.pushed == 1
+
+
+def test_a_push_leaves_a_field_whose_vendor_value_is_unseen_to_the_next_read(
+    mirror: Mirror,
+) -> None:
+    """A create left the vendor's value of an unwritable field unknown (``unseen``): a push
+    of another field must not settle that base with the value we had sent, or the next
+    pull would take the vendor's own choice for an agent's edit."""
+    v = vendor()
+    v.seed(title="A", status="Open", priority="P3", queue="q")
+    assert sync(mirror).outcome == "ok"
+    ((tid, _),) = tickets(mirror).items()
+    unseen = {"local": "closed", "remote": "Closed", "unseen": True}
+    sql(mirror, "UPDATE tickets SET title = 'B', status = 'closed' WHERE id = :i", i=tid)
+    state = make_state(mirror)
+    record.start(state)
+    with mirror.read() as session:
+        ticket = store.tickets_by_id(session, [tid])[tid]
+        lnk = store.links_by_ticket(session, "mem", [tid])[tid]
+        lnk.base = {**lnk.base, "status": unseen}
+        merge = push_merge(state, lnk, ticket)
+    assert merge.pushes == {"title": "B"}
+    assert merge.new_base(lnk.base)["status"] == unseen

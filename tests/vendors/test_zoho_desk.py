@@ -37,6 +37,8 @@ from sync.vendors.zoho_desk.auth import accounts_for, api_root
 from sync.vendors.zoho_desk.mapping import (
     decode_marker,
     encode_marker,
+    list_created,
+    list_marker,
     parse_time,
     to_body,
     to_remote,
@@ -841,3 +843,38 @@ async def test_match_keys_take_created_time_and_the_source_reference(
     assert keys == MatchKeys("a@b.c", "T", datetime(2026, 3, 1, 12, tzinfo=UTC), "42")
     odd = {"createdTime": "yesterday", "source": "web"}
     assert adapter.match_keys(RemoteTicket("2", {}, raw=odd)) == MatchKeys()
+
+
+async def test_find_marker_reads_the_list_newest_first_back_to_the_intent(
+    make_zoho: MakeAdapter, zoho_emulator: ZohoDeskEmulator
+) -> None:
+    """The list, not the search (docs/architecture.md §8.4): it stops at the first ticket
+    created before the intent less the lookback, and asks for the marker field."""
+    since = datetime.now(UTC) - timedelta(hours=1)
+    older = iso_ms(since - timedelta(hours=3))
+    zoho_emulator.seed(createdTime=older, cf={"cf_ticketsync_marker": "ts-old"})
+    zoho_emulator.seed(createdTime=iso_ms(since - timedelta(hours=2)))
+    new = zoho_emulator.seed(cf={"cf_ticketsync_marker": "ts-new"})
+    zoho_emulator.configure(search_lag=3600)  # the search index has neither yet
+    adapter = make_zoho()
+    found = await adapter.find_marker("ts-new", since=since)
+    assert found is not None and found.external_id == new["id"]
+    # the scan stops at the first ticket older than the intent: it never reaches this one
+    assert await adapter.find_marker("ts-old", since=since) is None
+    lists = [e for e in zoho_emulator.requests("GET") if e["path"] == "/api/v1/tickets"]
+    assert {(e["query"]["sortBy"], e["query"]["fields"]) for e in lists} == {
+        ("-createdTime", "createdTime,cf_ticketsync_marker")
+    }
+    assert zoho_emulator.requests("GET", "/api/v1/tickets/search") == []
+    assert zoho_emulator.deviations() == []
+
+
+def test_list_items_are_read_with_the_marker_in_either_place() -> None:
+    stored = encode_marker("ts x")
+    assert list_marker({"cf": {"cf_m": stored}}, "cf_m") == "ts x"
+    assert list_marker({"cf_m": stored}, "cf_m") == "ts x"  # UNCONFIRMED placement
+    assert list_marker({"id": "1"}, "cf_m") is None
+    assert list_created({"createdTime": 1507813910000}) == datetime(
+        2017, 10, 12, 13, 11, 50, tzinfo=UTC
+    )
+    assert list_created({"createdTime": "not a time"}) is None

@@ -2,7 +2,7 @@
 
 It is accepted in a config but named in no message and in no example. Its options:
 ``store`` (the shared ``MemoryVendor``'s name, default the connection's), ``writable`` (a
-list of canonical fields), ``can_create``, ``finds_markers``, ``comments_read``,
+list of canonical fields), ``can_create``, ``finds_markers``, ``one_look``, ``comments_read``,
 ``comments_write``, ``private_comments`` and ``comments_as_user`` (booleans). Other keys are
 left alone, so a test may carry data of its own there. The adapter is
 ``sync.vendors.memory.adapter``.
@@ -36,6 +36,7 @@ _CHECKS = {
     "comments_write": boolean,
     "private_comments": boolean,
     "comments_as_user": boolean,
+    "one_look": boolean,
 }
 
 

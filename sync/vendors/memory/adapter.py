@@ -204,6 +204,8 @@ class MemoryAdapter(Adapter):
     """Adapter over a ``MemoryVendor``. Options: ``store``, ``writable`` (list of fields),
     ``finds_markers``, ``can_create``, ``comments_read``, ``comments_write``,
     ``private_comments`` and ``comments_as_user`` (booleans, default true);
+    ``one_look`` (bool, default true: the store is read directly, so one look settles a
+    lost create; false makes recovery take two looks as for a vendor whose search may lag);
     ``comment_sweep_seconds`` (a number: ``comment_counters`` is offered and the engine
     sweeps that often; default none) and ``comments_move_ticket`` (default true; false: a
     comment does not show in ``changed_since``, as may be the case at Zoho)."""
@@ -225,6 +227,7 @@ class MemoryAdapter(Adapter):
             comments_as_user=bool(options.get("comments_as_user", True)),
             comment_counters=options.get("comment_sweep_seconds") is not None,
             counts_comments=bool(options.get("counts_comments", False)),
+            one_look=bool(options.get("one_look", True)),
         )
         sweep = options.get("comment_sweep_seconds")
         self.comment_sweep_seconds = None if sweep is None else float(sweep)

@@ -303,6 +303,9 @@ class ProProfsAdapter(Adapter):
             lambda: to_comments(messages_of(ticket.raw), zone),
         )
 
+    def look_apart(self) -> timedelta:
+        return self.lookback(self.options.lookback_seconds)
+
     async def check(self) -> None:
         """One list call over the last day: proves the credentials and ``options.list_path``."""
         now = datetime.now(UTC)

@@ -68,7 +68,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sync import redact
@@ -308,6 +308,9 @@ class SirportlyAdapter(Adapter):
                 connection=self.name,
             )
         return record
+
+    def look_apart(self) -> timedelta:
+        return self.lookback(self.options.lookback_seconds)
 
     async def check(self) -> None:
         """One cheap call: the pull's own query for one row, or its fallback's first page."""

@@ -83,6 +83,8 @@ from sync.vendors.zoho_desk.mapping import (
     encode_marker,
     envelope,
     is_zoho_id,
+    list_created,
+    list_marker,
     parse_time,
     to_body,
     to_remote,
@@ -109,6 +111,7 @@ class ZohoDeskAdapter(Adapter):
         writable=frozenset(SYNC_FIELDS),
         can_create=True,
         finds_markers=True,
+        one_look=True,
         changed_since=True,
         comments_read=True,
         comments_write=True,
@@ -221,17 +224,38 @@ class ZohoDeskAdapter(Adapter):
         )
 
     async def find_marker(self, marker: str, since: datetime | None = None) -> RemoteTicket | None:
-        stored = encode_marker(marker)
-        # Search.json's customField1..10 take "<field API name>:<value>"; the match may be
-        # loose (wildcards, case), so every hit is checked for the exact value. The search
-        # index's lag after a create is UNCONFIRMED: the engine looks on its next run.
-        params = {"customField1": f"{self.options.marker_field}:{stored}", "limit": str(PAGE)}
-        response = await self._call("GET", "/api/v1/tickets/search", params=params)
-        for item in _items(response, self.name):
-            ticket = await self._complete(item, ("cf",))
-            if ticket.marker == marker:
-                return ticket
-        return None
+        """The ticket carrying ``marker``, read from the ticket list newest first.
+
+        The list (``GET /api/v1/tickets?sortBy=-createdTime`` with the marker field
+        requested, docs/vendor-apis.md §4.4) reads the tickets themselves, not the search
+        index, whose lag after a create is UNCONFIRMED; so one look that misses settles a
+        lost create (``one_look``, docs/architecture.md §8.4). The scan stops at the first
+        ticket created before ``since`` (the intent; else a day ago) less the lookback, for
+        clock skew between us and Zoho.
+        """
+        floor = (since or datetime.now(UTC) - timedelta(days=1)) - self.look_apart()
+        field = self.options.marker_field
+        start = 0
+        while True:
+            params = {
+                "sortBy": "-createdTime",
+                "from": str(start),
+                "limit": str(PAGE),
+                "fields": f"createdTime,{field}",
+            }
+            items = _items(await self._call("GET", "/api/v1/tickets", params=params), self.name)
+            for item in items:
+                if list_marker(item, field) == marker:
+                    return await self._complete(item, ("cf",))
+                created = list_created(item)
+                if created is not None and created < floor:
+                    return None
+            if len(items) < PAGE:
+                return None
+            start += PAGE
+
+    def look_apart(self) -> timedelta:
+        return self.lookback(self.options.lookback_seconds)
 
     # -- comments (docs/vendor-apis.md §6.1) -------------------------------------------------
 

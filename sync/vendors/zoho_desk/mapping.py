@@ -102,6 +102,26 @@ def decode_marker(stored: Any) -> str | None:
         return stored
 
 
+def list_marker(item: Mapping[str, Any], marker_field: str) -> str | None:
+    """The create marker of a ticket-list item that asked for ``marker_field``.
+
+    Where the list puts a requested custom field is UNCONFIRMED (docs/vendor-apis.md
+    §4.4): under ``cf`` as in a full ticket, or at the top level; both are read.
+    """
+    custom = item.get("cf")
+    stored = custom.get(marker_field) if isinstance(custom, dict) else None
+    return decode_marker(stored if stored is not None else item.get(marker_field))
+
+
+def list_created(item: Mapping[str, Any]) -> datetime | None:
+    """A list item's ``createdTime`` (ISO, or epoch milliseconds as in Zoho's own example),
+    or None when it is missing or unreadable: the scan then goes on."""
+    try:
+        return parse_time(item.get("createdTime"))
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def _vendor_value(canonical: str, value: Any) -> str | None:
     if value is None or value == "":
         return None
