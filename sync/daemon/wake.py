@@ -182,6 +182,9 @@ class DirtyProbe:
         """Move the high-water marks; return the connections with a newer change.
 
         The first probe only sets the marks: the daemon's first runs take what is there.
+        The marks have the feed's time resolution (SQLite: 1 ms): a change committed in the
+        very millisecond of a mark wakes nothing by itself; the next change or the
+        scheduled run takes it.
         """
         newest = self.newest()
         if self._marks is None:
