@@ -9,7 +9,7 @@ Pure functions, no I/O. Reading: get-ticket (``search-ticket-by-ticket-id``) ask
   (``n`` + 24 hex digits), with ``-2``, ``-3``... for the second and later identical entries
   of one ticket (two equal notes in one second stay two comments);
 - every pulled note is private (``is_public=False``): Kapture states no visibility, and a
-  sync may narrow, never widen (design §8.5);
+  sync may narrow, never widen (docs/architecture.md §8.5);
 - entries are sorted by ``sentDate`` (local time in the tenant's zone, or epoch ms), ties
   in the order Kapture lists them; an unreadable time sorts first.
 

@@ -8,7 +8,7 @@ every other message field is UNCONFIRMED, so the text is read from the first of
 message's external id is ``m`` + a hash of (``created``, sender, text) as received, with
 ``-2``, ``-3``... for identical repeats. The earliest message is the ticket's own body (the
 description), never a comment (INFERENCE, like Sirportly's first update). Every message is
-stored as not public: ProProfs states no visibility (design §8.5).
+stored as not public: ProProfs states no visibility (docs/architecture.md §8.5).
 """
 
 from __future__ import annotations

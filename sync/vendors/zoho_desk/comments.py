@@ -57,7 +57,7 @@ def to_comment(record: Any) -> RemoteComment:
 
 
 def post_body(comment: OutgoingComment) -> dict[str, Any]:
-    """The create-comment body: plain text, ``isPublic`` always sent (design §8.5)."""
+    """The create-comment body: plain text, ``isPublic`` always sent (docs/architecture.md §8.5)."""
     content = with_marker(neutralise_mentions(comment.body), comment.marker)
     if len(content) > MAX_CONTENT:
         raise ValueError(f"{len(content)} characters; Zoho takes at most {MAX_CONTENT}")
