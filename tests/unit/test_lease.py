@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -286,6 +287,17 @@ def test_a_lease_whose_holder_lost_its_lock_is_taken_at_once_with_a_new_generati
         assert a.acquire()
         assert not b.acquire(), "a holds its lock: the lease is a's until it expires"
         mine.close()
+        # the server drops a closed session's locks a moment after the client lets go:
+        # wait for that (the lock gone from pg_locks), never for a fixed time
+        deadline = time.monotonic() + 10
+        held = (
+            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = :hi AND objid = :lo"
+        )
+        key = mine.key or 0
+        while sql(pg, held, hi=(key >> 32) & 0xFFFFFFFF, lo=key & 0xFFFFFFFF):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         assert b.acquire() and b.generation == 2 and b.took_over
         with pytest.raises(LeaseLost), pg.write() as session:
             a.before_commit(session)
